@@ -1,0 +1,167 @@
+//! The daemon assembled from its parts: state, runtime, executor, triggers, telemetry.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::outbound::{ChannelSink, OutboundMessage, OutboundSink};
+use crate::router::{Dispatch, Router};
+use crate::runtime::{Executor, Runtime, RuntimeSettings};
+use crate::state::StateDb;
+use crate::telemetry::{self, Health, Metrics};
+use crate::triggers;
+
+/// Outbound messages that may wait in memory for the publisher.
+const OUTBOUND_CAPACITY: usize = 4096;
+
+/// A running agent.
+pub struct Agent {
+    executor: Executor,
+    state: StateDb,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    outbound_task: JoinHandle<()>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// Where `/metrics` and `/healthz` are served, if enabled.
+    pub metrics_address: Option<SocketAddr>,
+}
+
+impl Agent {
+    /// Opens state, loads every function (reporting, not failing on, those that cannot load),
+    /// and starts the triggers.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::default());
+        std::fs::create_dir_all(&config.state_dir).with_context(|| {
+            format!(
+                "cannot create the state directory {}",
+                config.state_dir.display()
+            )
+        })?;
+        let state = StateDb::open(&config.state_dir.join("db"), &config.state)?;
+        let runtime = Runtime::new(RuntimeSettings::from_config(&config))?;
+
+        let (sink, outbound) = ChannelSink::new(OUTBOUND_CAPACITY);
+        let sink: Arc<dyn OutboundSink> = Arc::new(sink);
+        let mut functions = Vec::new();
+        let mut loaded_specs = Vec::new();
+        for spec in &config.functions {
+            let started = std::time::Instant::now();
+            let component = format!("function/{}", spec.name);
+            match runtime.load(spec, &state, sink.clone()) {
+                Ok(function) => {
+                    tracing::info!(
+                        function = %spec.name,
+                        source = function.load_source().as_str(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "function loaded"
+                    );
+                    health.set(component, true, "loaded");
+                    functions.push(function);
+                    loaded_specs.push(spec.clone());
+                }
+                Err(error) => {
+                    tracing::error!(function = %spec.name, %error, "function not loaded");
+                    health.set(component, false, error.to_string());
+                }
+            }
+        }
+
+        let executor = Executor::start(functions, config.workers(), &metrics);
+        let dispatch = Dispatch::new(Router::new(&loaded_specs), &executor, metrics.clone());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = triggers::timer::start(&loaded_specs, &dispatch, &shutdown_rx);
+        tasks.push(spawn_sweeper(
+            state.clone(),
+            config.state.sweep_every.as_duration(),
+            shutdown_rx.clone(),
+        ));
+        let metrics_address = match config.metrics.address {
+            Some(address) => Some(
+                telemetry::serve(
+                    address,
+                    metrics.clone(),
+                    health.clone(),
+                    shutdown_rx.clone(),
+                )
+                .await
+                .with_context(|| format!("cannot serve metrics on {address}"))?,
+            ),
+            None => None,
+        };
+        let outbound_task = tokio::spawn(log_outbound(outbound));
+        tracing::info!(
+            functions = loaded_specs.len(),
+            metrics = ?metrics_address,
+            "fogd ready"
+        );
+        Ok(Self {
+            executor,
+            state,
+            shutdown,
+            tasks,
+            outbound_task,
+            metrics,
+            health,
+            metrics_address,
+        })
+    }
+
+    /// Stops triggers, lets queued and in-flight events finish, flushes state.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: draining events");
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.executor.shutdown().await;
+        // The executor held the last senders; the outbound log ends once it has drained.
+        let _ = self.outbound_task.await;
+        if let Err(error) = self.state.flush() {
+            tracing::error!(%error, "flushing state failed");
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Until a broker connection exists, outbound messages are written to the log.
+async fn log_outbound(mut outbound: mpsc::Receiver<OutboundMessage>) {
+    while let Some(message) = outbound.recv().await {
+        let payload = String::from_utf8_lossy(&message.payload);
+        tracing::info!(
+            function = %message.origin,
+            topic = %message.topic,
+            bytes = message.payload.len(),
+            "publish {payload}"
+        );
+    }
+}
+
+fn spawn_sweeper(
+    state: StateDb,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            let state = state.clone();
+            match tokio::task::spawn_blocking(move || state.sweep_expired()).await {
+                Ok(Ok(removed)) if removed > 0 => {
+                    tracing::debug!(removed, "expired kv keys removed")
+                }
+                Ok(Err(error)) => tracing::warn!(%error, "kv sweep failed"),
+                _ => {}
+            }
+        }
+    })
+}

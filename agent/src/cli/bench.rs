@@ -1,0 +1,181 @@
+//! `fogd bench`: cold start, warm calls and kv from a guest, measured on this machine.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use fogd::bench::Summary;
+use fogd::config::{FunctionSpec, RuntimeConfig, StateConfig};
+use fogd::event::{Event, Source, new_event};
+use fogd::outbound::DiscardSink;
+use fogd::runtime::{LoadedFunction, Runtime, RuntimeSettings};
+use fogd::state::StateDb;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Fresh store + instantiate + `handle` per event, on one thread (the cold-start path).
+    ColdStart(BenchArgs),
+    /// `handle` called again and again on one kept instance.
+    Warm(BenchArgs),
+    /// kv operations (alternating set and get) timed inside a guest.
+    Kv(BenchArgs),
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Without --component, the shipped `echo` (or `probe` for kv) is looked up in \
+$FOGD_FUNCTIONS_DIR, /usr/share/fogd/functions and wasi-functions/target/wasm32-wasip2/release."
+)]
+pub struct BenchArgs {
+    /// The component to measure.
+    #[arg(long, value_name = "FILE.wasm")]
+    component: Option<PathBuf>,
+    /// Measured iterations (for kv: operations).
+    #[arg(long, default_value_t = 20_000)]
+    iterations: u64,
+    /// Unmeasured iterations first.
+    #[arg(long, default_value_t = 1_000)]
+    warmup: u64,
+    /// Size of the event payload in bytes.
+    #[arg(long, default_value_t = 100)]
+    payload_bytes: usize,
+    /// Print the summary as JSON (keys: p50_us, p99_us, mean_us, per_second, iterations).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where shipped components are looked for, in order.
+fn shipped_component(name: &str) -> anyhow::Result<PathBuf> {
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("FOGD_FUNCTIONS_DIR") {
+        dirs.push(PathBuf::from(dir));
+    }
+    dirs.push(PathBuf::from("/usr/share/fogd/functions"));
+    dirs.push(PathBuf::from("wasi-functions/target/wasm32-wasip2/release"));
+    dirs.iter()
+        .map(|dir| dir.join(&file))
+        .find(|path| path.exists())
+        .with_context(|| {
+            format!("cannot find the shipped component {file}; pass --component FILE.wasm")
+        })
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    fogd::telemetry::init_logging(&Default::default());
+    let (args, what) = match &command {
+        BenchCommand::ColdStart(args) => (args, "cold-start"),
+        BenchCommand::Warm(args) => (args, "warm"),
+        BenchCommand::Kv(args) => (args, "kv"),
+    };
+    let default_name = if what == "kv" { "probe" } else { "echo" };
+    let component = match &args.component {
+        Some(path) => path.clone(),
+        None => shipped_component(default_name)?,
+    };
+    let scratch = tempfile::tempdir()?;
+    let function = load(&component, scratch.path())?;
+    let event = new_event(Source::Invoke, "bench", vec![b'x'; args.payload_bytes]);
+    let summary = match command {
+        BenchCommand::ColdStart(_) => cold_start(&function, &event, args)?,
+        BenchCommand::Warm(_) => warm(&function, &event, args)?,
+        BenchCommand::Kv(_) => kv(&function, args)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{}", summary.to_text(what));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(component: &Path, scratch: &Path) -> anyhow::Result<LoadedFunction> {
+    let spec = FunctionSpec::for_component("bench", component.to_owned());
+    let settings = RuntimeSettings::new(
+        &RuntimeConfig::default(),
+        std::slice::from_ref(&spec),
+        scratch.join("cache"),
+    );
+    let runtime = Runtime::new(settings)?;
+    let state = StateDb::temporary(&StateConfig::default())?;
+    Ok(runtime.load(&spec, &state, Arc::new(DiscardSink))?)
+}
+
+fn measure(
+    iterations: u64,
+    mut operation: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Summary> {
+    let mut latencies = Vec::with_capacity(iterations as usize);
+    let start = Instant::now();
+    for _ in 0..iterations {
+        let began = Instant::now();
+        operation()?;
+        latencies.push(began.elapsed().as_nanos() as u64);
+    }
+    Ok(Summary::from_latencies(&mut latencies, start.elapsed()))
+}
+
+fn cold_start(
+    function: &LoadedFunction,
+    event: &Event,
+    args: &BenchArgs,
+) -> anyhow::Result<Summary> {
+    let call = || match function.call(event).outcome {
+        Ok(_) => Ok(()),
+        Err(error) => bail!("the function failed: {error}"),
+    };
+    for _ in 0..args.warmup {
+        call()?;
+    }
+    measure(args.iterations, call)
+}
+
+fn warm(function: &LoadedFunction, event: &Event, args: &BenchArgs) -> anyhow::Result<Summary> {
+    let mut instance = function.warm_instance()?;
+    let mut call = || match instance.call(event) {
+        Ok(_) => Ok(()),
+        Err(error) => bail!("the function failed: {error}"),
+    };
+    for _ in 0..args.warmup {
+        call()?;
+    }
+    measure(args.iterations, call)
+}
+
+/// The probe function's `kv-bench` subject runs N operations and returns each one's
+/// latency in nanoseconds (little-endian u32), as measured inside the guest.
+fn kv(function: &LoadedFunction, args: &BenchArgs) -> anyhow::Result<Summary> {
+    let run = |operations: u64| -> anyhow::Result<(Vec<u64>, Duration)> {
+        let event = new_event(
+            Source::Invoke,
+            "kv-bench",
+            operations.to_string().into_bytes(),
+        );
+        let start = Instant::now();
+        let output = match function.call(&event).outcome {
+            Ok(Some(output)) => output,
+            Ok(None) => bail!("the component returned nothing; is it the probe function?"),
+            Err(error) => bail!("the function failed: {error}"),
+        };
+        let elapsed = start.elapsed();
+        let latencies = output
+            .chunks_exact(4)
+            .map(|chunk| u64::from(u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])))
+            .collect();
+        Ok((latencies, elapsed))
+    };
+    run(args.warmup)?;
+    let (mut latencies, elapsed) = run(args.iterations)?;
+    if latencies.len() as u64 != args.iterations {
+        bail!(
+            "the guest reported {} operations, expected {}",
+            latencies.len(),
+            args.iterations
+        );
+    }
+    Ok(Summary::from_latencies(&mut latencies, elapsed))
+}

@@ -1,0 +1,59 @@
+//! `fogd check`: validate a config file and compile its components.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::ConfigArg;
+use fogd::config::{self, ConfigErrors, error_at_key};
+use fogd::outbound::DiscardSink;
+use fogd::runtime::{Runtime, RuntimeSettings};
+use fogd::state::StateDb;
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Only parse and validate the file; do not compile components.
+    #[arg(long)]
+    no_compile: bool,
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let path = &args.config.config;
+    let config = match config::load_file(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if !args.no_compile {
+        let state = StateDb::temporary(&config.state)?;
+        // Compile into a scratch cache: checking must not touch the daemon's state.
+        let scratch = tempfile::tempdir()?;
+        let mut settings = RuntimeSettings::from_config(&config);
+        settings.cache_dir = scratch.path().to_owned();
+        let runtime = Runtime::new(settings)?;
+        let mut problems = Vec::new();
+        for (index, spec) in config.functions.iter().enumerate() {
+            if let Err(error) = runtime.load(spec, &state, Arc::new(DiscardSink)) {
+                problems.push(error_at_key(
+                    path,
+                    &format!("function[{index}].component"),
+                    error.to_string(),
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            eprintln!("{}", ConfigErrors(problems));
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!(
+        "{}: ok ({} function{})",
+        path.display(),
+        config.functions.len(),
+        if config.functions.len() == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

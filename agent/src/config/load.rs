@@ -1,0 +1,318 @@
+//! Reading a config file and reporting every problem with its file, line and key.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use toml::de::{DeTable, DeValue};
+
+use super::Config;
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// Dotted key path, e.g. `function[1].limits.memory_mib`; empty for the whole file.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All problems found in a config file (at least one).
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads, parses and validates `path`. Relative paths inside the file are resolved against
+/// the file's directory.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            position: None,
+            key: String::new(),
+            message: format!("cannot read the config file: {error}"),
+        }])
+    })?;
+    let base = path
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse_str(&text, path, &base)
+}
+
+/// Parses and validates config text; `file` names it in errors and `base` anchors relative paths.
+pub fn parse_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigErrors> {
+    let source = SourceFile { file, text };
+    let mut config: Config = source.deserialize()?;
+    config.resolve_paths(base);
+    let problems = config.validate();
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(
+            problems
+                .into_iter()
+                .map(|(key, message)| source.error_at_key(&key, message))
+                .collect(),
+        ))
+    }
+}
+
+/// An error about `key` in the config file at `path`, located by re-reading the file; for
+/// problems found after parsing (a component that does not compile, say).
+pub fn error_at_key(path: &Path, key: &str, message: String) -> ConfigError {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    SourceFile {
+        file: path,
+        text: &text,
+    }
+    .error_at_key(key, message)
+}
+
+/// A TOML text and the file it came from, for mapping errors to positions.
+struct SourceFile<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl SourceFile<'_> {
+    fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigErrors> {
+        let table = DeTable::parse(self.text).map_err(|error| {
+            ConfigErrors(vec![self.error_at_span(
+                error.span(),
+                String::new(),
+                error.message(),
+            )])
+        })?;
+        let deserializer = toml::de::Deserializer::from(table);
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let mut key = error.path().to_string();
+            if key == "." {
+                key.clear();
+            }
+            let inner = error.into_inner();
+            let message = inner.message().to_owned();
+            if let Some(field) = unknown_field(&message) {
+                key = join_key(&key, field);
+            }
+            let span = inner.span().or_else(|| self.span_of_key(&key));
+            ConfigErrors(vec![self.error_at_span(span, key, &message)])
+        })
+    }
+
+    fn error_at_key(&self, key: &str, message: String) -> ConfigError {
+        self.error_at_span(self.span_of_key(key), key.to_owned(), &message)
+    }
+
+    fn error_at_span(&self, span: Option<Range<usize>>, key: String, message: &str) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            position: span.map(|span| line_and_column(self.text, span.start)),
+            key,
+            message: message.trim_end().to_owned(),
+        }
+    }
+
+    /// Finds the span of a dotted key path such as `function[0].grants.publish[2]`,
+    /// falling back to the deepest part of the path that exists.
+    fn span_of_key(&self, key: &str) -> Option<Range<usize>> {
+        let root = DeValue::Table(DeTable::parse(self.text).ok()?.into_inner());
+        let mut current = &root;
+        let mut span = None;
+        for segment in parse_key_path(key) {
+            let next = match (segment, current) {
+                (KeySegment::Name(name), DeValue::Table(table)) => table
+                    .iter()
+                    .find(|(k, _)| k.get_ref().as_ref() == name)
+                    .map(|(k, v)| (v, k.span())),
+                (KeySegment::Index(index), DeValue::Array(array)) => {
+                    array.get(index).map(|v| (v, v.span()))
+                }
+                _ => None,
+            };
+            let Some((value, found)) = next else { break };
+            span = Some(found);
+            current = value.get_ref();
+        }
+        span
+    }
+}
+
+enum KeySegment<'a> {
+    Name(&'a str),
+    Index(usize),
+}
+
+fn parse_key_path(key: &str) -> Vec<KeySegment<'_>> {
+    let mut segments = Vec::new();
+    for part in key.split('.').filter(|p| !p.is_empty()) {
+        let (name, indexes) = part
+            .split_once('[')
+            .map_or((part, ""), |(n, rest)| (n, rest));
+        if !name.is_empty() {
+            segments.push(KeySegment::Name(name));
+        }
+        for index in indexes.split('[') {
+            if let Ok(index) = index.trim_end_matches(']').parse() {
+                segments.push(KeySegment::Index(index));
+            }
+        }
+    }
+    segments
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+fn join_key(parent: &str, child: &str) -> String {
+    if parent.is_empty() {
+        child.to_owned()
+    } else {
+        format!("{parent}.{child}")
+    }
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+impl Config {
+    fn resolve_paths(&mut self, base: &Path) {
+        self.state_dir = base.join(&self.state_dir);
+        if let Some(cache) = &mut self.runtime.cache_dir {
+            *cache = base.join(&*cache);
+        }
+        for function in &mut self.functions {
+            function.component = base.join(&function.component);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        parse_str(text, Path::new("fogd.toml"), Path::new("/etc/fogd"))
+    }
+
+    fn single_error(text: &str) -> ConfigError {
+        let mut errors = parse(text).unwrap_err().0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.remove(0)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.state_dir, Path::new("/var/lib/fogd"));
+        assert!(config.functions.is_empty());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let config = parse(
+            "state_dir = \"state\"\n[[function]]\nname = \"echo\"\ncomponent = \"echo.wasm\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.state_dir, Path::new("/etc/fogd/state"));
+        assert_eq!(
+            config.functions[0].component,
+            Path::new("/etc/fogd/echo.wasm")
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let error = single_error("state_dir = \"x\"\n\n[runtime]\nworkerz = 2\n");
+        assert_eq!(error.position, Some((4, 1)));
+        assert_eq!(error.key, "runtime.workerz");
+        assert!(
+            error.message.contains("unknown field `workerz`"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("fogd.toml:4:1: runtime.workerz: ")
+        );
+    }
+
+    #[test]
+    fn wrong_type_in_array_of_tables_names_the_element() {
+        let text = "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n\n[[function]]\nname = \"b\"\ncomponent = \"b.wasm\"\nlimits = { memory_mib = \"big\" }\n";
+        let error = single_error(text);
+        assert_eq!(error.key, "function[1].limits.memory_mib");
+        assert_eq!(error.position.map(|p| p.0), Some(8));
+    }
+
+    #[test]
+    fn bad_duration_names_key() {
+        let text = "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[[function.trigger]]\ntimer = { every = \"5 parsecs\" }\n";
+        let error = single_error(text);
+        assert_eq!(error.key, "function[0].trigger[0].timer.every");
+        assert_eq!(error.position.map(|p| p.0), Some(5));
+        assert!(error.message.contains("unknown unit"), "{}", error.message);
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let error = single_error("[runtime\nworkers = 2\n");
+        assert_eq!(error.position.map(|p| p.0), Some(1));
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_with_positions() {
+        let text = "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n\n[[function]]\nname = \"a\"\ncomponent = \"b.wasm\"\ngrants = { publish = [\"ok/#\", \"bad/#/x\"] }\n";
+        let errors = parse(text).unwrap_err().0;
+        let keys: Vec<_> = errors
+            .iter()
+            .map(|e| (e.key.as_str(), e.position.map(|p| p.0)))
+            .collect();
+        assert!(keys.contains(&("function[1].name", Some(6))), "{keys:?}");
+        assert!(
+            keys.contains(&("function[1].grants.publish[1]", Some(8))),
+            "{keys:?}"
+        );
+    }
+
+    #[test]
+    fn key_paths_parse_names_and_indexes() {
+        let segments = parse_key_path("function[2].grants.publish[0]");
+        assert_eq!(segments.len(), 5);
+        assert!(matches!(segments[1], KeySegment::Index(2)));
+    }
+}

@@ -1,0 +1,305 @@
+//! The configuration file (`fogd.toml`): its types, defaults, loading and validation.
+//!
+//! The same [`FunctionSpec`] shape describes a function in the local file and in a deployment
+//! document, so there is one parser for both.
+
+mod duration;
+mod load;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use duration::Millis;
+pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where fogd keeps its database and compiled-component cache. Relative paths are
+    /// resolved against the directory of the config file.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    /// The network functions to host (`[[function]]` tables).
+    #[serde(default, rename = "function")]
+    pub functions: Vec<FunctionSpec>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/fogd")
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per record.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `fogd=debug,info`; `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: default_log_level(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` and `/healthz` endpoint; omit `address` to turn it off.
+    pub address: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            address: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Threads that run guests; defaults to the number of CPUs.
+    pub workers: Option<usize>,
+    /// Compiled-component cache; defaults to `<state_dir>/cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may exist at once across all functions (the pooling allocator's size).
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// Granularity of function deadlines.
+    #[serde(default = "default_epoch_tick")]
+    pub epoch_tick: Millis,
+}
+
+fn default_max_instances() -> u32 {
+    64
+}
+
+fn default_epoch_tick() -> Millis {
+    Millis(10)
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            cache_dir: None,
+            max_instances: default_max_instances(),
+            epoch_tick: default_epoch_tick(),
+        }
+    }
+}
+
+/// Durability and limits of the state database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// How often buffered writes are flushed to disk. `0ms` flushes after every write
+    /// (durable, slower); a crash may lose at most this window of kv writes otherwise.
+    #[serde(default = "default_flush_every")]
+    pub flush_every: Millis,
+    #[serde(default = "default_max_key_bytes")]
+    pub max_key_bytes: u32,
+    #[serde(default = "default_max_value_bytes")]
+    pub max_value_bytes: u32,
+    /// How often expired kv keys are removed from disk (they are never returned either way).
+    #[serde(default = "default_sweep_every")]
+    pub sweep_every: Millis,
+    /// Memory the database may use for its page cache.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u32,
+}
+
+fn default_flush_every() -> Millis {
+    Millis(500)
+}
+fn default_max_key_bytes() -> u32 {
+    512
+}
+fn default_max_value_bytes() -> u32 {
+    64 * 1024
+}
+fn default_sweep_every() -> Millis {
+    Millis(60_000)
+}
+fn default_cache_mib() -> u32 {
+    4
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            flush_every: default_flush_every(),
+            max_key_bytes: default_max_key_bytes(),
+            max_value_bytes: default_max_value_bytes(),
+            sweep_every: default_sweep_every(),
+            cache_mib: default_cache_mib(),
+        }
+    }
+}
+
+/// One network function: the same shape in fogd.toml and in deployment documents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// Unique name: lower-case letters, digits, `-` and `_`.
+    pub name: String,
+    /// Path of the `.wasm` component (relative to the config file's directory).
+    pub component: PathBuf,
+    /// What runs the function (`[[function.trigger]]` tables).
+    #[serde(default, rename = "trigger")]
+    pub triggers: Vec<TriggerSpec>,
+    /// Topic template the function's return value is published to; `{function}` and
+    /// `{subject}` are replaced. Without it, return values are only logged.
+    pub output: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub grants: Grants,
+    /// Settings the function reads through the `config` interface.
+    #[serde(default)]
+    pub config: BTreeMap<String, serde_json::Value>,
+}
+
+/// Per-function resource limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest linear memory an instance may grow to.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u32,
+    /// Wall-clock deadline for one `handle` call.
+    #[serde(default = "default_timeout")]
+    pub timeout: Millis,
+    /// Events of this function that may run at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Events that may wait for a free slot; beyond that sources back off or drop (counted).
+    #[serde(default = "default_queue")]
+    pub queue: u32,
+}
+
+fn default_memory_mib() -> u32 {
+    16
+}
+fn default_timeout() -> Millis {
+    Millis(1000)
+}
+fn default_concurrency() -> u32 {
+    2
+}
+fn default_queue() -> u32 {
+    256
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mib: default_memory_mib(),
+            timeout: default_timeout(),
+            concurrency: default_concurrency(),
+            queue: default_queue(),
+        }
+    }
+}
+
+/// What a function may reach beyond its own kv namespace. Nothing is granted by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// MQTT topic filters the function may publish to (`+` and `#` allowed).
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Environment variables visible to the guest (name = value). The host's own
+    /// environment is never inherited.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A trigger: a table with exactly one key naming its kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum TriggerSpec {
+    /// `timer = { every = "5s" }`: runs the function periodically.
+    Timer(TimerTrigger),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerTrigger {
+    /// Period between ticks, e.g. `"500ms"`, `"10s"`, `"1m"`.
+    pub every: Millis,
+    /// Event subject; defaults to `<function>/timer<index>`.
+    pub name: Option<String>,
+    /// Payloads to send, one per tick in turn (cycling). Without any, each tick's payload
+    /// is `{"tick": n}`.
+    #[serde(default)]
+    pub payloads: Vec<String>,
+}
+
+impl Config {
+    /// The compiled-component cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.runtime
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("cache"))
+    }
+
+    /// Guest worker threads.
+    pub fn workers(&self) -> usize {
+        self.runtime.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
+}
+
+impl FunctionSpec {
+    /// A spec with default limits and no triggers or grants, for `fogd invoke --component`.
+    pub fn for_component(name: &str, component: PathBuf) -> Self {
+        Self {
+            name: name.to_owned(),
+            component,
+            triggers: Vec::new(),
+            output: None,
+            limits: Limits::default(),
+            grants: Grants::default(),
+            config: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Checks that serde cannot express: unique names, valid topic filters, sane limits.
+//! Each problem is returned with the key path it concerns, so the loader can point at it.
+
+use std::collections::HashSet;
+
+use super::{Config, FunctionSpec, TriggerSpec};
+use crate::topic::{TopicFilter, validate_topic_name};
+
+type Problem = (String, String);
+
+/// Largest linear memory a function may ask for.
+const MAX_MEMORY_MIB: u32 = 4096;
+
+impl Config {
+    pub(super) fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.runtime.workers == Some(0) {
+            problems.push(("runtime.workers".into(), "must be at least 1".into()));
+        }
+        if self.runtime.max_instances == 0 {
+            problems.push(("runtime.max_instances".into(), "must be at least 1".into()));
+        }
+        if self.runtime.epoch_tick.0 == 0 {
+            problems.push(("runtime.epoch_tick".into(), "must be at least 1ms".into()));
+        }
+        if self.state.max_key_bytes == 0 {
+            problems.push(("state.max_key_bytes".into(), "must be at least 1".into()));
+        }
+        let mut names = HashSet::new();
+        for (index, function) in self.functions.iter().enumerate() {
+            let at = format!("function[{index}]");
+            if !names.insert(function.name.as_str()) {
+                problems.push((
+                    format!("{at}.name"),
+                    format!("duplicate function name {:?}", function.name),
+                ));
+            }
+            function.validate(&at, &mut problems);
+        }
+        problems
+    }
+}
+
+impl FunctionSpec {
+    /// Appends the problems of this function, keyed under `at` (e.g. `function[0]`).
+    pub fn validate(&self, at: &str, problems: &mut Vec<Problem>) {
+        if let Err(message) = validate_name(&self.name) {
+            problems.push((format!("{at}.name"), message));
+        }
+        let limits = &self.limits;
+        if limits.memory_mib == 0 || limits.memory_mib > MAX_MEMORY_MIB {
+            problems.push((
+                format!("{at}.limits.memory_mib"),
+                format!("must be between 1 and {MAX_MEMORY_MIB}"),
+            ));
+        }
+        if limits.timeout.0 == 0 {
+            problems.push((
+                format!("{at}.limits.timeout"),
+                "must be at least 1ms".into(),
+            ));
+        }
+        if limits.concurrency == 0 {
+            problems.push((
+                format!("{at}.limits.concurrency"),
+                "must be at least 1".into(),
+            ));
+        }
+        if limits.queue == 0 {
+            problems.push((format!("{at}.limits.queue"), "must be at least 1".into()));
+        }
+        for (index, filter) in self.grants.publish.iter().enumerate() {
+            if let Err(error) = TopicFilter::parse(filter) {
+                problems.push((format!("{at}.grants.publish[{index}]"), error.to_string()));
+            }
+        }
+        if let Some(output) = &self.output {
+            let sample = output.replace("{function}", "f").replace("{subject}", "s");
+            if let Err(error) = validate_topic_name(&sample) {
+                problems.push((format!("{at}.output"), error.to_string()));
+            }
+        }
+        for (index, trigger) in self.triggers.iter().enumerate() {
+            match trigger {
+                TriggerSpec::Timer(timer) if timer.every.0 == 0 => problems.push((
+                    format!("{at}.trigger[{index}].timer.every"),
+                    "must be at least 1ms".into(),
+                )),
+                TriggerSpec::Timer(_) => {}
+            }
+        }
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid function name: use 1 to 64 lower-case letters, digits, `-` or `_`"
+        ))
+    }
+}

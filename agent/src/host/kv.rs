@@ -1,0 +1,50 @@
+//! `fogd:function/kv`: the function's own namespace in the state database.
+
+use super::HostState;
+use crate::contract::kv::{Error, Host};
+use crate::state::KvError;
+
+impl From<KvError> for Error {
+    fn from(error: KvError) -> Self {
+        match error {
+            KvError::KeyTooLarge { limit, .. } => Error::KeyTooLarge(limit),
+            KvError::ValueTooLarge { limit, .. } => Error::ValueTooLarge(limit),
+            KvError::NotACounter => Error::NotACounter,
+            KvError::Storage(message) => Error::Storage(message),
+        }
+    }
+}
+
+impl Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.caps.kv.get(&key)?)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), Error> {
+        Ok(self.caps.kv.set(&key, &value, ttl_ms)?)
+    }
+
+    fn delete(&mut self, key: String) -> Result<bool, Error> {
+        Ok(self.caps.kv.delete(&key)?)
+    }
+
+    fn incr(&mut self, key: String, delta: i64) -> Result<i64, Error> {
+        Ok(self.caps.kv.incr(&key, delta)?)
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .caps
+            .kv
+            .compare_and_swap(&key, expected.as_deref(), new.as_deref())?)
+    }
+
+    fn scan(&mut self, prefix: String, limit: u32) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        Ok(self.caps.kv.scan(&prefix, limit)?)
+    }
+}

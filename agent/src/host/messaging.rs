@@ -1,0 +1,76 @@
+//! `fogd:function/messaging`: publishing, checked against the function's granted filters.
+
+use std::sync::Arc;
+
+use super::HostState;
+use crate::contract::messaging::{Error, Host, Qos as WitQos};
+use crate::outbound::{OutboundError, OutboundMessage, OutboundSink, Qos};
+use crate::topic::{TopicFilter, validate_topic_name};
+
+/// The topics a function may publish to and where its messages go.
+pub struct PublishGrants {
+    filters: Vec<TopicFilter>,
+    sink: Arc<dyn OutboundSink>,
+    max_payload: u32,
+}
+
+impl PublishGrants {
+    pub fn new(filters: Vec<TopicFilter>, sink: Arc<dyn OutboundSink>, max_payload: u32) -> Self {
+        Self {
+            filters,
+            sink,
+            max_payload,
+        }
+    }
+
+    pub fn allows(&self, topic: &str) -> bool {
+        self.filters.iter().any(|filter| filter.matches(topic))
+    }
+
+    /// The sink messages of this function go to (also used for its return values).
+    pub fn sink(&self) -> &Arc<dyn OutboundSink> {
+        &self.sink
+    }
+}
+
+impl From<WitQos> for Qos {
+    fn from(qos: WitQos) -> Self {
+        match qos {
+            WitQos::AtMostOnce => Qos::AtMostOnce,
+            WitQos::AtLeastOnce => Qos::AtLeastOnce,
+            WitQos::ExactlyOnce => Qos::ExactlyOnce,
+        }
+    }
+}
+
+impl Host for HostState {
+    fn publish(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        qos: WitQos,
+        retain: bool,
+    ) -> Result<(), Error> {
+        let grants = &self.caps.publish;
+        if validate_topic_name(&topic).is_err() {
+            return Err(Error::InvalidTopic(topic));
+        }
+        if !grants.allows(&topic) {
+            tracing::warn!(function = %self.caps.name, event_id = %self.event_id, topic, "publish refused: topic not granted");
+            return Err(Error::NotGranted(topic));
+        }
+        if payload.len() > grants.max_payload as usize {
+            return Err(Error::PayloadTooLarge(grants.max_payload));
+        }
+        let message = OutboundMessage {
+            topic,
+            payload,
+            qos: qos.into(),
+            retain,
+            origin: self.caps.name.clone(),
+        };
+        grants.sink.send(message).map_err(|error| match error {
+            OutboundError::Full | OutboundError::Closed => Error::Unavailable(error.to_string()),
+        })
+    }
+}

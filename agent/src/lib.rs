@@ -1,0 +1,19 @@
+//! fogd: an edge node agent that runs WASI network functions when events arrive.
+//!
+//! The modules follow the flow of an event: [`triggers`] produce events, the [`router`]
+//! matches them to functions, the [`runtime`] runs them with the capabilities in [`host`],
+//! which keep their data in [`state`]; [`telemetry`] watches all of it.
+
+pub mod agent;
+pub mod bench;
+pub mod config;
+pub mod contract;
+pub mod event;
+pub mod host;
+pub mod outbound;
+pub mod router;
+pub mod runtime;
+pub mod state;
+pub mod telemetry;
+pub mod topic;
+pub mod triggers;

@@ -1,0 +1,65 @@
+//! Why loading a function or handling an event failed.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// A function could not be loaded. The daemon reports it and carries on with the others.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("cannot read component {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid component {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("component {path} does not fit the fogd:function world: {reason}")]
+    Link { path: PathBuf, reason: String },
+    #[error("cannot write the component cache in {dir}: {source}")]
+    Cache {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the kv namespace: {0}")]
+    State(#[from] crate::state::StateError),
+    #[error("invalid grant: {0}")]
+    Grant(#[from] crate::topic::TopicError),
+}
+
+/// One event failed; the function and the daemon carry on.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum InvokeError {
+    #[error("deadline of {timeout_ms} ms exceeded")]
+    Timeout { timeout_ms: u64 },
+    #[error("memory limit of {limit_mib} MiB reached")]
+    MemoryLimit { limit_mib: u32 },
+    #[error("guest panicked (its message is in the log, stream=stderr)")]
+    Panic,
+    #[error("guest trapped: {0}")]
+    Trap(String),
+    #[error("function returned an error: {0}")]
+    Failed(String),
+    #[error("cannot instantiate: {0}")]
+    Instantiate(String),
+    #[error("queue full")]
+    QueueFull,
+    #[error("fogd is shutting down")]
+    ShuttingDown,
+}
+
+impl InvokeError {
+    /// Short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvokeError::Timeout { .. } => "timeout",
+            InvokeError::MemoryLimit { .. } => "memory_limit",
+            InvokeError::Panic => "panic",
+            InvokeError::Trap(_) => "trap",
+            InvokeError::Failed(_) => "failed",
+            InvokeError::Instantiate(_) => "instantiate",
+            InvokeError::QueueFull => "queue_full",
+            InvokeError::ShuttingDown => "shutting_down",
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Queues and runs events. Each function has a bounded queue and a concurrency limit; all
+//! functions share `workers` threads from tokio's blocking pool, so guests never run on (or
+//! block) the async reactor. Shutdown stops intake, lets queued and in-flight events finish.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::{InvokeError, LoadedFunction, Outcome};
+use crate::event::Event;
+use crate::outbound::{OutboundMessage, Qos};
+use crate::telemetry::{FunctionMetrics, Metrics};
+
+struct Job {
+    event: Arc<Event>,
+    reply: Option<oneshot::Sender<Outcome>>,
+}
+
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("the function's queue is full")]
+    Full,
+    #[error("the function is no longer accepting events")]
+    Closed,
+}
+
+/// The entry point of one function's queue. Cheap to clone.
+#[derive(Clone)]
+pub struct FunctionQueue {
+    sender: mpsc::Sender<Job>,
+    function: Arc<LoadedFunction>,
+    metrics: FunctionMetrics,
+}
+
+impl FunctionQueue {
+    pub fn function(&self) -> &Arc<LoadedFunction> {
+        &self.function
+    }
+
+    pub fn metrics(&self) -> &FunctionMetrics {
+        &self.metrics
+    }
+
+    /// Queues an event if there is room, for sources that cannot wait (QoS 0, traps,
+    /// timers). A full queue drops the event and counts it.
+    pub fn try_submit(&self, event: Arc<Event>) -> Result<(), SubmitError> {
+        match self.sender.try_send(Job { event, reply: None }) {
+            Ok(()) => {
+                self.update_depth();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                self.metrics.dropped("queue_full");
+                tracing::warn!(function = %self.function.name(), event_id = %job.event.id, "queue full: event dropped");
+                Err(SubmitError::Full)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// Queues an event, waiting for room (backpressure), and returns where its outcome
+    /// will arrive.
+    pub async fn submit(
+        &self,
+        event: Arc<Event>,
+    ) -> Result<oneshot::Receiver<Outcome>, SubmitError> {
+        let (reply, outcome) = oneshot::channel();
+        self.sender
+            .send(Job {
+                event,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| SubmitError::Closed)?;
+        self.update_depth();
+        Ok(outcome)
+    }
+
+    /// Queues an event and waits for its outcome.
+    pub async fn invoke(&self, event: Arc<Event>) -> Outcome {
+        let outcome = self
+            .submit(event)
+            .await
+            .map_err(|_| InvokeError::ShuttingDown)?;
+        outcome.await.unwrap_or(Err(InvokeError::ShuttingDown))
+    }
+
+    fn update_depth(&self) {
+        let depth = self.sender.max_capacity() - self.sender.capacity();
+        self.metrics.queue_depth.set(depth as i64);
+    }
+}
+
+/// Runs every loaded function's queue.
+pub struct Executor {
+    queues: HashMap<Arc<str>, FunctionQueue>,
+    dispatchers: Vec<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Executor {
+    /// Starts one dispatcher per function; at most `workers` guests run at once overall.
+    pub fn start(functions: Vec<LoadedFunction>, workers: usize, metrics: &Metrics) -> Self {
+        let workers = Arc::new(Semaphore::new(workers.max(1)));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut queues = HashMap::new();
+        let mut dispatchers = Vec::new();
+        for function in functions {
+            let function = Arc::new(function);
+            let (sender, receiver) = mpsc::channel(function.limits().queue as usize);
+            let queue = FunctionQueue {
+                sender,
+                metrics: metrics.function(function.name()),
+                function,
+            };
+            dispatchers.push(tokio::spawn(dispatch(
+                receiver,
+                queue.clone(),
+                workers.clone(),
+                shutdown_rx.clone(),
+            )));
+            queues.insert(queue.function.name().clone(), queue);
+        }
+        Self {
+            queues,
+            dispatchers,
+            shutdown,
+        }
+    }
+
+    pub fn queue(&self, function: &str) -> Option<&FunctionQueue> {
+        self.queues.get(function)
+    }
+
+    pub fn queues(&self) -> impl Iterator<Item = &FunctionQueue> {
+        self.queues.values()
+    }
+
+    /// Stops intake, then waits until every queued and in-flight event has finished.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for dispatcher in self.dispatchers {
+            let _ = dispatcher.await;
+        }
+    }
+}
+
+async fn dispatch(
+    mut receiver: mpsc::Receiver<Job>,
+    queue: FunctionQueue,
+    workers: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let concurrency = queue.function.limits().concurrency;
+    let slots = Arc::new(Semaphore::new(concurrency as usize));
+    let mut closing = false;
+    loop {
+        let job = tokio::select! {
+            biased;
+            changed = shutdown.changed(), if !closing => {
+                // Either shutdown was requested or the executor is gone: stop intake, drain.
+                let _ = changed;
+                receiver.close();
+                closing = true;
+                continue;
+            }
+            job = receiver.recv() => job,
+        };
+        let Some(job) = job else { break };
+        queue.update_depth();
+        let (Ok(slot), Ok(worker)) = (
+            slots.clone().acquire_owned().await,
+            workers.clone().acquire_owned().await,
+        ) else {
+            break;
+        };
+        let queue = queue.clone();
+        tokio::task::spawn_blocking(move || {
+            run(&queue, job);
+            drop((slot, worker));
+        });
+    }
+    // In-flight events hold slots; taking all of them waits for the last to finish.
+    let _ = slots.acquire_many(concurrency).await;
+}
+
+fn run(queue: &FunctionQueue, job: Job) {
+    let function = &queue.function;
+    let metrics = &queue.metrics;
+    let event = &job.event;
+    let report = function.call(event);
+    metrics.invocations.inc();
+    metrics.cold_start.observe(report.instantiate.as_secs_f64());
+    metrics.duration.observe(report.total.as_secs_f64());
+    match &report.outcome {
+        Ok(Some(output)) => match function.output_topic(event) {
+            Some(topic) => {
+                let message = OutboundMessage {
+                    topic,
+                    payload: output.clone(),
+                    qos: Qos::AtLeastOnce,
+                    retain: false,
+                    origin: function.name().clone(),
+                };
+                if let Err(error) = function.caps().publish.sink().send(message) {
+                    metrics.dropped("output_unavailable");
+                    tracing::warn!(function = %function.name(), event_id = %event.id, %error, "result not published");
+                }
+            }
+            None => {
+                tracing::debug!(function = %function.name(), event_id = %event.id, bytes = output.len(), "result (no output topic)")
+            }
+        },
+        Ok(None) => {}
+        Err(error) => {
+            metrics.error(error.kind());
+            tracing::warn!(function = %function.name(), event_id = %event.id, kind = error.kind(), %error, "event failed");
+        }
+    }
+    if let Some(reply) = job.reply {
+        let _ = reply.send(report.outcome);
+    }
+}

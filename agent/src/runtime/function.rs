@@ -1,0 +1,181 @@
+//! A loaded function and the per-event hot path: fresh store, instantiate from the
+//! pre-linked `InstancePre`, call `handle`, classify what went wrong.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, Store, Trap};
+
+use super::{InvokeError, LoadSource};
+use crate::config::Limits;
+use crate::contract::NetworkFunctionPre;
+use crate::event::Event;
+use crate::host::{FunctionCaps, HostState};
+
+/// What a `handle` call produced.
+pub type Outcome = Result<Option<Vec<u8>>, InvokeError>;
+
+/// One call, with where its time went.
+#[derive(Debug)]
+pub struct CallReport {
+    pub outcome: Outcome,
+    /// Store creation and instantiation: the cold-start cost.
+    pub instantiate: Duration,
+    /// Everything, including the call and dropping the instance.
+    pub total: Duration,
+}
+
+pub struct LoadedFunction {
+    engine: Engine,
+    pre: NetworkFunctionPre<HostState>,
+    caps: Arc<FunctionCaps>,
+    limits: Limits,
+    deadline_ticks: u64,
+    output: Option<String>,
+    load_source: LoadSource,
+}
+
+impl LoadedFunction {
+    pub(super) fn new(
+        engine: Engine,
+        pre: NetworkFunctionPre<HostState>,
+        caps: Arc<FunctionCaps>,
+        limits: Limits,
+        epoch_tick: Duration,
+        output: Option<String>,
+        load_source: LoadSource,
+    ) -> Self {
+        let tick_ms = epoch_tick.as_millis().max(1) as u64;
+        // One extra tick: the current epoch period is already partly over.
+        let deadline_ticks = limits.timeout.0.div_ceil(tick_ms) + 1;
+        Self {
+            engine,
+            pre,
+            caps,
+            limits,
+            deadline_ticks,
+            output,
+            load_source,
+        }
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.caps.name
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn load_source(&self) -> LoadSource {
+        self.load_source
+    }
+
+    pub fn caps(&self) -> &FunctionCaps {
+        &self.caps
+    }
+
+    /// The topic this event's result goes to, if the function has an output.
+    pub fn output_topic(&self, event: &Event) -> Option<String> {
+        self.output.as_ref().map(|template| {
+            template
+                .replace("{function}", &self.caps.name)
+                .replace("{subject}", &event.subject)
+        })
+    }
+
+    /// Handles one event in a fresh instance. Blocks the calling thread for at most the
+    /// function's deadline; never panics on guest misbehaviour.
+    pub fn call(&self, event: &Event) -> CallReport {
+        let start = Instant::now();
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(self.caps.clone(), event.id.clone()),
+        );
+        store.limiter(|state| state);
+        store.set_epoch_deadline(self.deadline_ticks);
+        let instance = match self.pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(error) => {
+                let outcome = Err(self.classify(&store, error, true));
+                return CallReport {
+                    outcome,
+                    instantiate: start.elapsed(),
+                    total: start.elapsed(),
+                };
+            }
+        };
+        let instantiate = start.elapsed();
+        let outcome = match instance.call_handle(&mut store, event) {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(message)) => Err(InvokeError::Failed(message)),
+            Err(error) => Err(self.classify(&store, error, false)),
+        };
+        drop(store);
+        CallReport {
+            outcome,
+            instantiate,
+            total: start.elapsed(),
+        }
+    }
+
+    fn classify(
+        &self,
+        store: &Store<HostState>,
+        error: wasmtime::Error,
+        instantiating: bool,
+    ) -> InvokeError {
+        if store.data().memory_limit_hit() {
+            return InvokeError::MemoryLimit {
+                limit_mib: self.limits.memory_mib,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => InvokeError::Timeout {
+                timeout_ms: self.limits.timeout.0,
+            },
+            Some(Trap::UnreachableCodeReached) => InvokeError::Panic,
+            _ if instantiating => InvokeError::Instantiate(format!("{error:#}")),
+            _ => InvokeError::Trap(format!("{error:#}")),
+        }
+    }
+}
+
+/// One instance kept alive across calls: for measuring warm calls, not for serving events
+/// (state would leak between events).
+pub struct WarmInstance<'a> {
+    function: &'a LoadedFunction,
+    store: Store<HostState>,
+    instance: crate::contract::NetworkFunction,
+}
+
+impl LoadedFunction {
+    pub fn warm_instance(&self) -> Result<WarmInstance<'_>, InvokeError> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(self.caps.clone(), String::new()),
+        );
+        store.limiter(|state| state);
+        store.set_epoch_deadline(self.deadline_ticks);
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|error| self.classify(&store, error, true))?;
+        Ok(WarmInstance {
+            function: self,
+            store,
+            instance,
+        })
+    }
+}
+
+impl WarmInstance<'_> {
+    pub fn call(&mut self, event: &Event) -> Outcome {
+        self.store.set_epoch_deadline(self.function.deadline_ticks);
+        match self.instance.call_handle(&mut self.store, event) {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(message)) => Err(InvokeError::Failed(message)),
+            Err(error) => Err(self.function.classify(&self.store, error, false)),
+        }
+    }
+}

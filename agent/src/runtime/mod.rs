@@ -1,0 +1,152 @@
+//! Running functions: the wasmtime engine, the compiled-component cache, loaded functions
+//! with their limits, and the executor that queues events for them.
+
+mod cache;
+mod engine;
+mod error;
+mod executor;
+mod function;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use crate::config::{Config, FunctionSpec, RuntimeConfig};
+use crate::contract::NetworkFunctionPre;
+use crate::host::{self, FunctionCaps, FunctionConfig, HostState, PublishGrants};
+use crate::outbound::OutboundSink;
+use crate::state::StateDb;
+use crate::topic::TopicFilter;
+
+pub use cache::{ComponentCache, LoadSource};
+pub use engine::EngineSettings;
+pub use error::{InvokeError, LoadError};
+pub use executor::{Executor, FunctionQueue, SubmitError};
+pub use function::{CallReport, LoadedFunction, Outcome, WarmInstance};
+
+/// Largest message a function may publish.
+pub const MAX_PUBLISH_BYTES: u32 = 1024 * 1024;
+
+const MIB: usize = 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("cannot create the wasm engine: {0}")]
+    Engine(String),
+    #[error("cannot start the epoch ticker: {0}")]
+    Ticker(#[from] std::io::Error),
+}
+
+/// Engine, linker and cache settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub engine: EngineSettings,
+    pub cache_dir: PathBuf,
+}
+
+impl RuntimeSettings {
+    /// Sizes the engine for the functions in `config` (at least 16 MiB per instance).
+    pub fn from_config(config: &Config) -> Self {
+        Self::new(&config.runtime, &config.functions, config.cache_dir())
+    }
+
+    /// Sizes the engine for `functions` with the given runtime settings.
+    pub fn new(runtime: &RuntimeConfig, functions: &[FunctionSpec], cache_dir: PathBuf) -> Self {
+        let largest = functions
+            .iter()
+            .map(|f| f.limits.memory_mib)
+            .max()
+            .unwrap_or(0)
+            .max(16);
+        Self {
+            engine: EngineSettings {
+                max_instances: runtime.max_instances,
+                max_memory_bytes: largest as usize * MIB,
+                epoch_tick: runtime.epoch_tick.as_duration(),
+            },
+            cache_dir,
+        }
+    }
+}
+
+/// The engine and everything shared by all functions.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    settings: RuntimeSettings,
+}
+
+impl Runtime {
+    pub fn new(settings: RuntimeSettings) -> Result<Self, RuntimeError> {
+        let engine =
+            engine::build(settings.engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        host::add_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        engine::start_epoch_ticker(&engine, settings.engine.epoch_tick)?;
+        Ok(Self {
+            cache: ComponentCache::new(settings.cache_dir.clone()),
+            engine,
+            linker,
+            settings,
+        })
+    }
+
+    /// Compiles (or loads from cache) and links one function, resolving its grants.
+    pub fn load(
+        &self,
+        spec: &FunctionSpec,
+        state: &StateDb,
+        sink: Arc<dyn OutboundSink>,
+    ) -> Result<LoadedFunction, LoadError> {
+        let path = &spec.component;
+        let (component, load_source) = self.cache.load(&self.engine, path)?;
+        let link_error = |error: wasmtime::Error| LoadError::Link {
+            path: path.clone(),
+            reason: format!("{error:#}"),
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(link_error)?;
+        let pre = NetworkFunctionPre::new(instance_pre).map_err(link_error)?;
+        let filters = spec
+            .grants
+            .publish
+            .iter()
+            .map(|filter| TopicFilter::parse(filter))
+            .collect::<Result<Vec<_>, _>>()?;
+        let memory_limit =
+            (spec.limits.memory_mib as usize * MIB).min(self.settings.engine.max_memory_bytes);
+        let caps = FunctionCaps {
+            name: Arc::from(spec.name.as_str()),
+            kv: state.kv(&spec.name)?,
+            publish: PublishGrants::new(filters, sink, MAX_PUBLISH_BYTES),
+            config: FunctionConfig::from_values(&spec.config),
+            env: spec
+                .grants
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            memory_limit,
+        };
+        Ok(LoadedFunction::new(
+            self.engine.clone(),
+            pre,
+            Arc::new(caps),
+            spec.limits.clone(),
+            self.settings.engine.epoch_tick,
+            spec.output.clone(),
+            load_source,
+        ))
+    }
+
+    pub fn epoch_tick(&self) -> Duration {
+        self.settings.engine.epoch_tick
+    }
+}

@@ -1,0 +1,217 @@
+//! Prometheus metrics. Per-function handles are resolved once when a function is loaded, so
+//! the event path only touches atomics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabel {
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionKindLabel {
+    function: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionReasonLabel {
+    function: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 5 µs to ~10 s.
+    Histogram::new(exponential_buckets(5e-6, 2.0, 22))
+}
+
+/// All of fogd's metrics.
+pub struct Metrics {
+    registry: Registry,
+    invocations: Family<FunctionLabel, Counter>,
+    errors: Family<FunctionKindLabel, Counter>,
+    dropped: Family<FunctionReasonLabel, Counter>,
+    duration: HistogramFamily<FunctionLabel>,
+    cold_start: HistogramFamily<FunctionLabel>,
+    queue_depth: Family<FunctionLabel, Gauge>,
+    received: Family<SourceLabel, Counter>,
+    rejected: Family<FunctionReasonLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("fogd");
+        let invocations = Family::default();
+        let errors = Family::default();
+        let dropped = Family::default();
+        let duration: HistogramFamily<FunctionLabel> =
+            Family::new_with_constructor(latency_histogram);
+        let cold_start: HistogramFamily<FunctionLabel> =
+            Family::new_with_constructor(latency_histogram);
+        let queue_depth = Family::default();
+        let received = Family::default();
+        let rejected = Family::default();
+        registry.register(
+            "invocations",
+            "Events handled, per function",
+            invocations.clone(),
+        );
+        registry.register(
+            "invocation_errors",
+            "Failed events, per function and kind",
+            errors.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events dropped before running, per function and reason",
+            dropped.clone(),
+        );
+        registry.register(
+            "invocation_duration_seconds",
+            "Time from instance creation to result, per function",
+            duration.clone(),
+        );
+        registry.register(
+            "cold_start_seconds",
+            "Store creation and instantiation time, per function",
+            cold_start.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Events waiting, per function",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "events_received",
+            "Events produced by triggers, per source",
+            received.clone(),
+        );
+        registry.register(
+            "inputs_rejected",
+            "Inputs rejected before becoming events, per source and reason",
+            rejected.clone(),
+        );
+        Self {
+            registry,
+            invocations,
+            errors,
+            dropped,
+            duration,
+            cold_start,
+            queue_depth,
+            received,
+            rejected,
+        }
+    }
+
+    /// Handles for one function.
+    pub fn function(&self, name: &str) -> FunctionMetrics {
+        let label = FunctionLabel {
+            function: name.to_owned(),
+        };
+        FunctionMetrics {
+            name: name.to_owned(),
+            invocations: self.invocations.get_or_create_owned(&label),
+            duration: self.duration.get_or_create_owned(&label),
+            cold_start: self.cold_start.get_or_create_owned(&label),
+            queue_depth: self.queue_depth.get_or_create_owned(&label),
+            errors: self.errors.clone(),
+            dropped: self.dropped.clone(),
+        }
+    }
+
+    /// Counts an event produced by a trigger.
+    pub fn event_received(&self, source: &str) {
+        self.received
+            .get_or_create(&SourceLabel {
+                source: source.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an input a trigger refused (malformed, unauthorised, too large...).
+    pub fn input_rejected(&self, source: &str, reason: &str) {
+        self.rejected
+            .get_or_create(&FunctionReasonLabel {
+                function: source.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// One function's metrics.
+#[derive(Clone)]
+pub struct FunctionMetrics {
+    name: String,
+    pub invocations: Counter,
+    pub duration: Histogram,
+    pub cold_start: Histogram,
+    pub queue_depth: Gauge,
+    errors: Family<FunctionKindLabel, Counter>,
+    dropped: Family<FunctionReasonLabel, Counter>,
+}
+
+impl FunctionMetrics {
+    pub fn error(&self, kind: &str) {
+        self.errors
+            .get_or_create(&FunctionKindLabel {
+                function: self.name.clone(),
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn dropped(&self, reason: &str) {
+        self.dropped
+            .get_or_create(&FunctionReasonLabel {
+                function: self.name.clone(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn dropped_count(&self, reason: &str) -> u64 {
+        self.dropped
+            .get(&FunctionReasonLabel {
+                function: self.name.clone(),
+                reason: reason.to_owned(),
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
+    pub fn error_count(&self, kind: &str) -> u64 {
+        self.errors
+            .get(&FunctionKindLabel {
+                function: self.name.clone(),
+                kind: kind.to_owned(),
+            })
+            .map_or(0, |counter| counter.get())
+    }
+}

@@ -1,0 +1,29 @@
+//! Logs, metrics and health.
+
+mod health;
+mod http;
+mod metrics;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+pub use health::{ComponentHealth, Health, HealthReport};
+pub use http::serve;
+pub use metrics::{FunctionMetrics, Metrics};
+
+/// Installs the global log subscriber. `RUST_LOG` overrides the configured level. Logs go to
+/// stderr so that command output (`fogd invoke`, `fogd bench --json`) stays clean on stdout.
+pub fn init_logging(config: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match config.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

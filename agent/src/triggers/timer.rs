@@ -1,0 +1,58 @@
+//! Timer triggers: an event every period, with a payload cycled from the configured list or
+//! `{"tick": n}`.
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{MissedTickBehavior, interval};
+
+use crate::config::{FunctionSpec, TimerTrigger, TriggerSpec};
+use crate::event::{Source, new_event};
+use crate::router::{Dispatch, timer_name};
+
+/// Starts one task per timer trigger in `functions`; each stops when `shutdown` turns true.
+pub fn start(
+    functions: &[FunctionSpec],
+    dispatch: &Dispatch,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for function in functions {
+        for (index, trigger) in function.triggers.iter().enumerate() {
+            let TriggerSpec::Timer(timer) = trigger;
+            let name = timer_name(&function.name, index, timer.name.as_deref());
+            tasks.push(tokio::spawn(run(
+                name,
+                timer.clone(),
+                dispatch.clone(),
+                shutdown.clone(),
+            )));
+        }
+    }
+    tasks
+}
+
+async fn run(
+    name: String,
+    timer: TimerTrigger,
+    dispatch: Dispatch,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = interval(timer.every.as_duration());
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut tick: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let payload = if timer.payloads.is_empty() {
+            format!("{{\"tick\":{tick}}}").into_bytes()
+        } else {
+            timer.payloads[(tick % timer.payloads.len() as u64) as usize]
+                .clone()
+                .into_bytes()
+        };
+        dispatch.offer(new_event(Source::Timer, name.clone(), payload));
+        tick += 1;
+    }
+}

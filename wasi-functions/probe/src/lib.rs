@@ -1,0 +1,203 @@
+//! A diagnostic function that exercises every host interface and failure mode, chosen by
+//! the event subject. The test suite and `fogd bench kv` use it; see README.md.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fogd_sdk::messaging::{Qos, publish};
+use fogd_sdk::{Event, Guest, config, export, kv, log};
+use serde_json::{Value, json};
+
+struct Probe;
+
+/// Counts calls within one instance; fogd gives every event a fresh instance, so this is
+/// always 1 when observed.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn json_payload(event: &Event) -> Result<Value, String> {
+    serde_json::from_slice(&event.payload).map_err(|e| format!("payload is not JSON: {e}"))
+}
+
+fn text(value: &Value, key: &str) -> String {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn kv_step(step: &Value) -> Value {
+    let op = text(step, "op");
+    let key = text(step, "key");
+    let bytes = |name: &str| {
+        step.get(name)
+            .and_then(Value::as_str)
+            .map(|s| s.as_bytes().to_vec())
+    };
+    let shown = |result: Result<Value, kv::Error>| match result {
+        Ok(value) => json!({"ok": value}),
+        Err(error) => json!({"error": format!("{error:?}")}),
+    };
+    let as_text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
+    match op.as_str() {
+        "get" => shown(kv::get(&key).map(|v| json!(as_text(v)))),
+        "set" => {
+            let ttl = step.get("ttl_ms").and_then(Value::as_u64);
+            let value = bytes("value").unwrap_or_default();
+            shown(kv::set(&key, &value, ttl).map(|()| json!(null)))
+        }
+        "set_size" => {
+            let size = step.get("size").and_then(Value::as_u64).unwrap_or(0) as usize;
+            shown(kv::set(&key, &vec![b'v'; size], None).map(|()| json!(null)))
+        }
+        "delete" => shown(kv::delete(&key).map(|v| json!(v))),
+        "incr" => shown(
+            kv::incr(&key, step.get("delta").and_then(Value::as_i64).unwrap_or(1))
+                .map(|v| json!(v)),
+        ),
+        "cas" => shown(
+            kv::compare_and_swap(&key, bytes("expected").as_deref(), bytes("new").as_deref())
+                .map(|v| json!(v)),
+        ),
+        "scan" => {
+            let limit = step.get("limit").and_then(Value::as_u64).unwrap_or(100) as u32;
+            shown(kv::scan(&text(step, "prefix"), limit).map(|entries| {
+                json!(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| json!([k, as_text(Some(v))]))
+                        .collect::<Vec<_>>()
+                )
+            }))
+        }
+        other => json!({"error": format!("unknown op {other:?}")}),
+    }
+}
+
+fn busy_wait(duration: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        std::hint::spin_loop();
+    }
+}
+
+impl Guest for Probe {
+    fn handle(event: Event) -> Result<Option<Vec<u8>>, String> {
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        let reply = |value: Value| Ok(Some(value.to_string().into_bytes()));
+        match event.subject.as_str() {
+            "echo" => Ok(Some(event.payload)),
+            "calls" => reply(json!(calls)),
+            "event" => reply(json!({
+                "id": event.id, "subject": event.subject, "source": format!("{:?}", event.source),
+                "payload": String::from_utf8_lossy(&event.payload), "attributes": event.attributes,
+                "received_at": event.received_at,
+            })),
+            "kv" => {
+                let steps = json_payload(&event)?;
+                let steps = steps.as_array().ok_or("kv expects a JSON array of steps")?;
+                reply(json!(steps.iter().map(kv_step).collect::<Vec<_>>()))
+            }
+            "publish" => {
+                let request = json_payload(&event)?;
+                let qos = match request.get("qos").and_then(Value::as_u64) {
+                    Some(0) => Qos::AtMostOnce,
+                    Some(2) => Qos::ExactlyOnce,
+                    _ => Qos::AtLeastOnce,
+                };
+                let retain = request
+                    .get("retain")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                publish(
+                    &text(&request, "topic"),
+                    text(&request, "payload").as_bytes(),
+                    qos,
+                    retain,
+                )
+                .map_err(|e| format!("publish refused: {e:?}"))?;
+                reply(json!("published"))
+            }
+            "log" => {
+                for (level, name) in [
+                    (log::Level::Debug, "debug"),
+                    (log::Level::Info, "info"),
+                    (log::Level::Warn, "warn"),
+                    (log::Level::Error, "error"),
+                ] {
+                    log::log(
+                        level,
+                        &format!("probe {name} record"),
+                        &[("level".into(), name.into())],
+                    );
+                }
+                reply(json!("logged"))
+            }
+            "config" => {
+                reply(json!({"entries": config::entries(), "factor": config::get("factor")}))
+            }
+            "env" => reply(json!(std::env::vars().collect::<Vec<_>>())),
+            "fs" => reply(json!({
+                "read": std::fs::read_to_string("/etc/hostname").map_err(|e| e.to_string()),
+                "list": std::fs::read_dir("/").map(|_| "listed").map_err(|e| e.to_string()),
+            })),
+            "stdin" => {
+                let mut line = String::new();
+                let read = std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| e.to_string())?;
+                reply(json!({"bytes": read}))
+            }
+            "stdout" => {
+                println!("probe says hello on stdout");
+                eprintln!("probe says hello on stderr");
+                reply(json!("printed"))
+            }
+            "busy" => {
+                let ms = String::from_utf8_lossy(&event.payload)
+                    .trim()
+                    .parse()
+                    .unwrap_or(10);
+                busy_wait(Duration::from_millis(ms));
+                reply(json!(ms))
+            }
+            "loop" => loop {
+                std::hint::spin_loop();
+            },
+            "grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1024 * 1024]);
+                }
+            }
+            "panic" => panic!("probe was asked to panic"),
+            "fail" => Err("probe was asked to fail".into()),
+            "kv-bench" => {
+                let operations: u32 = String::from_utf8_lossy(&event.payload)
+                    .trim()
+                    .parse()
+                    .unwrap_or(1000);
+                let value = [7u8; 16];
+                let mut latencies = Vec::with_capacity(operations as usize * 4);
+                for index in 0..operations {
+                    let key = format!("bench/{}", index % 1000);
+                    let start = Instant::now();
+                    let ok = if index % 2 == 0 {
+                        kv::set(&key, &value, None).is_ok()
+                    } else {
+                        kv::get(&key).is_ok()
+                    };
+                    let elapsed = start.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+                    if !ok {
+                        return Err(format!("kv operation {index} failed"));
+                    }
+                    latencies.extend_from_slice(&elapsed.to_le_bytes());
+                }
+                Ok(Some(latencies))
+            }
+            other => Err(format!("unknown probe subject {other:?}")),
+        }
+    }
+}
+
+export!(Probe);
