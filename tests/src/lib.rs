@@ -1,1 +1,171 @@
+//! Shared helpers for fogd's end-to-end tests: the real guest components, a real runtime
+//! with a real state database, log capture, and the real `fogd` binary as a child process.
 
+pub mod daemon;
+pub mod logs;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use fogd::config::{FunctionSpec, RuntimeConfig, StateConfig};
+use fogd::event::{Event, Source, new_event};
+use fogd::outbound::{ChannelSink, OutboundMessage, OutboundSink};
+use fogd::runtime::{LoadError, LoadedFunction, Runtime, RuntimeSettings};
+use fogd::state::StateDb;
+use tokio::sync::mpsc;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+/// Paths of the built guest components.
+pub struct Components {
+    pub echo: PathBuf,
+    pub probe: PathBuf,
+    pub threshold_alert: PathBuf,
+}
+
+/// Builds `wasi-functions/` once per test binary and returns the component paths.
+pub fn components() -> &'static Components {
+    static BUILT: OnceLock<Components> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = root().join("wasi-functions");
+        let status = Command::new("cargo")
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+            .current_dir(&dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building wasi-functions failed (is the wasm32-wasip2 target installed?)"
+        );
+        let out = dir.join("target/wasm32-wasip2/release");
+        Components {
+            echo: out.join("echo.wasm"),
+            probe: out.join("probe.wasm"),
+            threshold_alert: out.join("threshold_alert.wasm"),
+        }
+    })
+}
+
+/// The `fogd` binary, built from the current sources once per test binary. `cargo test`
+/// does not rebuild another package's binaries, so this makes sure none is stale.
+pub fn fogd_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>/deps/<test>");
+            let profile = profile_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("profile name");
+            let target_dir = profile_dir.parent().expect("target dir");
+            let mut build = Command::new("cargo");
+            build
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "fogd",
+                    "--bin",
+                    "fogd",
+                    "--target-dir",
+                ])
+                .arg(target_dir);
+            if profile != "debug" {
+                build.args(["--profile", profile]);
+            }
+            let status = build.current_dir(root()).status().expect("cargo runs");
+            assert!(status.success(), "building the fogd binary failed");
+            profile_dir.join("fogd")
+        })
+        .clone()
+}
+
+/// A runtime with a throw-away state database and cache, collecting everything published.
+pub struct Harness {
+    pub runtime: Runtime,
+    pub state: StateDb,
+    pub sink: Arc<dyn OutboundSink>,
+    pub published: mpsc::Receiver<OutboundMessage>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with_state(StateConfig::default())
+    }
+
+    pub fn with_state(state_config: StateConfig) -> Self {
+        logs::capture();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = StateDb::open(&dir.path().join("db"), &state_config).expect("state opens");
+        let settings =
+            RuntimeSettings::new(&RuntimeConfig::default(), &[], dir.path().join("cache"));
+        let runtime = Runtime::new(settings).expect("runtime starts");
+        let (sink, published) = ChannelSink::new(1024);
+        Self {
+            runtime,
+            state,
+            sink: Arc::new(sink),
+            published,
+            dir,
+        }
+    }
+
+    pub fn load(&self, spec: &FunctionSpec) -> Result<LoadedFunction, LoadError> {
+        self.runtime.load(spec, &self.state, self.sink.clone())
+    }
+
+    /// Everything published so far.
+    pub fn drain_published(&mut self) -> Vec<OutboundMessage> {
+        let mut messages = Vec::new();
+        while let Ok(message) = self.published.try_recv() {
+            messages.push(message);
+        }
+        messages
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A spec for `component` named `name` with default limits.
+pub fn spec(name: &str, component: &Path) -> FunctionSpec {
+    FunctionSpec::for_component(name, component.to_owned())
+}
+
+/// An invoke event with this subject and payload.
+pub fn event(subject: &str, payload: impl Into<Vec<u8>>) -> Event {
+    new_event(Source::Invoke, subject, payload.into())
+}
+
+/// Calls the function and returns its output as text, panicking on failure.
+pub fn call_text(function: &LoadedFunction, subject: &str, payload: &str) -> String {
+    let output = function
+        .call(&event(subject, payload))
+        .outcome
+        .unwrap_or_else(|error| panic!("{subject} failed: {error}"))
+        .unwrap_or_default();
+    String::from_utf8(output).expect("utf-8 output")
+}
+
+/// Calls the function and parses its output as JSON.
+pub fn call_json(function: &LoadedFunction, subject: &str, payload: &str) -> serde_json::Value {
+    let text = call_text(function, subject, payload);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("{subject} returned non-JSON {text:?}: {error}"))
+}

@@ -119,7 +119,9 @@ impl SourceFile<'_> {
             }
             let inner = error.into_inner();
             let message = inner.message().to_owned();
-            if let Some(field) = unknown_field(&message) {
+            if let Some(field) = unknown_field(&message)
+                && key.rsplit('.').next() != Some(field)
+            {
                 key = join_key(&key, field);
             }
             let span = inner.span().or_else(|| self.span_of_key(&key));
@@ -269,6 +271,13 @@ mod tests {
                 .to_string()
                 .starts_with("fogd.toml:4:1: runtime.workerz: ")
         );
+    }
+
+    #[test]
+    fn unknown_key_after_a_known_one_is_named_once() {
+        let error = single_error("[metrics]\naddress = \"127.0.0.1:1\"\nport = 1\n");
+        assert_eq!(error.key, "metrics.port");
+        assert_eq!(error.position, Some((3, 1)));
     }
 
     #[test]

@@ -45,12 +45,17 @@ impl FunctionQueue {
     }
 
     /// Queues an event if there is room, for sources that cannot wait (QoS 0, traps,
-    /// timers). A full queue drops the event and counts it.
-    pub fn try_submit(&self, event: Arc<Event>) -> Result<(), SubmitError> {
-        match self.sender.try_send(Job { event, reply: None }) {
+    /// timers). A full queue drops the event and counts it. The receiver may be dropped.
+    pub fn try_submit(&self, event: Arc<Event>) -> Result<oneshot::Receiver<Outcome>, SubmitError> {
+        let (reply, outcome) = oneshot::channel();
+        let job = Job {
+            event,
+            reply: Some(reply),
+        };
+        match self.sender.try_send(job) {
             Ok(()) => {
                 self.update_depth();
-                Ok(())
+                Ok(outcome)
             }
             Err(mpsc::error::TrySendError::Full(job)) => {
                 self.metrics.dropped("queue_full");
@@ -158,11 +163,24 @@ async fn dispatch(
     let slots = Arc::new(Semaphore::new(concurrency as usize));
     let mut closing = false;
     loop {
+        // Take a slot before a job: while all slots are busy, events stay in the bounded
+        // queue, so at most `concurrency + queue` events are admitted. Shutdown is watched
+        // during both waits: it stops intake at once, then the queue drains.
+        let slot = tokio::select! {
+            biased;
+            _ = shutdown.changed(), if !closing => {
+                receiver.close();
+                closing = true;
+                continue;
+            }
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let job = tokio::select! {
             biased;
-            changed = shutdown.changed(), if !closing => {
-                // Either shutdown was requested or the executor is gone: stop intake, drain.
-                let _ = changed;
+            _ = shutdown.changed(), if !closing => {
                 receiver.close();
                 closing = true;
                 continue;
@@ -171,10 +189,7 @@ async fn dispatch(
         };
         let Some(job) = job else { break };
         queue.update_depth();
-        let (Ok(slot), Ok(worker)) = (
-            slots.clone().acquire_owned().await,
-            workers.clone().acquire_owned().await,
-        ) else {
+        let Ok(worker) = workers.clone().acquire_owned().await else {
             break;
         };
         let queue = queue.clone();

@@ -161,6 +161,14 @@ impl Guest for Probe {
                 busy_wait(Duration::from_millis(ms));
                 reply(json!(ms))
             }
+            "hold" => {
+                // Marks itself running, then waits until the host side sets `release`.
+                kv::set("held", b"1", None).map_err(|e| format!("{e:?}"))?;
+                while kv::get("release").map_err(|e| format!("{e:?}"))?.is_none() {
+                    std::hint::spin_loop();
+                }
+                reply(json!("released"))
+            }
             "loop" => loop {
                 std::hint::spin_loop();
             },

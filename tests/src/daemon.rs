@@ -1,0 +1,105 @@
+//! The real `fogd` binary as a child process, with its log read line by line so tests wait
+//! on what it reports rather than on time.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for an expected log line before failing.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct Daemon {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts `fogd run --config <config>` with plain-text logs.
+    pub fn start(config: &Path) -> Self {
+        let mut child = Command::new(crate::fogd_bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("fogd starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing every needle; returns it.
+    pub fn wait_for(&mut self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        if let Some(line) = self
+            .seen
+            .iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return line.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if needles.iter().all(|n| line.contains(n)) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no log line with {needles:?} within {PATIENCE:?}; log so far:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "fogd exited before logging {needles:?}; log:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, collecting the rest of its log.
+    pub fn terminate(mut self) -> (ExitStatus, Vec<String>) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let status = self.child.wait().expect("fogd exits");
+        // The reader thread ends at end-of-file, which drops the sender and ends this loop.
+        let rest: Vec<String> = self.lines.iter().collect();
+        self.seen.extend(rest);
+        (status, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

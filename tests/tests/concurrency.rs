@@ -1,0 +1,139 @@
+//! The executor under load: many events in parallel across functions, bounded queues with
+//! counted drops, and shutdown that lets admitted events finish.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fogd::config::Millis;
+use fogd::runtime::{Executor, InvokeError, SubmitError};
+use fogd::telemetry::Metrics;
+use fogd_tests::{Harness, components, event, spec};
+
+/// Waits until `condition` holds (checking between yields), failing after 30 s.
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_events_in_parallel_across_functions() {
+    let harness = Harness::new();
+    let metrics = Metrics::new();
+    let mut functions = Vec::new();
+    for name in ["echo-a", "echo-b", "probe-c"] {
+        let component = if name.starts_with("echo") {
+            &components().echo
+        } else {
+            &components().probe
+        };
+        let mut spec = spec(name, component);
+        spec.limits.concurrency = 2;
+        spec.limits.queue = 512;
+        functions.push(harness.load(&spec).unwrap());
+    }
+    let executor = Executor::start(functions, 2, &metrics);
+    let mut calls = tokio::task::JoinSet::new();
+    for index in 0..300 {
+        let name = ["echo-a", "echo-b", "probe-c"][index % 3];
+        let queue = executor.queue(name).unwrap().clone();
+        calls.spawn(async move {
+            let payload = format!("{name} {index}");
+            let output = queue.invoke(Arc::new(event("echo", payload.clone()))).await;
+            (payload, output)
+        });
+    }
+    let mut done = 0;
+    while let Some(result) = calls.join_next().await {
+        let (payload, output) = result.unwrap();
+        assert_eq!(output, Ok(Some(payload.into_bytes())));
+        done += 1;
+    }
+    assert_eq!(done, 300);
+    for name in ["echo-a", "echo-b", "probe-c"] {
+        assert_eq!(
+            executor.queue(name).unwrap().metrics().invocations.get(),
+            100
+        );
+    }
+    executor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_drops_and_counts_and_admits_exactly_concurrency_plus_queue() {
+    let harness = Harness::new();
+    let metrics = Metrics::new();
+    let mut spec = spec("bounded", &components().probe);
+    spec.limits.concurrency = 1;
+    spec.limits.queue = 2;
+    spec.limits.timeout = Millis(60_000);
+    let executor = Executor::start(vec![harness.load(&spec).unwrap()], 2, &metrics);
+    let queue = executor.queue("bounded").unwrap().clone();
+    let kv = harness.state.kv("bounded").unwrap();
+
+    let held = queue.try_submit(Arc::new(event("hold", ""))).unwrap();
+    wait_until("the first event runs", || kv.get("held").unwrap().is_some()).await;
+
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for index in 0..10 {
+        match queue.try_submit(Arc::new(event("echo", format!("{index}")))) {
+            Ok(outcome) => admitted.push(outcome),
+            Err(SubmitError::Full) => refused += 1,
+            Err(SubmitError::Closed) => panic!("queue closed"),
+        }
+    }
+    assert_eq!(admitted.len(), 2, "one running + a queue of two");
+    assert_eq!(refused, 8);
+    assert_eq!(queue.metrics().dropped_count("queue_full"), 8);
+    assert_eq!(queue.metrics().queue_depth.get(), 2);
+
+    kv.set("release", b"1", None).unwrap();
+    assert_eq!(held.await.unwrap(), Ok(Some(b"\"released\"".to_vec())));
+    for (index, outcome) in admitted.into_iter().enumerate() {
+        assert_eq!(
+            outcome.await.unwrap(),
+            Ok(Some(index.to_string().into_bytes()))
+        );
+    }
+    executor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_admitted_events_then_refuses_new_ones() {
+    let harness = Harness::new();
+    let metrics = Metrics::new();
+    let mut spec = spec("draining", &components().probe);
+    spec.limits.concurrency = 1;
+    spec.limits.timeout = Millis(60_000);
+    let executor = Executor::start(vec![harness.load(&spec).unwrap()], 2, &metrics);
+    let queue = executor.queue("draining").unwrap().clone();
+    let kv = harness.state.kv("draining").unwrap();
+
+    let held = queue.try_submit(Arc::new(event("hold", ""))).unwrap();
+    wait_until("the first event runs", || kv.get("held").unwrap().is_some()).await;
+    let queued = queue.try_submit(Arc::new(event("echo", "queued"))).unwrap();
+
+    let shutdown = tokio::spawn(executor.shutdown());
+    wait_until("intake stops", || {
+        matches!(
+            queue.try_submit(Arc::new(event("echo", "late"))),
+            Err(SubmitError::Closed)
+        )
+    })
+    .await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown must wait for the held event"
+    );
+    kv.set("release", b"1", None).unwrap();
+    shutdown.await.unwrap();
+    assert_eq!(held.await.unwrap(), Ok(Some(b"\"released\"".to_vec())));
+    assert_eq!(queued.await.unwrap(), Ok(Some(b"queued".to_vec())));
+    assert_eq!(
+        queue.invoke(Arc::new(event("echo", "after"))).await,
+        Err(InvokeError::ShuttingDown)
+    );
+}

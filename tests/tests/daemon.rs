@@ -1,0 +1,124 @@
+//! The real `fogd run` process: timer triggers drive the shipped functions, metrics and
+//! health are served, SIGTERM drains and exits cleanly.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use fogd_tests::components;
+use fogd_tests::daemon::Daemon;
+
+fn http_get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("metrics endpoint accepts");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: fogd\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The metrics address from the "fogd ready" line, e.g. `metrics=Some(127.0.0.1:40001)`.
+fn metrics_address(ready_line: &str) -> String {
+    let start = ready_line.find("Some(").expect("metrics enabled") + 5;
+    let end = start + ready_line[start..].find(')').unwrap();
+    ready_line[start..end].to_owned()
+}
+
+#[test]
+fn daemon_runs_functions_on_timers_serves_metrics_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fogd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+state_dir = "state"
+[metrics]
+address = "127.0.0.1:0"
+
+[[function]]
+name = "threshold-alert"
+component = "{alert}"
+grants = {{ publish = ["alerts/#"] }}
+config = {{ samples = 2, warmup = 3 }}
+[[function.trigger]]
+timer = {{ name = "router", every = "20ms", payloads = ['{{"cpu": 10}}', '{{"cpu": 11}}', '{{"cpu": 10}}', '{{"cpu": 90}}', '{{"cpu": 95}}', '{{"cpu": 10}}'] }}
+
+[[function]]
+name = "echo"
+component = "{echo}"
+output = "out/{{function}}"
+[[function.trigger]]
+timer = {{ every = "20ms" }}
+
+[[function]]
+name = "broken"
+component = "{missing}"
+"#,
+            alert = components().threshold_alert.display(),
+            echo = components().echo.display(),
+            missing = dir.path().join("missing.wasm").display(),
+        ),
+    )
+    .unwrap();
+
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for(&["function not loaded", "broken", "missing.wasm"]);
+    let ready = daemon.wait_for(&["fogd ready", "functions=2"]);
+    let address = metrics_address(&ready);
+
+    let alert = daemon.wait_for(&["publish", "alerts/cpu", "\"state\":\"alert\""]);
+    assert!(alert.contains("\"value\":95"), "{alert}");
+    daemon.wait_for(&["publish", "alerts/cpu", "\"state\":\"clear\""]);
+    daemon.wait_for(&["publish", "out/echo", "{\"tick\":"]);
+
+    let metrics = http_get(&address, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("fogd_invocations_total{function=\"echo\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fogd_cold_start_seconds_bucket{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fogd_events_received_total{source=\"timer\"}"),
+        "{metrics}"
+    );
+
+    let health = http_get(&address, "/healthz");
+    assert!(
+        health.starts_with("HTTP/1.1 503"),
+        "a function failed to load: {health}"
+    );
+    assert!(health.contains("\"function/broken\""), "{health}");
+    assert!(health.contains("\"function/echo\""), "{health}");
+
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let text = log.join("\n");
+    assert!(
+        text.contains("stop requested") && text.contains("SIGTERM"),
+        "{text}"
+    );
+    assert!(text.contains("stopped"), "{text}");
+}
+
+#[test]
+fn shipped_demo_config_is_valid() {
+    components();
+    let output = std::process::Command::new(fogd_tests::fogd_bin())
+        .args(["check", "--config"])
+        .arg(fogd_tests::root().join("provisioning/demo.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok (2 functions)"));
+}
