@@ -22,6 +22,12 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Asserts that the command's stderr contains `needle`, showing stderr otherwise.
+fn assert_stderr_has(output: &Output, needle: &str) {
+    let text = stderr(output);
+    assert!(text.contains(needle), "stderr lacks {needle:?}:\n{text}");
+}
+
 fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
     let path = dir.path().join("fogd.toml");
     std::fs::write(&path, text).unwrap();
@@ -44,10 +50,10 @@ fn check_reports_file_line_and_key() {
     );
 
     let config = write_config(&dir, "[metrics]\naddress = \"127.0.0.1:9464\"\nport = 1\n");
-    let message = stderr(&fogd(&["check", "--config", &config]));
-    assert!(
-        message.contains(&format!("{config}:3:1: metrics.port: unknown field `port`")),
-        "{message}"
+    let output = fogd(&["check", "--config", &config]);
+    assert_stderr_has(
+        &output,
+        &format!("{config}:3:1: metrics.port: unknown field `port`"),
     );
 }
 
@@ -64,14 +70,11 @@ fn check_compiles_components_and_names_the_broken_one() {
     );
     let output = fogd(&["check", "--config", &config]);
     assert_eq!(output.status.code(), Some(1));
-    let message = stderr(&output);
-    assert!(
-        message.contains(&format!(
-            "{config}:7:1: function[1].component: invalid component"
-        )),
-        "{message}"
+    assert_stderr_has(
+        &output,
+        &format!("{config}:7:1: function[1].component: invalid component"),
     );
-    assert!(message.contains("bad.wasm"), "{message}");
+    assert_stderr_has(&output, "bad.wasm");
 
     let config = write_config(
         &dir,
@@ -105,11 +108,7 @@ fn invoke_component_with_payload_from_stdin() {
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output), "bytes from stdin\n");
-    assert!(
-        stderr(&output).contains("µs"),
-        "timing is printed: {}",
-        stderr(&output)
-    );
+    assert_stderr_has(&output, "µs");
 }
 
 #[test]
@@ -156,11 +155,7 @@ fn invoke_by_name_uses_the_config_and_reports_json() {
 
     let output = fogd(&["invoke", "--config", &config, "nope"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("no function named \"nope\""),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_has(&output, "no function named \"nope\"");
 }
 
 #[test]

@@ -166,26 +166,22 @@ async fn dispatch(
         // Take a slot before a job: while all slots are busy, events stay in the bounded
         // queue, so at most `concurrency + queue` events are admitted. Shutdown is watched
         // during both waits: it stops intake at once, then the queue drains.
-        let slot = tokio::select! {
-            biased;
-            _ = shutdown.changed(), if !closing => {
+        let slot = match or_shutdown(slots.clone().acquire_owned(), &mut shutdown, closing).await {
+            Some(Ok(slot)) => slot,
+            Some(Err(_)) => break,
+            None => {
                 receiver.close();
                 closing = true;
                 continue;
             }
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
         };
-        let job = tokio::select! {
-            biased;
-            _ = shutdown.changed(), if !closing => {
+        let job = match or_shutdown(receiver.recv(), &mut shutdown, closing).await {
+            Some(job) => job,
+            None => {
                 receiver.close();
                 closing = true;
                 continue;
             }
-            job = receiver.recv() => job,
         };
         let Some(job) = job else { break };
         queue.update_depth();
@@ -200,6 +196,20 @@ async fn dispatch(
     }
     // In-flight events hold slots; taking all of them waits for the last to finish.
     let _ = slots.acquire_many(concurrency).await;
+}
+
+/// Waits for `work`, or returns `None` as soon as shutdown is signalled (unless the
+/// dispatcher is already closing, when only `work` counts).
+async fn or_shutdown<T>(
+    work: impl Future<Output = T>,
+    shutdown: &mut watch::Receiver<bool>,
+    closing: bool,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = shutdown.changed(), if !closing => None,
+        done = work => Some(done),
+    }
 }
 
 fn run(queue: &FunctionQueue, job: Job) {

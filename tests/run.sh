@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a Debian machine with the Rust toolchain, then runs
+# all of it: formatting check, the guest functions, and every test against real components.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages the tests start or call.
+packages=(mosquitto mosquitto-clients)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Tests start their own brokers on free ports; keep the packaged one from holding 1883.
+if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
+    as_root systemctl stop mosquitto || true
+fi
+
+echo "==> rust targets"
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+echo "==> formatting"
+cargo fmt --all --check
+(cd wasi-functions && cargo fmt --all --check)
+
+echo "==> guest functions"
+wasi-functions/build.sh --quiet >/dev/null
+
+echo "==> tests"
+cargo test --release --workspace --no-fail-fast
