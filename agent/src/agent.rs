@@ -9,15 +9,19 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::outbound::{ChannelSink, OutboundMessage, OutboundSink};
+use crate::outbound::{ChannelSink, OutboundMessage, OutboundSink, OutboxSink, Outboxes};
 use crate::router::{Dispatch, Router};
 use crate::runtime::{Executor, Runtime, RuntimeSettings};
 use crate::state::StateDb;
 use crate::telemetry::{self, Health, Metrics};
 use crate::triggers;
+use crate::triggers::mqtt::{ConnectionSettings, MqttContext, MqttTriggers};
 
-/// Outbound messages that may wait in memory for the publisher.
+/// Outbound messages that may wait in memory for the log when no broker is configured.
 const OUTBOUND_CAPACITY: usize = 4096;
+
+/// How long shutdown waits for admitted MQTT messages to be acknowledged.
+const ACK_GRACE: Duration = Duration::from_secs(10);
 
 /// A running agent.
 pub struct Agent {
@@ -25,7 +29,8 @@ pub struct Agent {
     state: StateDb,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    outbound_task: JoinHandle<()>,
+    outbound_task: Option<JoinHandle<()>>,
+    mqtt: MqttTriggers,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     /// Where `/metrics` and `/healthz` are served, if enabled.
@@ -46,15 +51,47 @@ impl Agent {
         })?;
         let state = StateDb::open(&config.state_dir.join("db"), &config.state)?;
         let runtime = Runtime::new(RuntimeSettings::from_config(&config))?;
+        let brokers = config
+            .brokers
+            .iter()
+            .map(ConnectionSettings::load)
+            .collect::<Result<Vec<_>, _>>()?;
+        let default_broker: Option<Arc<str>> = brokers.first().map(|broker| broker.name.clone());
 
-        let (sink, outbound) = ChannelSink::new(OUTBOUND_CAPACITY);
-        let sink: Arc<dyn OutboundSink> = Arc::new(sink);
+        let mut outbox_map = std::collections::HashMap::new();
+        for (settings, spec) in brokers.iter().zip(&config.brokers) {
+            outbox_map.insert(
+                settings.name.clone(),
+                state.outbox(&spec.name, spec.outbox)?,
+            );
+        }
+        let outboxes = Arc::new(Outboxes::new(outbox_map, metrics.clone()));
+        // Without a broker, messages are written to the log instead.
+        let (log_sink, outbound_task) = if brokers.is_empty() {
+            let (sink, outbound) = ChannelSink::new(OUTBOUND_CAPACITY);
+            let sink: Arc<dyn OutboundSink> = Arc::new(sink);
+            (Some(sink), Some(tokio::spawn(log_outbound(outbound))))
+        } else {
+            (None, None)
+        };
+
         let mut functions = Vec::new();
         let mut loaded_specs = Vec::new();
         for spec in &config.functions {
             let started = std::time::Instant::now();
             let component = format!("function/{}", spec.name);
-            match runtime.load(spec, &state, sink.clone()) {
+            let sink: Arc<dyn OutboundSink> = match (&default_broker, &log_sink) {
+                (Some(default), _) => {
+                    let broker = spec
+                        .broker
+                        .as_deref()
+                        .map_or_else(|| default.clone(), Arc::from);
+                    Arc::new(OutboxSink::new(outboxes.clone(), broker))
+                }
+                (None, Some(log)) => log.clone(),
+                (None, None) => unreachable!("the log sink exists whenever no broker does"),
+            };
+            match runtime.load(spec, &state, sink) {
                 Ok(function) => {
                     tracing::info!(
                         function = %spec.name,
@@ -74,9 +111,19 @@ impl Agent {
         }
 
         let executor = Executor::start(functions, config.workers(), &metrics);
-        let dispatch = Dispatch::new(Router::new(&loaded_specs), &executor, metrics.clone());
+        let router = Router::new(&loaded_specs, default_broker.as_deref());
+        let dispatch = Dispatch::new(router, &executor, metrics.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = triggers::timer::start(&loaded_specs, &dispatch, &shutdown_rx);
+        let broker_count = brokers.len();
+        let mqtt = MqttTriggers::start(MqttContext {
+            brokers,
+            functions: &loaded_specs,
+            dispatch: &dispatch,
+            outboxes: &outboxes,
+            state: &state,
+            health: &health,
+        });
         tasks.push(spawn_sweeper(
             state.clone(),
             config.state.sweep_every.as_duration(),
@@ -95,9 +142,9 @@ impl Agent {
             ),
             None => None,
         };
-        let outbound_task = tokio::spawn(log_outbound(outbound));
         tracing::info!(
             functions = loaded_specs.len(),
+            brokers = broker_count,
             metrics = ?metrics_address,
             "fogd ready"
         );
@@ -107,22 +154,36 @@ impl Agent {
             shutdown,
             tasks,
             outbound_task,
+            mqtt,
             metrics,
             health,
             metrics_address,
         })
     }
 
-    /// Stops triggers, lets queued and in-flight events finish, flushes state.
+    /// Stops intake, lets queued and in-flight events finish and their MQTT messages be
+    /// acknowledged, disconnects, flushes state.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: draining events");
         let _ = self.shutdown.send(true);
+        self.mqtt.drain();
         for task in self.tasks {
             let _ = task.await;
         }
         self.executor.shutdown().await;
+        if tokio::time::timeout(ACK_GRACE, self.mqtt.acknowledged())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some messages were not acknowledged in time; the broker will redeliver them"
+            );
+        }
+        self.mqtt.stop().await;
         // The executor held the last senders; the outbound log ends once it has drained.
-        let _ = self.outbound_task.await;
+        if let Some(task) = self.outbound_task {
+            let _ = task.await;
+        }
         if let Err(error) = self.state.flush() {
             tracing::error!(%error, "flushing state failed");
         }

@@ -6,8 +6,8 @@ wasmtime::component::bindgen!({
     world: "network-function",
 });
 
-pub use fogd::function::types::Source;
-pub use fogd::function::{config, kv, log, messaging};
+pub use self::fogd::function::types::Source;
+pub use self::fogd::function::{config, kv, log, messaging};
 
 impl Source {
     /// The lower-case name used in logs, metrics and config.

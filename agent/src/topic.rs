@@ -21,6 +21,8 @@ pub enum TopicError {
     WildcardInTopic(String),
     #[error("topic contains a NUL character")]
     Nul,
+    #[error("a shared subscription is `$share/<group>/<filter>`: {0:?}")]
+    BadShare(String),
 }
 
 impl TopicFilter {
@@ -67,6 +69,53 @@ impl TopicFilter {
             }
         }
     }
+}
+
+/// Parses a subscription: a filter, or a shared one (`$share/<group>/<filter>`). Returns the
+/// filter that incoming topics are matched against.
+pub fn subscription_filter(subscription: &str) -> Result<TopicFilter, TopicError> {
+    match subscription.strip_prefix("$share/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((group, filter)) if !group.is_empty() && !group.contains(['+', '#']) => {
+                TopicFilter::parse(filter)
+            }
+            _ => Err(TopicError::BadShare(subscription.to_owned())),
+        },
+        None => TopicFilter::parse(subscription),
+    }
+}
+
+/// Fills a topic template: `{function}`, `{subject}`, and `{1}`, `{2}`, ... for the levels of
+/// the subject (a missing level becomes empty).
+pub fn render_template(template: &str, function: &str, subject: &str) -> String {
+    let mut out = String::with_capacity(template.len() + subject.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let name = &after[..close];
+        match name {
+            "function" => out.push_str(function),
+            "subject" => out.push_str(subject),
+            _ => match name.parse::<usize>() {
+                Ok(level) if level >= 1 => {
+                    out.push_str(subject.split('/').nth(level - 1).unwrap_or(""))
+                }
+                _ => {
+                    out.push('{');
+                    out.push_str(name);
+                    out.push('}');
+                }
+            },
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Checks that `topic` is a valid topic name for publishing (no wildcards, not empty).
@@ -132,6 +181,34 @@ mod tests {
             TopicFilter::parse("a/b+"),
             Err(TopicError::MisplacedPlus(_))
         ));
+    }
+
+    #[test]
+    fn shared_subscriptions_match_on_their_filter() {
+        assert!(
+            subscription_filter("$share/gw/sensors/#")
+                .unwrap()
+                .matches("sensors/a/b")
+        );
+        assert!(subscription_filter("$share//x").is_err());
+        assert!(subscription_filter("$share/gw").is_err());
+        assert!(subscription_filter("plain/+").unwrap().matches("plain/x"));
+    }
+
+    #[test]
+    fn templates_fill_names_and_levels() {
+        assert_eq!(
+            render_template("out/{function}/{subject}", "f", "a/b"),
+            "out/f/a/b"
+        );
+        assert_eq!(
+            render_template("r/{2}/{1}/{9}", "f", "sensors/r1/t"),
+            "r/r1/sensors/"
+        );
+        assert_eq!(
+            render_template("keep/{other}/{", "f", "s"),
+            "keep/{other}/{"
+        );
     }
 
     #[test]

@@ -219,6 +219,20 @@ impl Config {
         for function in &mut self.functions {
             function.component = base.join(&function.component);
         }
+        for broker in &mut self.brokers {
+            if let Some(file) = &mut broker.password_file {
+                *file = base.join(&*file);
+            }
+            if let Some(tls) = &mut broker.tls {
+                tls.ca_file = base.join(&tls.ca_file);
+                for file in [&mut tls.cert_file, &mut tls.key_file]
+                    .into_iter()
+                    .flatten()
+                {
+                    *file = base.join(&*file);
+                }
+            }
+        }
     }
 }
 
@@ -315,6 +329,36 @@ mod tests {
         assert!(
             keys.contains(&("function[1].grants.publish[1]", Some(8))),
             "{keys:?}"
+        );
+    }
+
+    #[test]
+    fn mqtt_triggers_must_name_a_known_broker() {
+        let text = "[[broker]]\nname = \"local\"\naddress = \"127.0.0.1:1883\"\n\n[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[[function.trigger]]\nmqtt = { topic = \"x/#\", broker = \"cloud\", qos = 3 }\n";
+        let errors = parse(text).unwrap_err().0;
+        let keys: Vec<_> = errors
+            .iter()
+            .map(|e| (e.key.as_str(), e.position.map(|p| p.0)))
+            .collect();
+        assert!(
+            keys.contains(&("function[0].trigger[0].mqtt.broker", Some(9))),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("function[0].trigger[0].mqtt.qos", Some(9))),
+            "{keys:?}"
+        );
+    }
+
+    #[test]
+    fn mqtt_trigger_without_any_broker_is_an_error() {
+        let text = "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[[function.trigger]]\nmqtt = { topic = \"x/#\" }\n";
+        let error = single_error(text);
+        assert_eq!(error.key, "function[0].trigger[0].mqtt");
+        assert!(
+            error.message.contains("needs a [[broker]]"),
+            "{}",
+            error.message
         );
     }
 

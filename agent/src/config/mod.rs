@@ -3,6 +3,7 @@
 //! The same [`FunctionSpec`] shape describes a function in the local file and in a deployment
 //! document, so there is one parser for both.
 
+mod broker;
 mod duration;
 mod load;
 mod validate;
@@ -13,6 +14,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use broker::{
+    BrokerSpec, EmbeddedBrokerSpec, MqttProtocol, MqttTrigger, OutboxLimits, TlsSpec,
+};
 pub use duration::Millis;
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
 
@@ -32,6 +36,11 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub state: StateConfig,
+    /// MQTT broker connections (`[[broker]]` tables).
+    #[serde(default, rename = "broker")]
+    pub brokers: Vec<BrokerSpec>,
+    /// An MQTT broker fogd serves itself, for devices on the site; off unless present.
+    pub embedded_broker: Option<EmbeddedBrokerSpec>,
     /// The network functions to host (`[[function]]` tables).
     #[serde(default, rename = "function")]
     pub functions: Vec<FunctionSpec>,
@@ -182,9 +191,12 @@ pub struct FunctionSpec {
     /// What runs the function (`[[function.trigger]]` tables).
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<TriggerSpec>,
-    /// Topic template the function's return value is published to; `{function}` and
-    /// `{subject}` are replaced. Without it, return values are only logged.
+    /// Topic template the function's return value is published to: `{function}`,
+    /// `{subject}` and `{1}`, `{2}`, ... (levels of the subject) are replaced. An MQTT v5
+    /// request with a response topic is answered there instead.
     pub output: Option<String>,
+    /// The broker connection results and publishes go to; defaults to the first `[[broker]]`.
+    pub broker: Option<String>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -255,6 +267,8 @@ pub struct Grants {
 pub enum TriggerSpec {
     /// `timer = { every = "5s" }`: runs the function periodically.
     Timer(TimerTrigger),
+    /// `mqtt = { topic = "sensors/+/telemetry", qos = 1 }`: runs it for matching messages.
+    Mqtt(MqttTrigger),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +311,7 @@ impl FunctionSpec {
             component,
             triggers: Vec::new(),
             output: None,
+            broker: None,
             limits: Limits::default(),
             grants: Grants::default(),
             config: BTreeMap::new(),

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::{Config, FunctionSpec, TriggerSpec};
-use crate::topic::{TopicFilter, validate_topic_name};
+use crate::topic::{TopicFilter, render_template, subscription_filter, validate_topic_name};
 
 type Problem = (String, String);
 
@@ -26,6 +26,40 @@ impl Config {
         if self.state.max_key_bytes == 0 {
             problems.push(("state.max_key_bytes".into(), "must be at least 1".into()));
         }
+        let mut brokers = HashSet::new();
+        for (index, broker) in self.brokers.iter().enumerate() {
+            let at = format!("broker[{index}]");
+            if !brokers.insert(broker.name.as_str()) {
+                problems.push((
+                    format!("{at}.name"),
+                    format!("duplicate broker name {:?}", broker.name),
+                ));
+            }
+            if let Err(message) = validate_name(&broker.name) {
+                problems.push((format!("{at}.name"), message));
+            }
+            if broker
+                .address
+                .rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+            {
+                problems.push((
+                    format!("{at}.address"),
+                    format!("{:?} is not host:port", broker.address),
+                ));
+            }
+            if let Some(tls) = &broker.tls
+                && tls.cert_file.is_some() != tls.key_file.is_some()
+            {
+                problems.push((
+                    format!("{at}.tls"),
+                    "cert_file and key_file go together".into(),
+                ));
+            }
+            if broker.inflight == 0 {
+                problems.push((format!("{at}.inflight"), "must be at least 1".into()));
+            }
+        }
         let mut names = HashSet::new();
         for (index, function) in self.functions.iter().enumerate() {
             let at = format!("function[{index}]");
@@ -36,8 +70,42 @@ impl Config {
                 ));
             }
             function.validate(&at, &mut problems);
+            self.validate_broker_references(function, &at, &mut problems);
         }
         problems
+    }
+
+    fn validate_broker_references(
+        &self,
+        function: &FunctionSpec,
+        at: &str,
+        problems: &mut Vec<Problem>,
+    ) {
+        let known = |name: &str| self.brokers.iter().any(|b| b.name == name);
+        if let Some(name) = &function.broker
+            && !known(name)
+        {
+            problems.push((
+                format!("{at}.broker"),
+                format!("no [[broker]] named {name:?}"),
+            ));
+        }
+        for (index, trigger) in function.triggers.iter().enumerate() {
+            let TriggerSpec::Mqtt(mqtt) = trigger else {
+                continue;
+            };
+            let key = format!("{at}.trigger[{index}].mqtt");
+            match &mqtt.broker {
+                Some(name) if !known(name) => problems.push((
+                    format!("{key}.broker"),
+                    format!("no [[broker]] named {name:?}"),
+                )),
+                None if self.brokers.is_empty() => {
+                    problems.push((key, "an mqtt trigger needs a [[broker]] connection".into()))
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -75,20 +143,39 @@ impl FunctionSpec {
             }
         }
         if let Some(output) = &self.output {
-            let sample = output.replace("{function}", "f").replace("{subject}", "s");
-            if let Err(error) = validate_topic_name(&sample) {
-                problems.push((format!("{at}.output"), error.to_string()));
-            }
+            validate_template(output, &format!("{at}.output"), problems);
         }
         for (index, trigger) in self.triggers.iter().enumerate() {
+            let key = format!("{at}.trigger[{index}]");
             match trigger {
-                TriggerSpec::Timer(timer) if timer.every.0 == 0 => problems.push((
-                    format!("{at}.trigger[{index}].timer.every"),
-                    "must be at least 1ms".into(),
-                )),
+                TriggerSpec::Timer(timer) if timer.every.0 == 0 => {
+                    problems.push((format!("{key}.timer.every"), "must be at least 1ms".into()))
+                }
                 TriggerSpec::Timer(_) => {}
+                TriggerSpec::Mqtt(mqtt) => {
+                    if let Err(error) = subscription_filter(&mqtt.topic) {
+                        problems.push((format!("{key}.mqtt.topic"), error.to_string()));
+                    }
+                    if mqtt.qos > 2 {
+                        problems.push((format!("{key}.mqtt.qos"), "must be 0, 1 or 2".into()));
+                    }
+                    if let Some(dead_letter) = &mqtt.dead_letter {
+                        validate_template(
+                            dead_letter,
+                            &format!("{key}.mqtt.dead_letter"),
+                            problems,
+                        );
+                    }
+                }
             }
         }
+    }
+}
+
+fn validate_template(template: &str, key: &str, problems: &mut Vec<Problem>) {
+    let sample = render_template(template, "f", "s/t");
+    if let Err(error) = validate_topic_name(&sample) {
+        problems.push((key.to_owned(), error.to_string()));
     }
 }
 
@@ -102,7 +189,7 @@ fn validate_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{name:?} is not a valid function name: use 1 to 64 lower-case letters, digits, `-` or `_`"
+            "{name:?} is not a valid name: use 1 to 64 lower-case letters, digits, `-` or `_`"
         ))
     }
 }

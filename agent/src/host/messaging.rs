@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::HostState;
 use crate::contract::messaging::{Error, Host, Qos as WitQos};
-use crate::outbound::{OutboundError, OutboundMessage, OutboundSink, Qos};
+use crate::outbound::{OutboundMessage, OutboundSink, Qos};
 use crate::topic::{TopicFilter, validate_topic_name};
 
 /// The topics a function may publish to and where its messages go.
@@ -62,15 +62,12 @@ impl Host for HostState {
         if payload.len() > grants.max_payload as usize {
             return Err(Error::PayloadTooLarge(grants.max_payload));
         }
-        let message = OutboundMessage {
-            topic,
-            payload,
-            qos: qos.into(),
-            retain,
-            origin: self.caps.name.clone(),
-        };
-        grants.sink.send(message).map_err(|error| match error {
-            OutboundError::Full | OutboundError::Closed => Error::Unavailable(error.to_string()),
-        })
+        let mut message = OutboundMessage::new(topic, payload, self.caps.name.clone());
+        message.qos = qos.into();
+        message.retain = retain;
+        grants
+            .sink
+            .send(message)
+            .map_err(|error| Error::Unavailable(error.to_string()))
     }
 }

@@ -11,7 +11,6 @@ use tokio::task::JoinHandle;
 
 use super::{InvokeError, LoadedFunction, Outcome};
 use crate::event::Event;
-use crate::outbound::{OutboundMessage, Qos};
 use crate::telemetry::{FunctionMetrics, Metrics};
 
 struct Job {
@@ -221,15 +220,8 @@ fn run(queue: &FunctionQueue, job: Job) {
     metrics.cold_start.observe(report.instantiate.as_secs_f64());
     metrics.duration.observe(report.total.as_secs_f64());
     match &report.outcome {
-        Ok(Some(output)) => match function.output_topic(event) {
-            Some(topic) => {
-                let message = OutboundMessage {
-                    topic,
-                    payload: output.clone(),
-                    qos: Qos::AtLeastOnce,
-                    retain: false,
-                    origin: function.name().clone(),
-                };
+        Ok(Some(output)) => match function.result_message(event, output.clone()) {
+            Some(message) => {
                 if let Err(error) = function.caps().publish.sink().send(message) {
                     metrics.dropped("output_unavailable");
                     tracing::warn!(function = %function.name(), event_id = %event.id, %error, "result not published");

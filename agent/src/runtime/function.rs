@@ -9,8 +9,10 @@ use wasmtime::{Engine, Store, Trap};
 use super::{InvokeError, LoadSource};
 use crate::config::Limits;
 use crate::contract::NetworkFunctionPre;
-use crate::event::Event;
+use crate::event::{Event, attribute, mqtt_attributes};
 use crate::host::{FunctionCaps, HostState};
+use crate::outbound::OutboundMessage;
+use crate::topic::render_template;
 
 /// What a `handle` call produced.
 pub type Outcome = Result<Option<Vec<u8>>, InvokeError>;
@@ -75,13 +77,22 @@ impl LoadedFunction {
         &self.caps
     }
 
-    /// The topic this event's result goes to, if the function has an output.
-    pub fn output_topic(&self, event: &Event) -> Option<String> {
-        self.output.as_ref().map(|template| {
-            template
-                .replace("{function}", &self.caps.name)
-                .replace("{subject}", &event.subject)
-        })
+    /// The message carrying this event's result: an answer on the MQTT v5 response topic
+    /// (same broker, with the request's correlation data) if the event asked for one,
+    /// otherwise a message on the function's output topic, if it has one.
+    pub fn result_message(&self, event: &Event, output: Vec<u8>) -> Option<OutboundMessage> {
+        let name = self.caps.name.clone();
+        if let Some(topic) = attribute(event, mqtt_attributes::RESPONSE_TOPIC) {
+            let mut message = OutboundMessage::new(topic.to_owned(), output, name);
+            message.broker = attribute(event, mqtt_attributes::BROKER).map(Arc::from);
+            message.properties.correlation_data =
+                attribute(event, mqtt_attributes::CORRELATION_DATA)
+                    .and_then(|hex| hex::decode(hex).ok());
+            return Some(message);
+        }
+        let template = self.output.as_ref()?;
+        let topic = render_template(template, &self.caps.name, &event.subject);
+        Some(OutboundMessage::new(topic, output, name))
     }
 
     /// Handles one event in a fresh instance. Blocks the calling thread for at most the

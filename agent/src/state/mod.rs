@@ -5,14 +5,19 @@
 //! at most that window of kv writes. `flush_every = "0ms"` flushes after every write.
 
 mod kv;
+mod outbox;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use thiserror::Error;
+use tokio::sync::watch;
 
-use crate::config::StateConfig;
+use crate::config::{OutboxLimits, StateConfig};
 
 pub use kv::{KvError, KvStore};
+pub use outbox::{Outbox, OutboxEntry, PushReport};
 
 #[derive(Debug, Error)]
 pub enum StateError {
@@ -20,6 +25,8 @@ pub enum StateError {
     Open { path: String, source: sled::Error },
     #[error("state database: {0}")]
     Sled(#[from] sled::Error),
+    #[error("flushing the state database failed: {0}")]
+    Flush(String),
 }
 
 /// The open state database.
@@ -27,6 +34,24 @@ pub enum StateError {
 pub struct StateDb {
     db: sled::Db,
     limits: KvLimits,
+    durability: Arc<GroupFlush>,
+}
+
+/// Group commit: callers of [`StateDb::sync`] that arrive while a flush runs share the next one.
+struct GroupFlush {
+    requested: AtomicU64,
+    flushing: AtomicBool,
+    done: watch::Sender<u64>,
+}
+
+impl Default for GroupFlush {
+    fn default() -> Self {
+        Self {
+            requested: AtomicU64::new(0),
+            flushing: AtomicBool::new(false),
+            done: watch::Sender::new(0),
+        }
+    }
 }
 
 /// Size limits applied to every kv tree.
@@ -59,6 +84,7 @@ impl StateDb {
                 max_value_bytes: config.max_value_bytes,
                 flush_each_write,
             },
+            durability: Arc::default(),
         })
     }
 
@@ -76,6 +102,7 @@ impl StateDb {
                 max_value_bytes: config.max_value_bytes,
                 flush_each_write: false,
             },
+            durability: Arc::default(),
         })
     }
 
@@ -97,9 +124,54 @@ impl StateDb {
         Ok(removed)
     }
 
+    /// The outbox of one broker connection.
+    pub fn outbox(&self, broker: &str, limits: OutboxLimits) -> Result<Outbox, StateError> {
+        Outbox::open(self.db.open_tree(format!("outbox/{broker}"))?, limits)
+    }
+
     /// Writes everything buffered to disk.
     pub fn flush(&self) -> Result<(), StateError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Returns once every write made before the call is on disk. Concurrent callers share
+    /// flushes (group commit), so many acknowledgements cost one fsync.
+    pub async fn sync(&self) -> Result<(), StateError> {
+        let group = &*self.durability;
+        let ticket = group.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut done = group.done.subscribe();
+        loop {
+            if *done.borrow_and_update() >= ticket {
+                return Ok(());
+            }
+            if group
+                .flushing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let target = group.requested.load(Ordering::Acquire);
+                let db = self.db.clone();
+                let flushed = tokio::task::spawn_blocking(move || db.flush()).await;
+                // Clear the flag before announcing, so a waiter woken by the announcement can
+                // lead the next flush.
+                group.flushing.store(false, Ordering::Release);
+                match flushed {
+                    Ok(Ok(_)) => group.done.send_modify(|done| *done = (*done).max(target)),
+                    Ok(Err(error)) => {
+                        group.done.send_modify(|_| {});
+                        return Err(error.into());
+                    }
+                    Err(join) => {
+                        group.done.send_modify(|_| {});
+                        return Err(StateError::Flush(join.to_string()));
+                    }
+                }
+                continue;
+            }
+            if done.changed().await.is_err() {
+                return Err(StateError::Flush("state database closed".into()));
+            }
+        }
     }
 }

@@ -26,6 +26,17 @@ struct FunctionReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BrokerLabel {
+    broker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BrokerReasonLabel {
+    broker: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
     source: String,
 }
@@ -47,7 +58,17 @@ pub struct Metrics {
     cold_start: HistogramFamily<FunctionLabel>,
     queue_depth: Family<FunctionLabel, Gauge>,
     received: Family<SourceLabel, Counter>,
-    rejected: Family<FunctionReasonLabel, Counter>,
+    rejected: Family<SourceReasonLabel, Counter>,
+    broker_connected: Family<BrokerLabel, Gauge>,
+    published: Family<BrokerLabel, Counter>,
+    outbox_depth: Family<BrokerLabel, Gauge>,
+    outbox_dropped: Family<BrokerReasonLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceReasonLabel {
+    source: String,
+    reason: String,
 }
 
 impl Default for Metrics {
@@ -69,6 +90,30 @@ impl Metrics {
         let queue_depth = Family::default();
         let received = Family::default();
         let rejected = Family::default();
+        let broker_connected = Family::default();
+        let published = Family::default();
+        let outbox_depth = Family::default();
+        let outbox_dropped = Family::default();
+        registry.register(
+            "broker_connected",
+            "1 while the broker connection is up",
+            broker_connected.clone(),
+        );
+        registry.register(
+            "messages_published",
+            "Messages the broker accepted, per connection",
+            published.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Messages waiting in the outbox, per connection",
+            outbox_depth.clone(),
+        );
+        registry.register(
+            "outbox_dropped",
+            "Outbox messages dropped, per connection and reason",
+            outbox_dropped.clone(),
+        );
         registry.register(
             "invocations",
             "Events handled, per function",
@@ -119,7 +164,35 @@ impl Metrics {
             queue_depth,
             received,
             rejected,
+            broker_connected,
+            published,
+            outbox_depth,
+            outbox_dropped,
         }
+    }
+
+    /// Handles for one broker connection.
+    pub fn broker(&self, name: &str) -> BrokerMetrics {
+        let label = BrokerLabel {
+            broker: name.to_owned(),
+        };
+        BrokerMetrics {
+            name: name.to_owned(),
+            connected: self.broker_connected.get_or_create_owned(&label),
+            published: self.published.get_or_create_owned(&label),
+            outbox_depth: self.outbox_depth.get_or_create_owned(&label),
+            dropped: self.outbox_dropped.clone(),
+        }
+    }
+
+    /// A counter's current value, for tests and `/healthz` summaries.
+    pub fn input_rejected_count(&self, source: &str, reason: &str) -> u64 {
+        self.rejected
+            .get(&SourceReasonLabel {
+                source: source.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .map_or(0, |counter| counter.get())
     }
 
     /// Handles for one function.
@@ -150,8 +223,8 @@ impl Metrics {
     /// Counts an input a trigger refused (malformed, unauthorised, too large...).
     pub fn input_rejected(&self, source: &str, reason: &str) {
         self.rejected
-            .get_or_create(&FunctionReasonLabel {
-                function: source.to_owned(),
+            .get_or_create(&SourceReasonLabel {
+                source: source.to_owned(),
                 reason: reason.to_owned(),
             })
             .inc();
@@ -213,5 +286,32 @@ impl FunctionMetrics {
                 kind: kind.to_owned(),
             })
             .map_or(0, |counter| counter.get())
+    }
+}
+
+/// One broker connection's metrics.
+#[derive(Clone)]
+pub struct BrokerMetrics {
+    name: String,
+    pub connected: Gauge,
+    pub published: Counter,
+    pub outbox_depth: Gauge,
+    dropped: Family<BrokerReasonLabel, Counter>,
+}
+
+impl BrokerMetrics {
+    pub fn outbox_dropped(&self, reason: &str, count: u64) {
+        self.dropped
+            .get_or_create(&BrokerReasonLabel {
+                broker: self.name.clone(),
+                reason: reason.to_owned(),
+            })
+            .inc_by(count);
+    }
+}
+
+impl crate::outbound::OutboxDrops for Metrics {
+    fn dropped(&self, broker: &str, reason: &str, count: u64) {
+        self.broker(broker).outbox_dropped(reason, count);
     }
 }

@@ -10,7 +10,7 @@ use crate::config::{LogConfig, LogFormat};
 
 pub use health::{ComponentHealth, Health, HealthReport};
 pub use http::serve;
-pub use metrics::{FunctionMetrics, Metrics};
+pub use metrics::{BrokerMetrics, FunctionMetrics, Metrics};
 
 /// Installs the global log subscriber. `RUST_LOG` overrides the configured level. Logs go to
 /// stderr so that command output (`fogd invoke`, `fogd bench --json`) stays clean on stdout.

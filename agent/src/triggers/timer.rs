@@ -18,7 +18,9 @@ pub fn start(
     let mut tasks = Vec::new();
     for function in functions {
         for (index, trigger) in function.triggers.iter().enumerate() {
-            let TriggerSpec::Timer(timer) = trigger;
+            let TriggerSpec::Timer(timer) = trigger else {
+                continue;
+            };
             let name = timer_name(&function.name, index, timer.name.as_deref());
             tasks.push(tokio::spawn(run(
                 name,

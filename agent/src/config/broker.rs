@@ -1,0 +1,164 @@
+//! MQTT connections, triggers and the embedded broker, as configured.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::Millis;
+
+/// MQTT protocol version of a connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum MqttProtocol {
+    #[default]
+    #[serde(rename = "5")]
+    V5,
+    #[serde(rename = "3.1.1")]
+    V311,
+}
+
+/// One broker connection (`[[broker]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSpec {
+    /// Name that triggers and functions use to pick this connection, e.g. `local`, `cloud`.
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    /// `"5"` (default) or `"3.1.1"`.
+    #[serde(default)]
+    pub protocol: MqttProtocol,
+    /// Defaults to `fogd-<hostname>-<name>`.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// File holding the password (read at start, never logged).
+    pub password_file: Option<PathBuf>,
+    /// TLS settings; without them the connection is plain TCP.
+    pub tls: Option<TlsSpec>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: Millis,
+    /// How long the broker keeps this client's session (subscriptions, queued QoS 1/2
+    /// messages) while it is away. The session is never started clean.
+    #[serde(default = "default_session_expiry")]
+    pub session_expiry: Millis,
+    /// Largest inbound payload accepted; larger messages are acknowledged, rejected and counted.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u32,
+    /// Outbound QoS 1/2 messages awaiting the broker's acknowledgement at once.
+    #[serde(default = "default_inflight")]
+    pub inflight: u16,
+    /// First reconnect delay; doubles (with jitter) up to `reconnect_max`.
+    #[serde(default = "default_reconnect_min")]
+    pub reconnect_min: Millis,
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max: Millis,
+    #[serde(default)]
+    pub outbox: OutboxLimits,
+}
+
+fn default_keep_alive() -> Millis {
+    Millis(30_000)
+}
+fn default_session_expiry() -> Millis {
+    Millis(3_600_000)
+}
+fn default_max_message_bytes() -> u32 {
+    1024 * 1024
+}
+fn default_inflight() -> u16 {
+    100
+}
+fn default_reconnect_min() -> Millis {
+    Millis(100)
+}
+fn default_reconnect_max() -> Millis {
+    Millis(30_000)
+}
+
+/// TLS for a broker connection (rustls).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM file of the CA(s) that sign the broker's certificate.
+    pub ca_file: PathBuf,
+    /// PEM client certificate (chain) for mutual TLS; needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Bounds of a connection's outbox; the oldest messages are dropped (and counted) first.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxLimits {
+    #[serde(default = "default_outbox_messages")]
+    pub max_messages: u64,
+    #[serde(default = "default_outbox_bytes")]
+    pub max_bytes: u64,
+    /// Messages older than this are dropped instead of sent.
+    #[serde(default = "default_outbox_age")]
+    pub max_age: Millis,
+}
+
+fn default_outbox_messages() -> u64 {
+    1_000_000
+}
+fn default_outbox_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_outbox_age() -> Millis {
+    Millis(7 * 24 * 3_600_000)
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        Self {
+            max_messages: default_outbox_messages(),
+            max_bytes: default_outbox_bytes(),
+            max_age: default_outbox_age(),
+        }
+    }
+}
+
+/// `mqtt = { ... }` trigger of a function.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTrigger {
+    /// Topic filter (`+`, `#`); `$share/<group>/<filter>` splits a stream between gateways.
+    pub topic: String,
+    /// Subscription QoS: 0, 1 (default) or 2. QoS 1/2 messages are acknowledged only after
+    /// the function finished and its messages are durably in the outbox.
+    #[serde(default = "default_qos")]
+    pub qos: u8,
+    /// Connection to subscribe on; defaults to the first `[[broker]]`.
+    pub broker: Option<String>,
+    /// Further attempts after a failed event (QoS 1/2 only).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// First delay between attempts; doubles each time.
+    #[serde(default = "default_retry_backoff")]
+    pub retry_backoff: Millis,
+    /// Topic template (`{function}`, `{subject}`, `{1}`...) that receives an event's message
+    /// once every attempt failed, with the error in the `fogd-error` user property.
+    pub dead_letter: Option<String>,
+}
+
+fn default_qos() -> u8 {
+    1
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_retry_backoff() -> Millis {
+    Millis(100)
+}
+
+/// The embedded broker (`[embedded_broker]`): plain MQTT 3.1.1 on a local address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedBrokerSpec {
+    pub listen: SocketAddr,
+    /// Largest packet it accepts.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u32,
+}

@@ -1,0 +1,215 @@
+//! One MQTT client over rumqttc's two protocol implementations (v5 and 3.1.1), reduced to
+//! what a session needs: a handful of events in, subscribe/publish/ack/disconnect out.
+
+use bytes::Bytes;
+use rumqttc::v5;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+
+use crate::outbound::OutboundMessage;
+
+/// MQTT v5 properties of an inbound message (empty for 3.1.1).
+#[derive(Debug, Clone, Default)]
+pub struct InboundProperties {
+    pub response_topic: Option<String>,
+    pub correlation_data: Option<Bytes>,
+    pub content_type: Option<String>,
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// A message the broker delivered.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
+    pub dup: bool,
+    pub pkid: u16,
+    pub properties: InboundProperties,
+}
+
+/// What happened on the connection.
+#[derive(Debug)]
+pub enum SessionEvent {
+    Connected {
+        session_present: bool,
+    },
+    Message(InboundMessage),
+    /// A publish left for the network with this packet id (0 for QoS 0).
+    Sent {
+        pkid: u16,
+    },
+    /// The broker completed a QoS 1 (PUBACK) or QoS 2 (PUBCOMP) publish.
+    Completed {
+        pkid: u16,
+    },
+    Other,
+}
+
+pub enum MqttClient {
+    V5(v5::AsyncClient),
+    V311(rumqttc::AsyncClient),
+}
+
+pub enum MqttEventLoop {
+    V5(Box<v5::EventLoop>),
+    V311(Box<rumqttc::EventLoop>),
+}
+
+fn v5_qos(qos: u8) -> v5::mqttbytes::QoS {
+    match qos {
+        0 => v5::mqttbytes::QoS::AtMostOnce,
+        2 => v5::mqttbytes::QoS::ExactlyOnce,
+        _ => v5::mqttbytes::QoS::AtLeastOnce,
+    }
+}
+
+fn v311_qos(qos: u8) -> rumqttc::QoS {
+    match qos {
+        0 => rumqttc::QoS::AtMostOnce,
+        2 => rumqttc::QoS::ExactlyOnce,
+        _ => rumqttc::QoS::AtLeastOnce,
+    }
+}
+
+impl MqttClient {
+    pub fn subscribe(&self, filter: &str, qos: u8) -> Result<(), String> {
+        match self {
+            MqttClient::V5(client) => client
+                .try_subscribe(filter, v5_qos(qos))
+                .map_err(|e| e.to_string()),
+            MqttClient::V311(client) => client
+                .try_subscribe(filter, v311_qos(qos))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Hands a publish to the event loop; fails if its request channel is full.
+    pub fn publish(&self, message: &OutboundMessage) -> Result<(), String> {
+        let qos = message.qos.level();
+        let payload = Bytes::copy_from_slice(&message.payload);
+        match self {
+            MqttClient::V5(client) => {
+                let properties = PublishProperties {
+                    correlation_data: message.properties.correlation_data.clone().map(Bytes::from),
+                    content_type: message.properties.content_type.clone(),
+                    user_properties: message.properties.user_properties.clone(),
+                    ..PublishProperties::default()
+                };
+                client
+                    .try_publish_with_properties(
+                        message.topic.as_str(),
+                        v5_qos(qos),
+                        message.retain,
+                        payload,
+                        properties,
+                    )
+                    .map_err(|e| e.to_string())
+            }
+            MqttClient::V311(client) => client
+                .try_publish(
+                    message.topic.as_str(),
+                    v311_qos(qos),
+                    message.retain,
+                    payload,
+                )
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Acknowledges a QoS 1/2 message by its packet id.
+    pub fn ack(&self, qos: u8, pkid: u16) -> Result<(), String> {
+        match self {
+            MqttClient::V5(client) => {
+                let mut publish =
+                    v5::mqttbytes::v5::Publish::new("", v5_qos(qos), Bytes::new(), None);
+                publish.pkid = pkid;
+                client.try_ack(&publish).map_err(|e| e.to_string())
+            }
+            MqttClient::V311(client) => {
+                let mut publish = rumqttc::Publish::new("", v311_qos(qos), Vec::new());
+                publish.pkid = pkid;
+                client.try_ack(&publish).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    pub fn disconnect(&self) {
+        let _ = match self {
+            MqttClient::V5(client) => client.try_disconnect().map_err(|e| e.to_string()),
+            MqttClient::V311(client) => client.try_disconnect().map_err(|e| e.to_string()),
+        };
+    }
+}
+
+impl MqttEventLoop {
+    /// The next event; an error means the connection is gone.
+    pub async fn poll(&mut self) -> Result<SessionEvent, String> {
+        match self {
+            MqttEventLoop::V5(eventloop) => {
+                match eventloop.poll().await.map_err(|e| e.to_string())? {
+                    v5::Event::Incoming(Packet::ConnAck(ack)) => Ok(SessionEvent::Connected {
+                        session_present: ack.session_present,
+                    }),
+                    v5::Event::Incoming(Packet::Publish(publish)) => {
+                        let properties = publish.properties.unwrap_or_default();
+                        Ok(SessionEvent::Message(InboundMessage {
+                            topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                            payload: publish.payload,
+                            qos: publish.qos as u8,
+                            retain: publish.retain,
+                            dup: publish.dup,
+                            pkid: publish.pkid,
+                            properties: InboundProperties {
+                                response_topic: properties.response_topic,
+                                correlation_data: properties.correlation_data,
+                                content_type: properties.content_type,
+                                user_properties: properties.user_properties,
+                            },
+                        }))
+                    }
+                    v5::Event::Incoming(Packet::PubAck(ack)) => {
+                        Ok(SessionEvent::Completed { pkid: ack.pkid })
+                    }
+                    v5::Event::Incoming(Packet::PubComp(comp)) => {
+                        Ok(SessionEvent::Completed { pkid: comp.pkid })
+                    }
+                    v5::Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => {
+                        Ok(SessionEvent::Sent { pkid })
+                    }
+                    _ => Ok(SessionEvent::Other),
+                }
+            }
+            MqttEventLoop::V311(eventloop) => {
+                match eventloop.poll().await.map_err(|e| e.to_string())? {
+                    rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)) => {
+                        Ok(SessionEvent::Connected {
+                            session_present: ack.session_present,
+                        })
+                    }
+                    rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) => {
+                        Ok(SessionEvent::Message(InboundMessage {
+                            topic: publish.topic,
+                            payload: publish.payload,
+                            qos: publish.qos as u8,
+                            retain: publish.retain,
+                            dup: publish.dup,
+                            pkid: publish.pkid,
+                            properties: InboundProperties::default(),
+                        }))
+                    }
+                    rumqttc::Event::Incoming(rumqttc::Packet::PubAck(ack)) => {
+                        Ok(SessionEvent::Completed { pkid: ack.pkid })
+                    }
+                    rumqttc::Event::Incoming(rumqttc::Packet::PubComp(comp)) => {
+                        Ok(SessionEvent::Completed { pkid: comp.pkid })
+                    }
+                    rumqttc::Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => {
+                        Ok(SessionEvent::Sent { pkid })
+                    }
+                    _ => Ok(SessionEvent::Other),
+                }
+            }
+        }
+    }
+}

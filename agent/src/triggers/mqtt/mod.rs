@@ -1,0 +1,172 @@
+//! MQTT: broker connections (v5 or 3.1.1, TCP or TLS/mTLS), triggers with at-least-once
+//! delivery, and publishing through each connection's durable outbox.
+
+mod backoff;
+mod client;
+mod inbound;
+mod options;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{FunctionSpec, TriggerSpec};
+use crate::outbound::Outboxes;
+use crate::router::Dispatch;
+use crate::state::StateDb;
+use crate::telemetry::{BrokerMetrics, Health};
+
+use inbound::{Inbound, PendingAcks};
+pub use options::{ConnectionSettings, SetupError};
+use session::{Phase, Session};
+
+/// An acknowledgement a completed message asks its session to send.
+#[derive(Debug, Clone, Copy)]
+pub struct AckRequest {
+    /// The connection the message arrived on; a later connection must not ack it.
+    generation: u64,
+    qos: u8,
+    pkid: u16,
+}
+
+/// A connection's state as seen from outside: metrics and health.
+pub struct BrokerStatus {
+    name: Arc<str>,
+    metrics: BrokerMetrics,
+    health: Arc<Health>,
+}
+
+impl BrokerStatus {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn set_connected(&self, connected: bool, error: &Option<String>) {
+        self.metrics.connected.set(i64::from(connected));
+        let detail = match (connected, error) {
+            (true, _) => "connected".to_owned(),
+            (false, Some(error)) => format!("disconnected: {error}"),
+            (false, None) => "disconnected".to_owned(),
+        };
+        self.health
+            .set(format!("broker/{}", self.name), connected, detail);
+    }
+
+    fn published(&self, queued: u64) {
+        self.metrics.published.inc();
+        self.metrics.outbox_depth.set(queued as i64);
+    }
+
+    fn outbox_dropped(&self, reason: &str, count: u64) {
+        self.metrics.outbox_dropped(reason, count);
+    }
+}
+
+/// The running MQTT side of the agent.
+pub struct MqttTriggers {
+    phase: watch::Sender<Phase>,
+    sessions: Vec<JoinHandle<()>>,
+    pending: PendingAcks,
+}
+
+/// What the sessions need from the rest of the agent.
+pub struct MqttContext<'a> {
+    /// Loaded connection settings, in config order (the first is the default broker).
+    pub brokers: Vec<ConnectionSettings>,
+    pub functions: &'a [FunctionSpec],
+    pub dispatch: &'a Dispatch,
+    pub outboxes: &'a Arc<Outboxes>,
+    pub state: &'a StateDb,
+    pub health: &'a Arc<Health>,
+}
+
+impl MqttTriggers {
+    /// Starts one session per broker, subscribed to the filters of the functions' triggers.
+    pub fn start(context: MqttContext<'_>) -> Self {
+        let (phase, phase_rx) = watch::channel(Phase::Running);
+        let pending = PendingAcks::default();
+        let default_broker = context
+            .brokers
+            .first()
+            .map(|settings| settings.name.clone());
+        let mut subscriptions: HashMap<Arc<str>, Vec<(String, u8)>> = HashMap::new();
+        for function in context.functions {
+            for trigger in &function.triggers {
+                let TriggerSpec::Mqtt(mqtt) = trigger else {
+                    continue;
+                };
+                let broker = mqtt
+                    .broker
+                    .as_deref()
+                    .map(Arc::from)
+                    .or_else(|| default_broker.clone());
+                if let Some(broker) = broker {
+                    let wanted = subscriptions.entry(broker).or_default();
+                    match wanted.iter_mut().find(|(filter, _)| *filter == mqtt.topic) {
+                        Some((_, qos)) => *qos = (*qos).max(mqtt.qos),
+                        None => wanted.push((mqtt.topic.clone(), mqtt.qos)),
+                    }
+                }
+            }
+        }
+        let mut sessions = Vec::new();
+        for settings in context.brokers {
+            let name = settings.name.clone();
+            let max_bytes = settings.spec.max_message_bytes as usize;
+            let Some(outbox) = context.outboxes.get(&name).cloned() else {
+                continue;
+            };
+            let (acks, acks_rx) = mpsc::unbounded_channel();
+            let status = BrokerStatus {
+                metrics: context.dispatch.metrics().broker(&name),
+                health: context.health.clone(),
+                name: name.clone(),
+            };
+            status.set_connected(false, &Some("connecting".into()));
+            let session = Session {
+                settings,
+                subscriptions: subscriptions.remove(&name).unwrap_or_default(),
+                inbound: Inbound {
+                    broker: name,
+                    dispatch: context.dispatch.clone(),
+                    outboxes: context.outboxes.clone(),
+                    state: context.state.clone(),
+                    acks,
+                    max_bytes,
+                    pending: pending.clone(),
+                },
+                outbox,
+                acks: acks_rx,
+                status,
+                phase: phase_rx.clone(),
+            };
+            sessions.push(tokio::spawn(session.run()));
+        }
+        Self {
+            phase,
+            sessions,
+            pending,
+        }
+    }
+
+    /// Stops taking new messages; acknowledgements and publishing go on.
+    pub fn drain(&self) {
+        self.phase.send_replace(Phase::Draining);
+    }
+
+    /// Waits until every admitted message has been acknowledged (or given up for redelivery).
+    pub async fn acknowledged(&self) {
+        self.pending.idle().await;
+    }
+
+    /// Disconnects every session and waits for them to end.
+    pub async fn stop(self) {
+        self.phase.send_replace(Phase::Stopped);
+        for session in self.sessions {
+            let _ = session.await;
+        }
+    }
+}

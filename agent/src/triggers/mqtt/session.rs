@@ -1,0 +1,226 @@
+//! One broker connection's life: connect (with backoff), subscribe, hand inbound messages to
+//! the [`Inbound`] handler, send acknowledgements it asks for, and publish the outbox.
+//!
+//! The outbox is the truth for outbound delivery: each connection starts a fresh client and
+//! publishes from the oldest entry still queued; an entry is removed only once the broker
+//! completed it (PUBACK/PUBCOMP; for QoS 0, once written to the network). A message may thus
+//! be sent twice around a reconnect or restart, never lost.
+
+use std::collections::{HashMap, VecDeque};
+use tokio::sync::{mpsc, watch};
+
+use super::backoff::Backoff;
+use super::client::{MqttClient, SessionEvent};
+use super::inbound::Inbound;
+use super::options::ConnectionSettings;
+use super::{AckRequest, BrokerStatus};
+use crate::event::now_millis;
+use crate::outbound::decode;
+use crate::state::Outbox;
+
+/// Outbox entries read per batch.
+const READ_BATCH: usize = 64;
+
+/// Control signals from the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// Stop taking new messages (they stay with the broker), keep acknowledging and publishing.
+    Draining,
+    /// Disconnect and end.
+    Stopped,
+}
+
+pub struct Session {
+    pub settings: ConnectionSettings,
+    pub subscriptions: Vec<(String, u8)>,
+    pub inbound: Inbound,
+    pub outbox: Outbox,
+    pub acks: mpsc::UnboundedReceiver<AckRequest>,
+    pub status: BrokerStatus,
+    pub phase: watch::Receiver<Phase>,
+}
+
+impl Session {
+    pub async fn run(mut self) {
+        let spec = &self.settings.spec;
+        let mut backoff = Backoff::new(
+            spec.reconnect_min.as_duration(),
+            spec.reconnect_max.as_duration(),
+        );
+        let mut generation = 0u64;
+        loop {
+            generation += 1;
+            let error = self.connection(generation, &mut backoff).await;
+            self.status.set_connected(false, &error);
+            let Some(error) = error else { return };
+            let delay = backoff.next_delay();
+            tracing::warn!(broker = %self.settings.name, %error, retry_in_ms = delay.as_millis() as u64, "broker connection lost");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = wait_for(&mut self.phase, Phase::Stopped) => return,
+            }
+        }
+    }
+
+    /// One connection, until it fails (`Some(reason)`) or the agent stops (`None`).
+    async fn connection(&mut self, generation: u64, backoff: &mut Backoff) -> Option<String> {
+        let (client, mut eventloop) = self.settings.connect();
+        let mut publisher = Publisher::new(usize::from(self.settings.spec.inflight));
+        let mut connected = false;
+        loop {
+            if connected {
+                publisher.fill(&client, &self.outbox, &self.status);
+            }
+            let draining = *self.phase.borrow() != Phase::Running;
+            tokio::select! {
+                biased;
+                changed = self.phase.changed() => {
+                    if changed.is_err() || *self.phase.borrow() == Phase::Stopped {
+                        client.disconnect();
+                        // Let the event loop write the DISCONNECT, briefly.
+                        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+                            while eventloop.poll().await.is_ok() {}
+                        })
+                        .await;
+                        return None;
+                    }
+                }
+                Some(ack) = self.acks.recv() => {
+                    if ack.generation == generation
+                        && let Err(error) = client.ack(ack.qos, ack.pkid)
+                    {
+                        tracing::warn!(broker = %self.settings.name, %error, "acknowledgement not sent; the broker will redeliver");
+                    }
+                }
+                event = eventloop.poll() => match event {
+                    Err(error) => return Some(error),
+                    Ok(SessionEvent::Connected { session_present }) => {
+                        connected = true;
+                        backoff.reset();
+                        self.status.set_connected(true, &None);
+                        tracing::info!(broker = %self.settings.name, address = %self.settings.spec.address, session_present, queued = self.outbox.len(), "broker connected");
+                        for (filter, qos) in &self.subscriptions {
+                            if let Err(error) = client.subscribe(filter, *qos) {
+                                return Some(format!("cannot subscribe to {filter}: {error}"));
+                            }
+                        }
+                    }
+                    Ok(SessionEvent::Message(message)) => {
+                        if draining {
+                            // Not acknowledged: the broker keeps it for the next start.
+                            continue;
+                        }
+                        self.inbound.handle(message, generation).await;
+                    }
+                    Ok(SessionEvent::Sent { pkid }) => publisher.sent(pkid, &self.outbox, &self.status),
+                    Ok(SessionEvent::Completed { pkid }) => publisher.completed(pkid, &self.outbox, &self.status),
+                    Ok(SessionEvent::Other) => {}
+                },
+                _ = self.outbox.pushed(), if connected && publisher.has_room() => {}
+            }
+        }
+    }
+}
+
+async fn wait_for(phase: &mut watch::Receiver<Phase>, wanted: Phase) {
+    while *phase.borrow_and_update() != wanted {
+        if phase.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The outbox entries of one connection on their way to the broker.
+struct Publisher {
+    window: usize,
+    /// Last outbox entry handed to the client.
+    cursor: Option<u64>,
+    /// Handed to the client, not yet written (packet id unknown), in order.
+    unsent: VecDeque<(u64, u8)>,
+    /// Written, awaiting the broker's completion, by packet id.
+    in_flight: HashMap<u16, u64>,
+}
+
+impl Publisher {
+    fn new(window: usize) -> Self {
+        Self {
+            window: window.max(1),
+            cursor: None,
+            unsent: VecDeque::new(),
+            in_flight: HashMap::new(),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.unsent.len() + self.in_flight.len() < self.window
+    }
+
+    fn fill(&mut self, client: &MqttClient, outbox: &Outbox, status: &BrokerStatus) {
+        while self.has_room() {
+            let room = self.window - self.unsent.len() - self.in_flight.len();
+            let entries = match outbox.read_after(self.cursor, room.min(READ_BATCH)) {
+                Ok(entries) => entries,
+                Err(error) => {
+                    tracing::error!(broker = %status.name(), %error, "cannot read the outbox");
+                    return;
+                }
+            };
+            if entries.is_empty() {
+                return;
+            }
+            for entry in entries {
+                if now_millis().saturating_sub(entry.queued_at) > outbox.max_age_ms() {
+                    self.discard(outbox, entry.seq, status, "expired");
+                    self.cursor = Some(entry.seq);
+                    continue;
+                }
+                let message = match decode(&entry.record) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::error!(broker = %status.name(), seq = entry.seq, %error, "dropping a corrupt outbox record");
+                        self.discard(outbox, entry.seq, status, "corrupt");
+                        self.cursor = Some(entry.seq);
+                        continue;
+                    }
+                };
+                if client.publish(&message).is_err() {
+                    // The client's queue is full: try this entry again on the next round.
+                    return;
+                }
+                self.cursor = Some(entry.seq);
+                self.unsent.push_back((entry.seq, message.qos.level()));
+            }
+        }
+    }
+
+    fn discard(&self, outbox: &Outbox, seq: u64, status: &BrokerStatus, reason: &str) {
+        if outbox.remove(seq).is_ok() {
+            status.outbox_dropped(reason, 1);
+        }
+    }
+
+    fn sent(&mut self, pkid: u16, outbox: &Outbox, status: &BrokerStatus) {
+        let Some((seq, qos)) = self.unsent.pop_front() else {
+            return;
+        };
+        if qos == 0 || pkid == 0 {
+            self.delivered(seq, outbox, status);
+        } else {
+            self.in_flight.insert(pkid, seq);
+        }
+    }
+
+    fn completed(&mut self, pkid: u16, outbox: &Outbox, status: &BrokerStatus) {
+        if let Some(seq) = self.in_flight.remove(&pkid) {
+            self.delivered(seq, outbox, status);
+        }
+    }
+
+    fn delivered(&self, seq: u64, outbox: &Outbox, status: &BrokerStatus) {
+        if let Err(error) = outbox.remove(seq) {
+            tracing::error!(broker = %status.name(), seq, %error, "cannot remove a delivered message from the outbox");
+        }
+        status.published(outbox.len());
+    }
+}
