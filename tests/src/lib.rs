@@ -1,8 +1,11 @@
 //! Shared helpers for fogd's end-to-end tests: the real guest components, a real runtime
 //! with a real state database, log capture, and the real `fogd` binary as a child process.
 
+pub mod certs;
 pub mod daemon;
 pub mod logs;
+pub mod mosquitto;
+pub mod mqtt_client;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

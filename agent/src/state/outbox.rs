@@ -2,8 +2,8 @@
 //! are opaque bytes (the encoding belongs to the outbound layer) keyed by a rising sequence
 //! number, so they leave in the order they were queued, across restarts.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -37,7 +37,9 @@ pub struct Outbox {
 struct Inner {
     tree: sled::Tree,
     limits: OutboxLimits,
-    next_seq: AtomicU64,
+    /// The next sequence number. Held while inserting, so records become visible in
+    /// sequence order: a reader that saw record n never finds n-1 appearing later.
+    next_seq: Mutex<u64>,
     len: AtomicU64,
     bytes: AtomicU64,
     pushed: Notify,
@@ -60,7 +62,7 @@ impl Outbox {
             inner: Arc::new(Inner {
                 tree,
                 limits,
-                next_seq: AtomicU64::new(next_seq),
+                next_seq: Mutex::new(next_seq),
                 len: AtomicU64::new(len),
                 bytes: AtomicU64::new(bytes),
                 pushed: Notify::new(),
@@ -85,11 +87,17 @@ impl Outbox {
                 None => break,
             }
         }
-        let seq = inner.next_seq.fetch_add(1, Ordering::AcqRel);
         let mut value = Vec::with_capacity(size as usize);
         value.extend_from_slice(&now_millis().to_be_bytes());
         value.extend_from_slice(record);
-        inner.tree.insert(seq.to_be_bytes(), value)?;
+        {
+            let mut next_seq = inner
+                .next_seq
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            inner.tree.insert(next_seq.to_be_bytes(), value)?;
+            *next_seq += 1;
+        }
         inner.len.fetch_add(1, Ordering::AcqRel);
         inner.bytes.fetch_add(size, Ordering::AcqRel);
         inner.pushed.notify_one();
@@ -206,6 +214,35 @@ mod tests {
             outbox.read_after(Some(entries[0].seq), 10).unwrap().len(),
             2
         );
+    }
+
+    #[test]
+    fn concurrent_pushes_become_visible_in_sequence_order() {
+        let db = StateDb::temporary(&StateConfig::default()).unwrap();
+        let outbox = outbox(&db, OutboxLimits::default());
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..500 {
+                        outbox.push(b"x").unwrap();
+                    }
+                });
+            }
+            // A reader following the tail must never skip a record.
+            let mut cursor = None;
+            let mut seen = 0;
+            while seen < 2000 {
+                for entry in outbox.read_after(cursor, 64).unwrap() {
+                    assert_eq!(
+                        Some(entry.seq),
+                        cursor.map_or(Some(0), |c: u64| Some(c + 1)),
+                        "a record was skipped"
+                    );
+                    cursor = Some(entry.seq);
+                    seen += 1;
+                }
+            }
+        });
     }
 
     #[test]

@@ -185,6 +185,15 @@ impl Metrics {
         }
     }
 
+    /// Events produced so far by triggers of `source`.
+    pub fn events_received_count(&self, source: &str) -> u64 {
+        self.received
+            .get(&SourceLabel {
+                source: source.to_owned(),
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
     /// A counter's current value, for tests and `/healthz` summaries.
     pub fn input_rejected_count(&self, source: &str, reason: &str) -> u64 {
         self.rejected

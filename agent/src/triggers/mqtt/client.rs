@@ -43,6 +43,8 @@ pub enum SessionEvent {
     Completed {
         pkid: u16,
     },
+    /// The broker confirmed a subscription.
+    Subscribed,
     Other,
 }
 
@@ -174,6 +176,7 @@ impl MqttEventLoop {
                     v5::Event::Incoming(Packet::PubComp(comp)) => {
                         Ok(SessionEvent::Completed { pkid: comp.pkid })
                     }
+                    v5::Event::Incoming(Packet::SubAck(_)) => Ok(SessionEvent::Subscribed),
                     v5::Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => {
                         Ok(SessionEvent::Sent { pkid })
                     }
@@ -203,6 +206,9 @@ impl MqttEventLoop {
                     }
                     rumqttc::Event::Incoming(rumqttc::Packet::PubComp(comp)) => {
                         Ok(SessionEvent::Completed { pkid: comp.pkid })
+                    }
+                    rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) => {
+                        Ok(SessionEvent::Subscribed)
                     }
                     rumqttc::Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => {
                         Ok(SessionEvent::Sent { pkid })

@@ -55,6 +55,11 @@ impl BrokerStatus {
             .set(format!("broker/{}", self.name), connected, detail);
     }
 
+    fn connecting(&self) {
+        self.health
+            .set(format!("broker/{}", self.name), false, "connecting");
+    }
+
     fn published(&self, queued: u64) {
         self.metrics.published.inc();
         self.metrics.outbox_depth.set(queued as i64);
@@ -125,7 +130,7 @@ impl MqttTriggers {
                 health: context.health.clone(),
                 name: name.clone(),
             };
-            status.set_connected(false, &Some("connecting".into()));
+            status.connecting();
             let session = Session {
                 settings,
                 subscriptions: subscriptions.remove(&name).unwrap_or_default(),

@@ -17,6 +17,11 @@ use crate::config::{BrokerSpec, MqttProtocol, TlsSpec};
 /// Room above the payload limit for the topic and properties of a packet.
 const PACKET_OVERHEAD: u32 = 64 * 1024;
 
+/// Packets are read up to this multiple of `max_message_bytes`, so that a message over the
+/// limit reaches fogd to be rejected and counted instead of breaking the connection (3.1.1)
+/// or vanishing at the broker (v5 brokers drop what exceeds the advertised maximum).
+const READ_LIMIT_FACTOR: u32 = 4;
+
 /// QoS 1/2 messages the broker may send before fogd acknowledges any.
 const RECEIVE_MAXIMUM: u16 = 1000;
 
@@ -102,7 +107,10 @@ impl ConnectionSettings {
     pub fn connect(&self) -> (MqttClient, MqttEventLoop) {
         let spec = &self.spec;
         let keep_alive = spec.keep_alive.as_duration().max(Duration::from_secs(1));
-        let max_packet = spec.max_message_bytes.saturating_add(PACKET_OVERHEAD);
+        let max_packet = spec
+            .max_message_bytes
+            .saturating_mul(READ_LIMIT_FACTOR)
+            .saturating_add(PACKET_OVERHEAD);
         let capacity = usize::from(spec.inflight) + usize::from(RECEIVE_MAXIMUM) + 64;
         let transport = match &self.tls {
             Some(config) => Transport::tls_with_config(TlsConfiguration::Rustls(config.clone())),

@@ -68,6 +68,7 @@ impl Session {
         let (client, mut eventloop) = self.settings.connect();
         let mut publisher = Publisher::new(usize::from(self.settings.spec.inflight));
         let mut connected = false;
+        let mut awaiting_subacks = usize::MAX;
         loop {
             if connected {
                 publisher.fill(&client, &self.outbox, &self.status);
@@ -98,12 +99,22 @@ impl Session {
                     Ok(SessionEvent::Connected { session_present }) => {
                         connected = true;
                         backoff.reset();
-                        self.status.set_connected(true, &None);
                         tracing::info!(broker = %self.settings.name, address = %self.settings.spec.address, session_present, queued = self.outbox.len(), "broker connected");
                         for (filter, qos) in &self.subscriptions {
                             if let Err(error) = client.subscribe(filter, *qos) {
                                 return Some(format!("cannot subscribe to {filter}: {error}"));
                             }
+                        }
+                        awaiting_subacks = self.subscriptions.len();
+                        if awaiting_subacks == 0 {
+                            self.status.set_connected(true, &None);
+                        }
+                    }
+                    Ok(SessionEvent::Subscribed) => {
+                        awaiting_subacks = awaiting_subacks.saturating_sub(1);
+                        if awaiting_subacks == 0 {
+                            // Healthy only once every trigger is really subscribed.
+                            self.status.set_connected(true, &None);
                         }
                     }
                     Ok(SessionEvent::Message(message)) => {

@@ -1,0 +1,487 @@
+//! MQTT against a real Mosquitto: delivery, request/response, TLS, outages, limits, grants.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use fogd::agent::Agent;
+use fogd::config;
+use fogd_tests::certs::Pki;
+use fogd_tests::components;
+use fogd_tests::mosquitto::{BrokerOptions, Mosquitto};
+use fogd_tests::mqtt_client::TestClient;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Running {
+    agent: Agent,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts an agent in this process from TOML text (paths relative to a temp dir).
+async fn start(text: &str) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    // Own state, no metrics listener: agents in one test process must not collide.
+    let text = format!("state_dir = \"state\"\n[metrics]\n{text}");
+    let config = config::parse_str(&text, "fogd.toml".as_ref(), dir.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let agent = Agent::start(config).await.unwrap();
+    Running { agent, _dir: dir }
+}
+
+fn broker(name: &str, address: &str, extra: &str) -> String {
+    format!(
+        "[[broker]]\nname = \"{name}\"\naddress = \"{address}\"\nclient_id = \"fogd-test-{name}-{}\"\nreconnect_max = \"500ms\"\n{extra}\n",
+        fogd::event::now_micros()
+    )
+}
+
+fn function(name: &str, component: &std::path::Path, body: &str) -> String {
+    format!(
+        "[[function]]\nname = \"{name}\"\ncomponent = \"{}\"\n{body}\n",
+        component.display()
+    )
+}
+
+/// Waits until `condition` holds, checking every few milliseconds.
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn connected(agent: &Agent, broker: &str) {
+    let key = format!("broker/{broker}");
+    wait_until(&format!("{key} is connected and subscribed"), || {
+        agent
+            .health
+            .report()
+            .components
+            .get(&key)
+            .is_some_and(|c| c.ok)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcards_qos_levels_and_v5_request_response() {
+    let mosquitto = Mosquitto::start();
+    let mut client = TestClient::connect(mosquitto.port, "observer-1", &["out/#", "resp/#"]).await;
+    let echo = &components().echo;
+    let running = start(&format!(
+        "{}{}{}{}",
+        broker("local", &mosquitto.address(), ""),
+        function("sensor", echo, "output = \"out/sensor/{2}\"\n[[function.trigger]]\nmqtt = { topic = \"sensors/+/temp\", qos = 0 }"),
+        function("command", echo, "output = \"out/cmd/{subject}\"\n[[function.trigger]]\nmqtt = { topic = \"cmd/#\", qos = 2 }"),
+        function("rpc", echo, "[[function.trigger]]\nmqtt = { topic = \"rpc/echo\", qos = 1 }"),
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+
+    client
+        .publish("sensors/r1/humidity", "not matched", 1)
+        .await;
+    client.publish("sensors/r1/temp", "21.5", 0).await;
+    let message = client.next(PATIENCE).await;
+    assert_eq!(
+        (message.topic.as_str(), message.text().as_str()),
+        ("out/sensor/r1", "21.5")
+    );
+
+    client.publish("cmd/reboot/now", "go", 2).await;
+    let message = client.next(PATIENCE).await;
+    assert_eq!(
+        (message.topic.as_str(), message.text().as_str()),
+        ("out/cmd/cmd/reboot/now", "go")
+    );
+
+    client
+        .request("rpc/echo", "ping", "resp/client-1", &[0, 1, 2, 254])
+        .await;
+    let message = client.next(PATIENCE).await;
+    assert_eq!(message.topic, "resp/client-1");
+    assert_eq!(message.text(), "ping");
+    assert_eq!(
+        message.correlation_data.as_deref(),
+        Some(&[0u8, 1, 2, 254][..])
+    );
+
+    assert!(
+        client.drain().is_empty(),
+        "the unmatched topic produced nothing"
+    );
+    running.agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_subscription_splits_a_stream_between_gateways() {
+    let mosquitto = Mosquitto::start();
+    let mut client = TestClient::connect(mosquitto.port, "observer-2", &["done/#"]).await;
+    let mut gateways = Vec::new();
+    for gateway in ["a", "b"] {
+        let running = start(&format!(
+            "{}{}",
+            broker("local", &mosquitto.address(), ""),
+            function(
+                "worker",
+                &components().echo,
+                &format!("output = \"done/{gateway}\"\n[[function.trigger]]\nmqtt = {{ topic = \"$share/gateways/jobs/#\", qos = 1 }}")
+            ),
+        ))
+        .await;
+        connected(&running.agent, "local").await;
+        gateways.push(running);
+    }
+    for job in 0..40 {
+        client
+            .publish(&format!("jobs/{job}"), job.to_string(), 1)
+            .await;
+    }
+    let results = client.collect_until(PATIENCE, |all| all.len() >= 40).await;
+    let jobs: BTreeSet<u32> = results.iter().map(|m| m.text().parse().unwrap()).collect();
+    assert_eq!(jobs, (0..40).collect());
+    for gateway in ["done/a", "done/b"] {
+        let count = results.iter().filter(|m| m.topic == gateway).count();
+        assert!(count > 0 && count < 40, "{gateway} took {count} of 40 jobs");
+    }
+    for running in gateways {
+        running.agent.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_works_and_wrong_ca_or_missing_certificate_is_refused() {
+    let pki = Pki::generate("broker");
+    let mosquitto = Mosquitto::with(BrokerOptions {
+        tls: Some(pki.clone()),
+        require_client_certificate: true,
+        ..Default::default()
+    });
+    let tls_address = format!("localhost:{}", mosquitto.tls_port.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let good = pki.write_client_files(dir.path(), "good");
+    let stranger = Pki::generate("stranger").write_client_files(dir.path(), "stranger");
+
+    let mut client = TestClient::connect(mosquitto.port, "observer-3", &["secure/out"]).await;
+    let mtls = format!(
+        "tls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}",
+        good.ca.display(),
+        good.cert.display(),
+        good.key.display()
+    );
+    let running = start(&format!(
+        "{}{}",
+        broker("secure", &tls_address, &mtls),
+        function(
+            "echo",
+            &components().echo,
+            "output = \"secure/out\"\n[[function.trigger]]\nmqtt = { topic = \"secure/in\" }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "secure").await;
+    client.publish("secure/in", "over mTLS", 1).await;
+    assert_eq!(client.next(PATIENCE).await.text(), "over mTLS");
+    running.agent.shutdown().await;
+
+    let cases = [
+        (
+            "wrong CA",
+            format!(
+                "tls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}",
+                stranger.ca.display(),
+                good.cert.display(),
+                good.key.display()
+            ),
+            "UnknownIssuer",
+        ),
+        (
+            "missing client certificate",
+            format!("tls = {{ ca_file = \"{}\" }}", good.ca.display()),
+            "CertificateRequired",
+        ),
+    ];
+    for (case, tls, expected) in cases {
+        let running = start(&broker("secure", &tls_address, &tls)).await;
+        let key = "broker/secure".to_owned();
+        wait_until(&format!("{case}: a connection error is reported"), || {
+            running
+                .agent
+                .health
+                .report()
+                .components
+                .get(&key)
+                .is_some_and(|c| !c.ok && c.detail.starts_with("disconnected: "))
+        })
+        .await;
+        let detail = running.agent.health.report().components[&key]
+            .detail
+            .clone();
+        assert!(detail.contains(expected), "{case}: {detail}");
+        eprintln!("{case}: {detail}");
+        running.agent.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_and_large_payloads_pass_and_oversized_ones_are_rejected_and_counted() {
+    let mosquitto = Mosquitto::start();
+    let mut client = TestClient::connect(mosquitto.port, "observer-4", &["bytes/out"]).await;
+    let running = start(&format!(
+        "{}{}",
+        broker("local", &mosquitto.address(), "max_message_bytes = 300000"),
+        function("echo", &components().echo, "output = \"bytes/out\"\nlimits = { memory_mib = 32 }\n[[function.trigger]]\nmqtt = { topic = \"bytes/in\" }"),
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+
+    let binary: Vec<u8> = vec![0xff, 0xfe, 0x00, 0xc3, 0x28, 0x80];
+    client.publish("bytes/in", binary.clone(), 1).await;
+    assert_eq!(
+        client.next(PATIENCE).await.payload.as_ref(),
+        binary.as_slice()
+    );
+
+    let large: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    client.publish("bytes/in", large.clone(), 1).await;
+    assert_eq!(
+        client.next(PATIENCE).await.payload.as_ref(),
+        large.as_slice()
+    );
+
+    client.publish("bytes/in", vec![7u8; 400 * 1024], 1).await;
+    let metrics = running.agent.metrics.clone();
+    wait_until("the oversized message is counted", || {
+        metrics.input_rejected_count("mqtt", "too_large") == 1
+    })
+    .await;
+    client.publish("bytes/in", "after", 1).await;
+    assert_eq!(client.next(PATIENCE).await.text(), "after");
+    assert!(
+        client.drain().is_empty(),
+        "the oversized message produced nothing"
+    );
+    running.agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ungranted_publish_is_refused_retried_and_dead_lettered() {
+    let mosquitto = Mosquitto::start();
+    let mut client = TestClient::connect(
+        mosquitto.port,
+        "observer-5",
+        &["allowed/#", "forbidden/#", "dead/#"],
+    )
+    .await;
+    let running = start(&format!(
+        "{}{}",
+        broker("local", &mosquitto.address(), ""),
+        function(
+            "probe",
+            &components().probe,
+            "grants = { publish = [\"allowed/#\"] }\n[[function.trigger]]\nmqtt = { topic = \"publish\", retries = 2, retry_backoff = \"10ms\", dead_letter = \"dead/{function}\" }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+
+    client
+        .publish(
+            "publish",
+            r#"{"topic": "allowed/x", "payload": "granted"}"#,
+            1,
+        )
+        .await;
+    let message = client.next(PATIENCE).await;
+    assert_eq!(
+        (message.topic.as_str(), message.text().as_str()),
+        ("allowed/x", "granted")
+    );
+
+    let forbidden = r#"{"topic": "forbidden/x", "payload": "no"}"#;
+    client.publish("publish", forbidden, 1).await;
+    let dead = client.next(PATIENCE).await;
+    assert_eq!(dead.topic, "dead/probe");
+    assert_eq!(
+        dead.text(),
+        forbidden,
+        "the original message is dead-lettered"
+    );
+    assert!(
+        dead.user_property("fogd-error")
+            .is_some_and(|e| e.contains("NotGranted(\"forbidden/x\")")),
+        "{dead:?}"
+    );
+    assert_eq!(dead.user_property("fogd-error-kind"), Some("failed"));
+    assert_eq!(dead.user_property("fogd-topic"), Some("publish"));
+    let probe = running.agent.metrics.function("probe");
+    assert_eq!(
+        probe.error_count("failed"),
+        3,
+        "one attempt and two retries"
+    );
+    assert!(client.drain().iter().all(|m| m.topic != "forbidden/x"));
+    running.agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_chain_through_the_broker() {
+    let mosquitto = Mosquitto::start();
+    let mut client = TestClient::connect(mosquitto.port, "observer-6", &["chain/out"]).await;
+    let echo = &components().echo;
+    let running = start(&format!(
+        "{}{}{}",
+        broker("local", &mosquitto.address(), ""),
+        function(
+            "first",
+            echo,
+            "output = \"chain/mid\"\n[[function.trigger]]\nmqtt = { topic = \"chain/in\" }"
+        ),
+        function(
+            "second",
+            echo,
+            "output = \"chain/out\"\n[[function.trigger]]\nmqtt = { topic = \"chain/mid\" }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+    client.publish("chain/in", "link", 1).await;
+    assert_eq!(client.next(PATIENCE).await.text(), "link");
+    running.agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos0_overflow_is_dropped_and_counted_while_qos1_waits_and_loses_nothing() {
+    let mosquitto = Mosquitto::start();
+    let client = TestClient::connect(mosquitto.port, "observer-7", &[]).await;
+    let running = start(&format!(
+        "{}{}{}",
+        broker("qos0", &mosquitto.address(), ""),
+        broker("qos1", &mosquitto.address(), ""),
+        function(
+            "busy-qos0",
+            &components().probe,
+            "limits = { concurrency = 1, queue = 1 }\n[[function.trigger]]\nmqtt = { topic = \"busy\", qos = 0, broker = \"qos0\" }"
+        ),
+    ))
+    .await;
+    let waiting = start(&format!(
+        "{}{}",
+        broker("local", &mosquitto.address(), ""),
+        function(
+            "busy-qos1",
+            &components().probe,
+            "limits = { concurrency = 1, queue = 1 }\n[[function.trigger]]\nmqtt = { topic = \"busy\", qos = 1 }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "qos0").await;
+    connected(&waiting.agent, "local").await;
+    // Published at QoS 1: each subscription then gets its own QoS (0 for one, 1 for the other).
+    for _ in 0..20 {
+        client.publish("busy", "20", 1).await;
+    }
+    let qos0 = running.agent.metrics.function("busy-qos0");
+    wait_until("all 20 QoS 0 messages are run or dropped", || {
+        qos0.invocations.get() + qos0.dropped_count("queue_full") == 20
+    })
+    .await;
+    assert!(
+        qos0.dropped_count("queue_full") > 0,
+        "a queue of one must overflow"
+    );
+
+    let qos1 = waiting.agent.metrics.function("busy-qos1");
+    wait_until("every QoS 1 delivery of the 20 messages ran", || {
+        qos1.invocations.get() >= 20
+    })
+    .await;
+    assert_eq!(qos1.dropped_count("queue_full"), 0);
+    running.agent.shutdown().await;
+    waiting.agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_1_connections_work() {
+    let mosquitto = Mosquitto::start();
+    let mut client = TestClient::connect(mosquitto.port, "observer-8", &["v311/out"]).await;
+    let running = start(&format!(
+        "{}{}",
+        broker("old", &mosquitto.address(), "protocol = \"3.1.1\""),
+        function(
+            "echo",
+            &components().echo,
+            "output = \"v311/out\"\n[[function.trigger]]\nmqtt = { topic = \"v311/in\", qos = 2 }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "old").await;
+    client.publish("v311/in", "legacy", 1).await;
+    assert_eq!(client.next(PATIENCE).await.text(), "legacy");
+    running.agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_produced_while_the_broker_is_down_arrive_in_order_after_it_returns() {
+    let mut mosquitto = Mosquitto::with(BrokerOptions {
+        persistence: true,
+        ..Default::default()
+    });
+    let mut client = TestClient::connect(mosquitto.port, "observer-9", &["ticks"]).await;
+    let running = start(&format!(
+        "{}{}",
+        broker("local", &mosquitto.address(), ""),
+        function(
+            "ticker",
+            &components().echo,
+            "output = \"ticks\"\n[[function.trigger]]\ntimer = { every = \"10ms\" }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+    client.collect_until(PATIENCE, |all| all.len() >= 5).await;
+
+    mosquitto.stop();
+    let metrics = running.agent.metrics.clone();
+    let health = running.agent.health.clone();
+    wait_until("fogd notices the outage", || {
+        !health.report().components["broker/local"].ok
+    })
+    .await;
+    let ticks_at_outage = metrics.events_received_count("timer");
+    wait_until("30 ticks happen during the outage", || {
+        metrics.events_received_count("timer") >= ticks_at_outage + 30
+    })
+    .await;
+    let produced_in_outage = metrics.events_received_count("timer");
+    mosquitto.restart();
+
+    let tick = |m: &fogd_tests::mqtt_client::Received| -> u64 {
+        let value: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        value["tick"].as_u64().unwrap()
+    };
+    let mut received = client.drain();
+    received.extend(
+        client
+            .collect_until(PATIENCE, |all| {
+                all.iter().any(|m| tick(m) + 1 >= produced_in_outage)
+            })
+            .await,
+    );
+    let ticks: Vec<u64> = received.iter().map(tick).collect();
+    let mut distinct = ticks.clone();
+    distinct.dedup();
+    let first = distinct[0];
+    let expected: Vec<u64> = (first..first + distinct.len() as u64).collect();
+    assert_eq!(
+        distinct, expected,
+        "every tick arrives, in order (duplicates allowed)"
+    );
+    eprintln!(
+        "{} ticks received, {} duplicates",
+        ticks.len(),
+        ticks.len() - distinct.len()
+    );
+    running.agent.shutdown().await;
+}
