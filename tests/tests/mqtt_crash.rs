@@ -1,0 +1,75 @@
+//! `kill -9` in the middle of a QoS 1 stream: after a restart every message has its result.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use fogd_tests::components;
+use fogd_tests::daemon::Daemon;
+use fogd_tests::mosquitto::Mosquitto;
+use fogd_tests::mqtt_client::TestClient;
+
+const MESSAGES: u32 = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_mid_stream_loses_nothing() {
+    let mosquitto = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fogd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"state\"\n[metrics]\n[[broker]]\nname = \"local\"\naddress = \"{}\"\nclient_id = \"fogd-crash-test\"\nreconnect_max = \"200ms\"\n\n[[function]]\nname = \"echo\"\ncomponent = \"{}\"\noutput = \"stream/out\"\nlimits = {{ concurrency = 2, queue = 512 }}\n[[function.trigger]]\nmqtt = {{ topic = \"stream/in\", qos = 1 }}\n",
+            mosquitto.address(),
+            components().echo.display()
+        ),
+    )
+    .unwrap();
+
+    let mut results = TestClient::connect(mosquitto.port, "crash-results", &["stream/out"]).await;
+    let publisher = TestClient::connect(mosquitto.port, "crash-publisher", &[]).await;
+
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for(&["broker connected", "local"]);
+    for index in 0..MESSAGES {
+        publisher.publish("stream/in", index.to_string(), 1).await;
+    }
+    let before_kill = results
+        .collect_until(Duration::from_secs(60), |all| all.len() >= 1_000)
+        .await;
+
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(daemon.pid(), libc::SIGKILL) };
+    drop(daemon);
+
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for(&["broker connected", "local"]);
+    let mut seen: HashSet<u32> = before_kill
+        .iter()
+        .map(|m| m.text().parse().unwrap())
+        .collect();
+    let mut processed = 0;
+    let rest = results
+        .collect_until(Duration::from_secs(120), |all| {
+            seen.extend(
+                all[processed..]
+                    .iter()
+                    .map(|m| m.text().parse::<u32>().unwrap()),
+            );
+            processed = all.len();
+            seen.len() == MESSAGES as usize
+        })
+        .await;
+    let received = before_kill.len() + rest.len();
+    assert_eq!(
+        seen.len(),
+        MESSAGES as usize,
+        "every message has its result"
+    );
+    eprintln!(
+        "{MESSAGES} messages: {received} results received, {} duplicates after kill -9 at {} results",
+        received - MESSAGES as usize,
+        before_kill.len()
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}
