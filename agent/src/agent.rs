@@ -51,6 +51,9 @@ impl Agent {
         })?;
         let state = StateDb::open(&config.state_dir.join("db"), &config.state)?;
         let runtime = Runtime::new(RuntimeSettings::from_config(&config))?;
+        if let Some(embedded) = &config.embedded_broker {
+            triggers::mqtt::embedded::start(embedded)?;
+        }
         let brokers = config
             .brokers
             .iter()

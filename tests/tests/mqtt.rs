@@ -485,3 +485,82 @@ async fn results_produced_while_the_broker_is_down_arrive_in_order_after_it_retu
     );
     running.agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_serves_site_devices() {
+    let port = fogd_tests::mosquitto::free_port();
+    let running = start(&format!(
+        "[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n{}{}",
+        broker(
+            "local",
+            &format!("127.0.0.1:{port}"),
+            "protocol = \"3.1.1\""
+        ),
+        function(
+            "echo",
+            &components().echo,
+            "output = \"site/out/{3}\"\n[[function.trigger]]\nmqtt = { topic = \"site/in/+\" }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+
+    // Real clients from mosquitto-clients, as a device on the site would use. The
+    // subscriber exits after one message; publishing is repeated until it has, since it
+    // may not have subscribed yet when the first message goes out.
+    let port_text = port.to_string();
+    let mut subscriber = tokio::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port_text,
+            "-t",
+            "site/out/#",
+            "-v",
+            "-C",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub runs (Debian package `mosquitto-clients`)");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let published = tokio::process::Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port_text,
+                "-t",
+                "site/in/door",
+                "-m",
+                "opened",
+                "-q",
+                "1",
+            ])
+            .status()
+            .await
+            .unwrap();
+        assert!(
+            published.success(),
+            "mosquitto_pub reaches the embedded broker"
+        );
+        if let Ok(status) =
+            tokio::time::timeout(Duration::from_millis(300), subscriber.wait()).await
+        {
+            assert!(status.unwrap().success());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no result through the embedded broker"
+        );
+    }
+    let mut output = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut subscriber.stdout.take().unwrap(), &mut output)
+        .await
+        .unwrap();
+    assert_eq!(output.trim(), "site/out/door opened");
+    running.agent.shutdown().await;
+}

@@ -15,8 +15,14 @@ pub use metrics::{BrokerMetrics, FunctionMetrics, Metrics};
 /// Installs the global log subscriber. `RUST_LOG` overrides the configured level. Logs go to
 /// stderr so that command output (`fogd invoke`, `fogd bench --json`) stays clean on stdout.
 pub fn init_logging(config: &LogConfig) {
+    // The embedded broker logs ordinary disconnects as errors; keep it quiet unless asked.
+    let level = if config.level.contains("rumqttd") {
+        config.level.clone()
+    } else {
+        format!("{},rumqttd=off", config.level)
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
+        .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

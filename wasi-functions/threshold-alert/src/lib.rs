@@ -2,6 +2,7 @@
 //! running mean × `factor` for `samples` events in a row; publishes a clear message when it
 //! comes back. See README.md for the payloads and settings.
 
+use fogd_sdk::log::Level;
 use fogd_sdk::messaging::{Qos, publish};
 use fogd_sdk::{Event, Guest, export, kv, setting};
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,14 @@ fn save(key: &str, track: &Track) -> Result<(), String> {
     kv::set(key, &bytes, None).map_err(|e| format!("kv set: {e:?}"))
 }
 
+/// Publishes an alert or clear message and logs it.
+fn announce(topic: &str, body: &Value, level: Level, line: &str) -> Result<(), String> {
+    publish(topic, body.to_string().as_bytes(), Qos::AtLeastOnce, false)
+        .map_err(|e| format!("publish to {topic}: {e:?}"))?;
+    fogd_sdk::log::log(level, line, &[("topic".into(), topic.into())]);
+    Ok(())
+}
+
 impl Guest for ThresholdAlert {
     fn handle(event: Event) -> Result<Option<Vec<u8>>, String> {
         let telemetry: serde_json::Map<String, Value> = serde_json::from_slice(&event.payload)
@@ -91,13 +100,11 @@ impl Guest for ThresholdAlert {
                         "mean": track.mean, "threshold": threshold, "samples": track.over,
                         "event_id": event.id,
                     });
-                    publish(
-                        &topic,
-                        alert.to_string().as_bytes(),
-                        Qos::AtLeastOnce,
-                        false,
-                    )
-                    .map_err(|e| format!("publish to {topic}: {e:?}"))?;
+                    let line = format!(
+                        "alert: {name}={value} on {} above {threshold:.1} (mean {:.1}) for {} samples",
+                        event.subject, track.mean, track.over
+                    );
+                    announce(&topic, &alert, Level::Warn, &line)?;
                 }
             } else {
                 if track.alerting {
@@ -105,13 +112,8 @@ impl Guest for ThresholdAlert {
                         "state": "clear", "subject": event.subject, "key": name, "value": value,
                         "mean": track.mean, "event_id": event.id,
                     });
-                    publish(
-                        &topic,
-                        clear.to_string().as_bytes(),
-                        Qos::AtLeastOnce,
-                        false,
-                    )
-                    .map_err(|e| format!("publish to {topic}: {e:?}"))?;
+                    let line = format!("clear: {name}={value} on {} back to normal", event.subject);
+                    announce(&topic, &clear, Level::Info, &line)?;
                 }
                 track.over = 0;
                 track.alerting = false;

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod client;
+pub mod embedded;
 mod inbound;
 mod options;
 mod session;
