@@ -23,6 +23,8 @@ pub enum BenchCommand {
     Warm(BenchArgs),
     /// kv operations (alternating set and get) timed inside a guest.
     Kv(BenchArgs),
+    /// Message in → function → result out through a broker, against the broker alone.
+    Mqtt(super::bench_mqtt::MqttBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -49,7 +51,7 @@ pub struct BenchArgs {
 }
 
 /// Where shipped components are looked for, in order.
-fn shipped_component(name: &str) -> anyhow::Result<PathBuf> {
+pub(super) fn shipped_component(name: &str) -> anyhow::Result<PathBuf> {
     let file = format!("{}.wasm", name.replace('-', "_"));
     let mut dirs = Vec::new();
     if let Some(dir) = std::env::var_os("FOGD_FUNCTIONS_DIR") {
@@ -67,30 +69,41 @@ fn shipped_component(name: &str) -> anyhow::Result<PathBuf> {
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     fogd::telemetry::init_logging(&Default::default());
-    let (args, what) = match &command {
-        BenchCommand::ColdStart(args) => (args, "cold-start"),
-        BenchCommand::Warm(args) => (args, "warm"),
-        BenchCommand::Kv(args) => (args, "kv"),
-    };
-    let default_name = if what == "kv" { "probe" } else { "echo" };
+    match command {
+        BenchCommand::ColdStart(args) => report(&args, "cold-start", "echo", cold_start),
+        BenchCommand::Warm(args) => report(&args, "warm", "echo", warm),
+        BenchCommand::Kv(args) => report(&args, "kv", "probe", kv),
+        BenchCommand::Mqtt(args) => {
+            super::tokio_runtime()?.block_on(super::bench_mqtt::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads the component, runs one measurement and prints its summary.
+fn report(
+    args: &BenchArgs,
+    what: &str,
+    default_component: &str,
+    measurement: fn(&LoadedFunction, &BenchArgs) -> anyhow::Result<Summary>,
+) -> anyhow::Result<ExitCode> {
     let component = match &args.component {
         Some(path) => path.clone(),
-        None => shipped_component(default_name)?,
+        None => shipped_component(default_component)?,
     };
     let scratch = tempfile::tempdir()?;
     let function = load(&component, scratch.path())?;
-    let event = new_event(Source::Invoke, "bench", vec![b'x'; args.payload_bytes]);
-    let summary = match command {
-        BenchCommand::ColdStart(_) => cold_start(&function, &event, args)?,
-        BenchCommand::Warm(_) => warm(&function, &event, args)?,
-        BenchCommand::Kv(_) => kv(&function, args)?,
-    };
+    let summary = measurement(&function, args)?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!("{}", summary.to_text(what));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn bench_event(args: &BenchArgs) -> Event {
+    new_event(Source::Invoke, "bench", vec![b'x'; args.payload_bytes])
 }
 
 fn load(component: &Path, scratch: &Path) -> anyhow::Result<LoadedFunction> {
@@ -119,12 +132,9 @@ fn measure(
     Ok(Summary::from_latencies(&mut latencies, start.elapsed()))
 }
 
-fn cold_start(
-    function: &LoadedFunction,
-    event: &Event,
-    args: &BenchArgs,
-) -> anyhow::Result<Summary> {
-    let call = || match function.call(event).outcome {
+fn cold_start(function: &LoadedFunction, args: &BenchArgs) -> anyhow::Result<Summary> {
+    let event = bench_event(args);
+    let call = || match function.call(&event).outcome {
         Ok(_) => Ok(()),
         Err(error) => bail!("the function failed: {error}"),
     };
@@ -134,9 +144,10 @@ fn cold_start(
     measure(args.iterations, call)
 }
 
-fn warm(function: &LoadedFunction, event: &Event, args: &BenchArgs) -> anyhow::Result<Summary> {
+fn warm(function: &LoadedFunction, args: &BenchArgs) -> anyhow::Result<Summary> {
+    let event = bench_event(args);
     let mut instance = function.warm_instance()?;
-    let mut call = || match instance.call(event) {
+    let mut call = || match instance.call(&event) {
         Ok(_) => Ok(()),
         Err(error) => bail!("the function failed: {error}"),
     };

@@ -69,8 +69,17 @@ impl Session {
         let mut publisher = Publisher::new(usize::from(self.settings.spec.inflight));
         let mut connected = false;
         let mut awaiting_subacks = usize::MAX;
+        // Acknowledgements the client could not take yet (its queue was full): they are
+        // retried before anything else, never dropped, or the broker would stall.
+        let mut unsent_acks: VecDeque<AckRequest> = VecDeque::new();
         loop {
-            if connected {
+            while let Some(ack) = unsent_acks.front() {
+                if client.ack(ack.qos, ack.pkid).is_err() {
+                    break;
+                }
+                unsent_acks.pop_front();
+            }
+            if connected && unsent_acks.is_empty() {
                 publisher.fill(&client, &self.outbox, &self.status);
             }
             let draining = *self.phase.borrow() != Phase::Running;
@@ -88,10 +97,12 @@ impl Session {
                     }
                 }
                 Some(ack) = self.acks.recv() => {
+                    // An ack from an earlier connection must not confirm a packet id reused
+                    // by this one; the broker redelivers that message instead.
                     if ack.generation == generation
-                        && let Err(error) = client.ack(ack.qos, ack.pkid)
+                        && (!unsent_acks.is_empty() || client.ack(ack.qos, ack.pkid).is_err())
                     {
-                        tracing::warn!(broker = %self.settings.name, %error, "acknowledgement not sent; the broker will redeliver");
+                        unsent_acks.push_back(ack);
                     }
                 }
                 event = eventloop.poll() => match event {

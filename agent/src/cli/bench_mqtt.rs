@@ -1,0 +1,343 @@
+//! `fogd bench mqtt`: message in → function → result out through a real broker, against the
+//! broker alone, in one run. It starts `fogd run` (this same binary) as a child process with
+//! the `echo` function on `bench/in` → `bench/out`, so the daemon is measured as deployed.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use serde::Serialize;
+
+use fogd::bench::Summary;
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example (a local Mosquitto on 1883):\n  fogd bench mqtt --broker 127.0.0.1:1883 --rate 5000 --seconds 10 --burst 50000 --json"
+)]
+pub struct MqttBenchArgs {
+    /// The broker, `host:port` (plain TCP, MQTT v5).
+    #[arg(long)]
+    broker: String,
+    /// The function to drive; defaults to the shipped `echo`.
+    #[arg(long, value_name = "FILE.wasm")]
+    component: Option<std::path::PathBuf>,
+    /// Messages per second in the latency phase.
+    #[arg(long, default_value_t = 5_000)]
+    rate: u32,
+    /// Length of the latency phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Messages sent as fast as possible (QoS 1) in the throughput phase.
+    #[arg(long, default_value_t = 50_000)]
+    burst: u32,
+    /// Payload size in bytes (at least 16).
+    #[arg(long, default_value_t = 64)]
+    payload_bytes: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One path (broker alone, or through fogd) measured both ways.
+#[derive(Debug, Serialize)]
+struct PathReport {
+    /// Latency at the fixed rate: p50_us, p99_us, mean_us, per_second (achieved), iterations.
+    latency: Summary,
+    lost_at_rate: u64,
+    /// The burst: per_second is messages in and results out per second.
+    burst_per_second: f64,
+    lost_in_burst: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    rate: u32,
+    seconds: u64,
+    burst: u32,
+    broker_alone: PathReport,
+    through_fogd: PathReport,
+    /// fogd's p50 and p99 latency divided by the broker's.
+    p50_ratio: f64,
+    p99_ratio: f64,
+    /// fogd's burst throughput as a share of the broker's.
+    throughput_share: f64,
+}
+
+pub async fn run(args: MqttBenchArgs) -> anyhow::Result<()> {
+    let component = match &args.component {
+        Some(path) => path.clone(),
+        None => super::bench::shipped_component("echo")?,
+    };
+    // The child resolves paths against its config file's directory.
+    let component = std::fs::canonicalize(&component)
+        .with_context(|| format!("cannot find {}", component.display()))?;
+    if args.payload_bytes < 16 {
+        bail!("--payload-bytes must be at least 16");
+    }
+    let (host, port) = args
+        .broker
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+        .context("--broker must be host:port")?;
+    let scratch = tempfile::tempdir()?;
+    let mut daemon = spawn_daemon(scratch.path(), &args.broker, &component)?;
+    let result = measure(&args, &host, port).await;
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn spawn_daemon(dir: &Path, broker: &str, component: &Path) -> anyhow::Result<Child> {
+    let config = dir.join("fogd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"state\"\n[log]\nlevel = \"warn\"\n[metrics]\n[[broker]]\nname = \"bench\"\naddress = \"{broker}\"\nclient_id = \"fogd-bench-{pid}\"\ninflight = 1000\nsession_expiry = \"0ms\"\n\n[[function]]\nname = \"echo\"\ncomponent = \"{component}\"\noutput = \"bench/out\"\nlimits = {{ concurrency = 2, queue = 4096 }}\n[[function.trigger]]\nmqtt = {{ topic = \"bench/in\", qos = 1 }}\n",
+            pid = std::process::id(),
+            component = component.display()
+        ),
+    )?;
+    Command::new(std::env::current_exe()?)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("cannot start fogd")
+}
+
+/// Receive-side state: when each message arrived relative to when it was sent.
+#[derive(Default)]
+struct Arrivals {
+    latencies_ns: Vec<u64>,
+    received: u64,
+}
+
+struct Bench {
+    started: Instant,
+    publisher: AsyncClient,
+    arrivals: Arc<Mutex<Arrivals>>,
+    payload_bytes: usize,
+}
+
+async fn connect(
+    host: &str,
+    port: u16,
+    id: &str,
+) -> anyhow::Result<(AsyncClient, rumqttc::v5::EventLoop)> {
+    let mut options = MqttOptions::new(id, host, port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_outgoing_inflight_upper_limit(1000)
+        .set_max_packet_size(Some(1024 * 1024));
+    Ok(AsyncClient::new(options, 100_000))
+}
+
+async fn measure(args: &MqttBenchArgs, host: &str, port: u16) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let arrivals = Arc::new(Mutex::new(Arrivals::default()));
+    let id = std::process::id();
+    let (subscriber, mut subscriber_loop) = connect(host, port, &format!("bench-sub-{id}")).await?;
+    let (publisher, mut publisher_loop) = connect(host, port, &format!("bench-pub-{id}")).await?;
+    let (subscribed_tx, mut subscribed) = tokio::sync::watch::channel(0u32);
+    {
+        let arrivals = arrivals.clone();
+        let subscriber = subscriber.clone();
+        tokio::spawn(async move {
+            loop {
+                match subscriber_loop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for topic in ["bench/out", "bench/direct"] {
+                            let _ = subscriber.subscribe(topic, QoS::AtLeastOnce).await;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        subscribed_tx.send_modify(|n| *n += 1)
+                    }
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        let now = started.elapsed().as_nanos() as u64;
+                        let mut payload = publish.payload;
+                        if payload.len() >= 16 {
+                            let _sequence = payload.get_u64();
+                            let sent = payload.get_u64();
+                            if let Ok(mut arrivals) = arrivals.lock() {
+                                arrivals.latencies_ns.push(now.saturating_sub(sent));
+                                arrivals.received += 1;
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    }
+    tokio::spawn(async move {
+        loop {
+            if publisher_loop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(20), subscribed.wait_for(|n| *n >= 2))
+        .await
+        .context("the broker did not confirm the bench subscriptions")??;
+
+    let bench = Bench {
+        started,
+        publisher,
+        arrivals,
+        payload_bytes: args.payload_bytes,
+    };
+    bench.wait_for_fogd().await?;
+    let broker_alone = bench.path("bench/direct", args).await?;
+    let through_fogd = bench.path("bench/in", args).await?;
+    Ok(Report {
+        rate: args.rate,
+        seconds: args.seconds,
+        burst: args.burst,
+        p50_ratio: through_fogd.latency.p50_us / broker_alone.latency.p50_us,
+        p99_ratio: through_fogd.latency.p99_us / broker_alone.latency.p99_us,
+        throughput_share: through_fogd.burst_per_second / broker_alone.burst_per_second,
+        broker_alone,
+        through_fogd,
+    })
+}
+
+impl Bench {
+    fn payload(&self, sequence: u64) -> Bytes {
+        let mut payload = BytesMut::with_capacity(self.payload_bytes);
+        payload.put_u64(sequence);
+        payload.put_u64(self.started.elapsed().as_nanos() as u64);
+        payload.resize(self.payload_bytes, b'x');
+        payload.freeze()
+    }
+
+    fn reset(&self) -> Arrivals {
+        self.arrivals
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    fn received(&self) -> u64 {
+        self.arrivals.lock().map(|a| a.received).unwrap_or(0)
+    }
+
+    /// Sends until fogd answers once: its subscription is in place and its function warm.
+    async fn wait_for_fogd(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.received() == 0 {
+            if Instant::now() > deadline {
+                bail!("fogd did not answer on bench/out within 30 s");
+            }
+            self.publisher
+                .publish("bench/in", QoS::AtLeastOnce, false, self.payload(0))
+                .await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Let stragglers of the warm-up arrive, then start clean.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.reset();
+        Ok(())
+    }
+
+    /// Waits until `expected` messages arrived or nothing arrived for two seconds.
+    async fn settle(&self, expected: u64) {
+        let mut last = (self.received(), Instant::now());
+        while self.received() < expected {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = self.received();
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(2) {
+                return;
+            }
+        }
+    }
+
+    async fn path(&self, topic: &str, args: &MqttBenchArgs) -> anyhow::Result<PathReport> {
+        // Fixed rate, paced per millisecond.
+        let total = u64::from(args.rate) * args.seconds;
+        let began = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_millis(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut sent = 0u64;
+        while sent < total {
+            ticker.tick().await;
+            let due = ((began.elapsed().as_secs_f64() * f64::from(args.rate)) as u64).min(total);
+            while sent < due {
+                self.publisher
+                    .publish(topic, QoS::AtLeastOnce, false, self.payload(sent))
+                    .await?;
+                sent += 1;
+            }
+        }
+        let sending = began.elapsed();
+        self.settle(total).await;
+        let mut at_rate = self.reset();
+        let latency = Summary::from_latencies(&mut at_rate.latencies_ns, sending);
+
+        // Burst.
+        let began = Instant::now();
+        for sequence in 0..u64::from(args.burst) {
+            self.publisher
+                .publish(topic, QoS::AtLeastOnce, false, self.payload(sequence))
+                .await?;
+        }
+        self.settle(u64::from(args.burst)).await;
+        let elapsed = began.elapsed();
+        let burst = self.reset();
+        Ok(PathReport {
+            lost_at_rate: total.saturating_sub(at_rate.received),
+            latency,
+            burst_per_second: burst.received as f64 / elapsed.as_secs_f64(),
+            lost_in_burst: u64::from(args.burst).saturating_sub(burst.received),
+        })
+    }
+}
+
+fn print_report(report: &Report) {
+    println!(
+        "MQTT round trip, {} msg/s for {} s, then a burst of {} (QoS 1)",
+        report.rate, report.seconds, report.burst
+    );
+    println!(
+        "{:<16} {:>9} {:>9} {:>9} {:>6} {:>12} {:>6}",
+        "path", "p50 µs", "p99 µs", "mean µs", "lost", "burst msg/s", "lost"
+    );
+    for (name, path) in [
+        ("broker alone", &report.broker_alone),
+        ("through fogd", &report.through_fogd),
+    ] {
+        println!(
+            "{:<16} {:>9.0} {:>9.0} {:>9.0} {:>6} {:>12.0} {:>6}",
+            name,
+            path.latency.p50_us,
+            path.latency.p99_us,
+            path.latency.mean_us,
+            path.lost_at_rate,
+            path.burst_per_second,
+            path.lost_in_burst
+        );
+    }
+    println!(
+        "fogd / broker: p50 {:.2}x, p99 {:.2}x, throughput {:.0}%",
+        report.p50_ratio,
+        report.p99_ratio,
+        report.throughput_share * 100.0
+    );
+}
