@@ -164,6 +164,19 @@ impl Agent {
         })
     }
 
+    /// Whether the executor, the triggers and the guest worker pool all still work: what
+    /// the systemd watchdog is fed on.
+    pub async fn is_alive(&self) -> bool {
+        let tasks_alive = self.executor.is_alive()
+            && self.mqtt.is_alive()
+            && self.tasks.iter().all(|task| !task.is_finished());
+        let pool_answers = matches!(
+            tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(|| ())).await,
+            Ok(Ok(()))
+        );
+        tasks_alive && pool_answers
+    }
+
     /// Stops intake, lets queued and in-flight events finish and their MQTT messages be
     /// acknowledged, disconnects, flushes state.
     pub async fn shutdown(self) {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod contract;
 pub mod event;
 pub mod host;
+pub mod identity;
 pub mod outbound;
 pub mod router;
 pub mod runtime;

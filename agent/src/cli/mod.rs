@@ -3,7 +3,9 @@
 mod bench;
 mod bench_mqtt;
 mod check;
+mod identity;
 mod invoke;
+mod reload;
 mod run;
 
 use std::path::PathBuf;
@@ -33,10 +35,15 @@ struct Cli {
 enum Command {
     /// Run the agent until SIGTERM or Ctrl-C (in-flight events finish first).
     Run(run::RunArgs),
+    /// Ask the running daemon to re-read its config file (sends it SIGHUP).
+    Reload(reload::ReloadArgs),
     /// Validate a config file and compile its components, reporting every problem.
     Check(check::CheckArgs),
     /// Run one event through a function and print its result and timing.
     Invoke(invoke::InvokeArgs),
+    /// Device identity for mutual TLS: `init` makes the key and CSR, `install` the certificate.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
     /// Measure what this machine can take (cold start, warm calls, kv from a guest).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -54,8 +61,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Reload(args) => reload::run(args),
         Command::Check(args) => check::run(args),
         Command::Invoke(args) => invoke::run(args),
+        Command::Identity(command) => identity::run(command),
         Command::Bench(command) => bench::run(command),
     };
     match result {

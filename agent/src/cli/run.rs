@@ -1,5 +1,6 @@
-//! `fogd run`: the daemon.
+//! `fogd run`: the daemon, its signals and its systemd integration.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -7,29 +8,92 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::ConfigArg;
 use fogd::agent::Agent;
-use fogd::config;
-use fogd::telemetry;
+use fogd::config::{self, Config};
+use fogd::telemetry::{self, systemd};
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Signals: SIGTERM or SIGINT drain in-flight events and exit; SIGHUP (or `fogd reload`) \
+re-reads the config: if it is valid, the agent drains and restarts on it; if not, the error is logged and \
+the running agent carries on."
+)]
 pub struct RunArgs {
     #[command(flatten)]
     config: ConfigArg,
 }
 
+/// Where `fogd run` records its pid, for `fogd reload`.
+pub fn pid_file(config: &Config) -> PathBuf {
+    config.state_dir.join("fogd.pid")
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = config::load_file(&args.config.config)?;
+    let path = args.config.config;
+    let config = config::load_file(&path)?;
     telemetry::init_logging(&config.log);
-    tracing::info!(config = %args.config.config.display(), version = env!("CARGO_PKG_VERSION"), "starting");
-    super::tokio_runtime()?.block_on(async move {
-        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        let agent = Agent::start(config).await?;
-        let signal = tokio::select! {
-            _ = terminate.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
-        };
-        tracing::info!(signal, "stop requested");
-        agent.shutdown().await;
-        Ok(ExitCode::SUCCESS)
-    })
+    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
+    super::tokio_runtime()?.block_on(serve(&path, config))
+}
+
+async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut agent = start(&config).await?;
+    let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return stop(agent, &config, "SIGTERM").await,
+            _ = interrupt.recv() => return stop(agent, &config, "SIGINT").await,
+            _ = hangup.recv() => {
+                systemd::reloading();
+                match config::load_file(path) {
+                    Ok(new_config) => {
+                        tracing::info!(config = %path.display(), "reloading: draining, then starting on the new config");
+                        agent.shutdown().await;
+                        config = new_config;
+                        agent = start(&config).await?;
+                    }
+                    Err(errors) => {
+                        tracing::error!(%errors, "reload refused: the config file is invalid; still running the previous one");
+                        systemd::ready();
+                    }
+                }
+            }
+            _ = tick(&mut watchdog) => {
+                if agent.is_alive().await {
+                    systemd::watchdog();
+                } else {
+                    tracing::error!("a part of the agent has stopped; not feeding the watchdog");
+                }
+            }
+        }
+    }
+}
+
+async fn tick(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn start(config: &Config) -> anyhow::Result<Agent> {
+    let agent = Agent::start(config.clone()).await?;
+    let pid_file = pid_file(config);
+    if let Err(error) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        tracing::warn!(path = %pid_file.display(), %error, "cannot write the pid file; `fogd reload` will not find this process");
+    }
+    systemd::ready();
+    Ok(agent)
+}
+
+async fn stop(agent: Agent, config: &Config, signal: &str) -> anyhow::Result<ExitCode> {
+    tracing::info!(signal, "stop requested");
+    systemd::stopping();
+    agent.shutdown().await;
+    let _ = std::fs::remove_file(pid_file(config));
+    Ok(ExitCode::SUCCESS)
 }

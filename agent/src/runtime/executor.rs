@@ -146,6 +146,13 @@ impl Executor {
         self.queues.values()
     }
 
+    /// Whether every function's dispatcher is still running.
+    pub fn is_alive(&self) -> bool {
+        self.dispatchers
+            .iter()
+            .all(|dispatcher| !dispatcher.is_finished())
+    }
+
     /// Stops intake, then waits until every queued and in-flight event has finished.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

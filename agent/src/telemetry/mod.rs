@@ -3,6 +3,7 @@
 mod health;
 mod http;
 mod metrics;
+pub mod systemd;
 
 use tracing_subscriber::EnvFilter;
 
@@ -28,8 +29,11 @@ pub fn init_logging(config: &LogConfig) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
-    let _ = match config.format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    // Under systemd, stderr is the journal: it timestamps each line itself and shows no colour.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let _ = match (config.format, journal) {
+        (LogFormat::Human, false) => builder.try_init(),
+        (LogFormat::Human, true) => builder.without_time().with_ansi(false).try_init(),
+        (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
     };
 }

@@ -158,6 +158,11 @@ impl MqttTriggers {
         }
     }
 
+    /// Whether every broker session is still running (connected or reconnecting).
+    pub fn is_alive(&self) -> bool {
+        self.sessions.iter().all(|session| !session.is_finished())
+    }
+
     /// Stops taking new messages; acknowledgements and publishing go on.
     pub fn drain(&self) {
         self.phase.send_replace(Phase::Draining);
