@@ -64,6 +64,25 @@ async fn connected(agent: &Agent, broker: &str) {
     .await;
 }
 
+/// Starts an agent with one broker connection named `local` and one function, and waits
+/// until the connection is up and subscribed.
+async fn start_one(
+    address: &str,
+    broker_extra: &str,
+    name: &str,
+    component: &std::path::Path,
+    body: &str,
+) -> Running {
+    let running = start(&format!(
+        "{}{}",
+        broker("local", address, broker_extra),
+        function(name, component, body)
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+    running
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcards_qos_levels_and_v5_request_response() {
     let mosquitto = Mosquitto::start();
@@ -120,17 +139,7 @@ async fn shared_subscription_splits_a_stream_between_gateways() {
     let mut client = TestClient::connect(mosquitto.port, "observer-2", &["done/#"]).await;
     let mut gateways = Vec::new();
     for gateway in ["a", "b"] {
-        let running = start(&format!(
-            "{}{}",
-            broker("local", &mosquitto.address(), ""),
-            function(
-                "worker",
-                &components().echo,
-                &format!("output = \"done/{gateway}\"\n[[function.trigger]]\nmqtt = {{ topic = \"$share/gateways/jobs/#\", qos = 1 }}")
-            ),
-        ))
-        .await;
-        connected(&running.agent, "local").await;
+        let running = start_one(&mosquitto.address(), "", "worker", &components().echo, &format!("output = \"done/{gateway}\"\n[[function.trigger]]\nmqtt = {{ topic = \"$share/gateways/jobs/#\", qos = 1 }}")).await;
         gateways.push(running);
     }
     for job in 0..40 {
@@ -228,13 +237,7 @@ async fn mutual_tls_works_and_wrong_ca_or_missing_certificate_is_refused() {
 async fn binary_and_large_payloads_pass_and_oversized_ones_are_rejected_and_counted() {
     let mosquitto = Mosquitto::start();
     let mut client = TestClient::connect(mosquitto.port, "observer-4", &["bytes/out"]).await;
-    let running = start(&format!(
-        "{}{}",
-        broker("local", &mosquitto.address(), "max_message_bytes = 300000"),
-        function("echo", &components().echo, "output = \"bytes/out\"\nlimits = { memory_mib = 32 }\n[[function.trigger]]\nmqtt = { topic = \"bytes/in\" }"),
-    ))
-    .await;
-    connected(&running.agent, "local").await;
+    let running = start_one(&mosquitto.address(), "max_message_bytes = 300000", "echo", &components().echo, "output = \"bytes/out\"\nlimits = { memory_mib = 32 }\n[[function.trigger]]\nmqtt = { topic = \"bytes/in\" }").await;
 
     let binary: Vec<u8> = vec![0xff, 0xfe, 0x00, 0xc3, 0x28, 0x80];
     client.publish("bytes/in", binary.clone(), 1).await;
@@ -274,17 +277,7 @@ async fn ungranted_publish_is_refused_retried_and_dead_lettered() {
         &["allowed/#", "forbidden/#", "dead/#"],
     )
     .await;
-    let running = start(&format!(
-        "{}{}",
-        broker("local", &mosquitto.address(), ""),
-        function(
-            "probe",
-            &components().probe,
-            "grants = { publish = [\"allowed/#\"] }\n[[function.trigger]]\nmqtt = { topic = \"publish\", retries = 2, retry_backoff = \"10ms\", dead_letter = \"dead/{function}\" }"
-        ),
-    ))
-    .await;
-    connected(&running.agent, "local").await;
+    let running = start_one(&mosquitto.address(), "", "probe", &components().probe, "grants = { publish = [\"allowed/#\"] }\n[[function.trigger]]\nmqtt = { topic = \"publish\", retries = 2, retry_backoff = \"10ms\", dead_letter = \"dead/{function}\" }").await;
 
     client
         .publish(
@@ -429,17 +422,14 @@ async fn results_produced_while_the_broker_is_down_arrive_in_order_after_it_retu
         ..Default::default()
     });
     let mut client = TestClient::connect(mosquitto.port, "observer-9", &["ticks"]).await;
-    let running = start(&format!(
-        "{}{}",
-        broker("local", &mosquitto.address(), ""),
-        function(
-            "ticker",
-            &components().echo,
-            "output = \"ticks\"\n[[function.trigger]]\ntimer = { every = \"10ms\" }"
-        ),
-    ))
+    let running = start_one(
+        &mosquitto.address(),
+        "",
+        "ticker",
+        &components().echo,
+        "output = \"ticks\"\n[[function.trigger]]\ntimer = { every = \"10ms\" }",
+    )
     .await;
-    connected(&running.agent, "local").await;
     client.collect_until(PATIENCE, |all| all.len() >= 5).await;
 
     mosquitto.stop();
