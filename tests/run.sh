@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine with the Rust toolchain, then runs
-# all of it: formatting check, the guest functions, and every test against real components.
+# all of it: formatting check, the guest functions, every test against real components, and
+# the aarch64 cross build run under qemu (cross/ installs its own compiler and qemu-user).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -35,3 +36,7 @@ wasi-functions/build.sh --quiet >/dev/null
 
 echo "==> tests"
 cargo test --release --workspace --no-fail-fast
+
+echo "==> aarch64 cross build and qemu smoke test"
+cross/build.sh aarch64 --quiet
+cross/smoke.sh aarch64
