@@ -9,7 +9,6 @@ mod function;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use thiserror::Error;
 use wasmtime::Engine;
@@ -144,9 +143,5 @@ impl Runtime {
             spec.output.clone(),
             load_source,
         ))
-    }
-
-    pub fn epoch_tick(&self) -> Duration {
-        self.settings.engine.epoch_tick
     }
 }
