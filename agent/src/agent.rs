@@ -62,10 +62,10 @@ impl Agent {
         let default_broker: Option<Arc<str>> = brokers.first().map(|broker| broker.name.clone());
 
         let mut outbox_map = std::collections::HashMap::new();
-        for (settings, spec) in brokers.iter().zip(&config.brokers) {
+        for settings in &brokers {
             outbox_map.insert(
                 settings.name.clone(),
-                state.outbox(&spec.name, spec.outbox)?,
+                state.outbox(&settings.name, settings.spec.outbox)?,
             );
         }
         let outboxes = Arc::new(Outboxes::new(outbox_map, metrics.clone()));

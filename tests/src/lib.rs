@@ -156,6 +156,18 @@ pub fn event(subject: &str, payload: impl Into<Vec<u8>>) -> Event {
     new_event(Source::Invoke, subject, payload.into())
 }
 
+/// Waits until `condition` holds, checking every few milliseconds; fails after 30 s.
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Calls the function and returns its output as text, panicking on failure.
 pub fn call_text(function: &LoadedFunction, subject: &str, payload: &str) -> String {
     let output = function

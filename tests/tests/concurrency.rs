@@ -2,21 +2,11 @@
 //! counted drops, and shutdown that lets admitted events finish.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use fogd::config::Millis;
 use fogd::runtime::{Executor, InvokeError, SubmitError};
 use fogd::telemetry::Metrics;
-use fogd_tests::{Harness, components, event, spec};
-
-/// Waits until `condition` holds (checking between yields), failing after 30 s.
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::task::yield_now().await;
-    }
-}
+use fogd_tests::{Harness, components, event, spec, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_events_in_parallel_across_functions() {

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use fogd::agent::Agent;
 use fogd::config;
 use fogd_tests::certs::Pki;
-use fogd_tests::components;
 use fogd_tests::mosquitto::{BrokerOptions, Mosquitto};
 use fogd_tests::mqtt_client::TestClient;
+use fogd_tests::{components, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -40,15 +40,6 @@ fn function(name: &str, component: &std::path::Path, body: &str) -> String {
         "[[function]]\nname = \"{name}\"\ncomponent = \"{}\"\n{body}\n",
         component.display()
     )
-}
-
-/// Waits until `condition` holds, checking every few milliseconds.
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn connected(agent: &Agent, broker: &str) {

@@ -133,25 +133,21 @@ struct Bench {
     payload_bytes: usize,
 }
 
-async fn connect(
-    host: &str,
-    port: u16,
-    id: &str,
-) -> anyhow::Result<(AsyncClient, rumqttc::v5::EventLoop)> {
+fn connect(host: &str, port: u16, id: &str) -> (AsyncClient, rumqttc::v5::EventLoop) {
     let mut options = MqttOptions::new(id, host, port);
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_outgoing_inflight_upper_limit(1000)
         .set_max_packet_size(Some(1024 * 1024));
-    Ok(AsyncClient::new(options, 100_000))
+    AsyncClient::new(options, 100_000)
 }
 
 async fn measure(args: &MqttBenchArgs, host: &str, port: u16) -> anyhow::Result<Report> {
     let started = Instant::now();
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
     let id = std::process::id();
-    let (subscriber, mut subscriber_loop) = connect(host, port, &format!("bench-sub-{id}")).await?;
-    let (publisher, mut publisher_loop) = connect(host, port, &format!("bench-pub-{id}")).await?;
+    let (subscriber, mut subscriber_loop) = connect(host, port, &format!("bench-sub-{id}"));
+    let (publisher, mut publisher_loop) = connect(host, port, &format!("bench-pub-{id}"));
     let (subscribed_tx, mut subscribed) = tokio::sync::watch::channel(0u32);
     {
         let arrivals = arrivals.clone();
