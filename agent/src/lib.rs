@@ -11,6 +11,7 @@ pub mod contract;
 pub mod event;
 pub mod host;
 pub mod identity;
+pub mod inference;
 pub mod outbound;
 pub mod router;
 pub mod runtime;

@@ -184,3 +184,21 @@ pub fn call_json(function: &LoadedFunction, subject: &str, payload: &str) -> ser
     serde_json::from_str(&text)
         .unwrap_or_else(|error| panic!("{subject} returned non-JSON {text:?}: {error}"))
 }
+
+/// The LiteRT runtime library fetched by `models/fetch-runtime.sh` (which the test command
+/// runs first).
+pub fn litert_library() -> PathBuf {
+    let arch = std::env::consts::ARCH;
+    let path = root().join(format!("models/runtime/{arch}/libLiteRt.so"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run models/fetch-runtime.sh",
+        path.display()
+    );
+    path
+}
+
+/// A file under `models/`.
+pub fn model_path(relative: &str) -> PathBuf {
+    root().join("models").join(relative)
+}

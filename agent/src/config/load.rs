@@ -219,6 +219,15 @@ impl Config {
         for function in &mut self.functions {
             function.component = base.join(&function.component);
         }
+        if let Some(runtime) = &mut self.inference.runtime {
+            *runtime = base.join(&*runtime);
+        }
+        for model in &mut self.models {
+            model.path = base.join(&model.path);
+            if let Some(reference) = &mut model.reference {
+                *reference = base.join(&*reference);
+            }
+        }
         for broker in &mut self.brokers {
             if let Some(file) = &mut broker.password_file {
                 *file = base.join(&*file);

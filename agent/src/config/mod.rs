@@ -44,6 +44,56 @@ pub struct Config {
     /// The network functions to host (`[[function]]` tables).
     #[serde(default, rename = "function")]
     pub functions: Vec<FunctionSpec>,
+    #[serde(default)]
+    pub inference: InferenceConfig,
+    /// TFLite models functions may run (`[[model]]` tables).
+    #[serde(default, rename = "model")]
+    pub models: Vec<ModelSpec>,
+}
+
+/// The LiteRT runtime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// Path of `libLiteRt.so`; otherwise `FOGD_LITERT_LIB`, then standard locations.
+    pub runtime: Option<PathBuf>,
+    /// Largest model file accepted.
+    #[serde(default = "default_max_model_mib")]
+    pub max_model_mib: u32,
+}
+
+fn default_max_model_mib() -> u32 {
+    64
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        Self {
+            runtime: None,
+            max_model_mib: default_max_model_mib(),
+        }
+    }
+}
+
+/// One version of a model: the same shape in fogd.toml and in deployment documents.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The name functions use (`grants.models`).
+    pub name: String,
+    /// Any text that changes with the file, e.g. `"3"` or a date.
+    pub version: String,
+    /// The `.tflite` file (relative to the config file's directory).
+    pub path: PathBuf,
+    /// Expected SHA-256 of the file, hex; checked before loading when given.
+    pub sha256: Option<String>,
+    /// Reference vectors (JSON, see models/README.md) the model must reproduce exactly
+    /// before it is activated.
+    pub reference: Option<PathBuf>,
+    /// Run this version beside the active one on the same inputs, without returning its
+    /// outputs, and record agreement and latency (`/models`).
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -201,6 +251,10 @@ pub struct FunctionSpec {
     pub limits: Limits,
     #[serde(default)]
     pub grants: Grants,
+    /// Shapes the function expects of its models (`[function.model_shapes.<model>]`): a
+    /// model that does not match is refused when the function loads.
+    #[serde(default)]
+    pub model_shapes: BTreeMap<String, ModelShapes>,
     /// Settings the function reads through the `config` interface.
     #[serde(default)]
     pub config: BTreeMap<String, serde_json::Value>,
@@ -259,6 +313,19 @@ pub struct Grants {
     /// environment is never inherited.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Models the function may run through the `inference` interface.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+/// Tensor shapes, one list per input and per output, e.g. `inputs = [[1, 8]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelShapes {
+    #[serde(default)]
+    pub inputs: Vec<Vec<u32>>,
+    #[serde(default)]
+    pub outputs: Vec<Vec<u32>>,
 }
 
 /// A trigger: a table with exactly one key naming its kind.
@@ -314,6 +381,7 @@ impl FunctionSpec {
             broker: None,
             limits: Limits::default(),
             grants: Grants::default(),
+            model_shapes: BTreeMap::new(),
             config: BTreeMap::new(),
         }
     }

@@ -71,8 +71,79 @@ impl Config {
             }
             function.validate(&at, &mut problems);
             self.validate_broker_references(function, &at, &mut problems);
+            self.validate_model_references(function, &at, &mut problems);
         }
+        self.validate_models(&mut problems);
         problems
+    }
+
+    fn validate_models(&self, problems: &mut Vec<Problem>) {
+        if self.inference.max_model_mib == 0 {
+            problems.push((
+                "inference.max_model_mib".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (index, model) in self.models.iter().enumerate() {
+            let at = format!("model[{index}]");
+            if let Err(message) = validate_name(&model.name) {
+                problems.push((format!("{at}.name"), message));
+            }
+            if !seen.insert((model.name.as_str(), model.shadow)) {
+                let role = if model.shadow { "shadow" } else { "active" };
+                problems.push((
+                    format!("{at}.name"),
+                    format!("a second {role} version of model {:?}", model.name),
+                ));
+            }
+            if model.version.is_empty() {
+                problems.push((format!("{at}.version"), "must not be empty".into()));
+            }
+            if let Some(sha) = &model.sha256
+                && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                problems.push((format!("{at}.sha256"), "must be 64 hex digits".into()));
+            }
+        }
+        for (index, model) in self.models.iter().enumerate() {
+            if model.shadow
+                && !self
+                    .models
+                    .iter()
+                    .any(|m| m.name == model.name && !m.shadow)
+            {
+                problems.push((
+                    format!("model[{index}].shadow"),
+                    format!("model {:?} has no active version to shadow", model.name),
+                ));
+            }
+        }
+    }
+
+    fn validate_model_references(
+        &self,
+        function: &FunctionSpec,
+        at: &str,
+        problems: &mut Vec<Problem>,
+    ) {
+        let known = |name: &str| self.models.iter().any(|m| m.name == name);
+        for (index, name) in function.grants.models.iter().enumerate() {
+            if !known(name) {
+                problems.push((
+                    format!("{at}.grants.models[{index}]"),
+                    format!("no [[model]] named {name:?}"),
+                ));
+            }
+        }
+        for name in function.model_shapes.keys() {
+            if !function.grants.models.contains(name) {
+                problems.push((
+                    format!("{at}.model_shapes.{name}"),
+                    format!("model {name:?} is not in grants.models"),
+                ));
+            }
+        }
     }
 
     fn validate_broker_references(

@@ -1,0 +1,386 @@
+//! The model registry: which version of each model is active, which one shadows it, and
+//! which one it replaced. A new version is loaded and checked beside the active one, then
+//! swapped in by replacing one `Arc`: calls already running keep the old version alive
+//! until they return, new calls see the new one.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::litert::{LiteRt, LoadedModel, locate_library};
+use super::metrics::InferenceMetrics;
+use super::model_file::ModelFile;
+use super::shadow::{ShadowReport, ShadowStats};
+use super::tensor::TensorSpec;
+use super::{InferenceError, reference};
+use crate::config::{InferenceConfig, ModelSpec};
+
+/// One loaded, checked version of a model.
+pub struct ModelVersion {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub path: PathBuf,
+    model: LoadedModel,
+}
+
+impl ModelVersion {
+    pub fn inputs(&self) -> &[TensorSpec] {
+        self.model.inputs()
+    }
+
+    pub fn outputs(&self) -> &[TensorSpec] {
+        self.model.outputs()
+    }
+
+    fn same_artifact(&self, spec: &ModelSpec) -> bool {
+        self.version == spec.version
+            && self.path == spec.path
+            && spec
+                .sha256
+                .as_deref()
+                .is_none_or(|sha| sha.eq_ignore_ascii_case(&self.sha256))
+    }
+
+    fn compatible_with(&self, other: &ModelVersion) -> bool {
+        let same = |a: &[TensorSpec], b: &[TensorSpec]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.compatible_with(y))
+        };
+        same(self.inputs(), other.inputs()) && same(self.outputs(), other.outputs())
+    }
+}
+
+struct ModelSlot {
+    active: RwLock<Arc<ModelVersion>>,
+    previous: Mutex<Option<Arc<ModelVersion>>>,
+    shadow: RwLock<Option<(Arc<ModelVersion>, Arc<ShadowStats>)>>,
+}
+
+/// What `sync` did to one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncAction {
+    Loaded { version: String },
+    Swapped { from: String, to: String },
+    Unchanged,
+    ShadowStarted { version: String },
+    Removed,
+}
+
+/// Where the runtime came from, or why there is none.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+pub enum Availability {
+    Available(PathBuf),
+    Unavailable(String),
+}
+
+/// One model as `/models` and `fogd models` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub previous_version: Option<String>,
+    pub shadow: Option<ShadowReport>,
+}
+
+pub struct ModelRegistry {
+    runtime: Result<Arc<LiteRt>, String>,
+    max_bytes: u64,
+    slots: RwLock<BTreeMap<String, Arc<ModelSlot>>>,
+    metrics: InferenceMetrics,
+}
+
+impl ModelRegistry {
+    /// Opens the runtime library. Without it the registry still exists and every call
+    /// reports why inference is unavailable.
+    pub fn new(config: &InferenceConfig) -> Self {
+        let runtime = locate_library(config.runtime.as_deref())
+            .and_then(|path| LiteRt::open(&path).map_err(|e| format!("{}: {e}", path.display())));
+        let metrics = InferenceMetrics::new();
+        match &runtime {
+            Ok(runtime) => {
+                tracing::info!(library = %runtime.path().display(), "inference runtime loaded");
+                metrics.set_available(true);
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "inference unavailable");
+                metrics.set_available(false);
+            }
+        }
+        Self {
+            runtime,
+            max_bytes: u64::from(config.max_model_mib) * 1024 * 1024,
+            slots: RwLock::new(BTreeMap::new()),
+            metrics,
+        }
+    }
+
+    pub fn availability(&self) -> Availability {
+        match &self.runtime {
+            Ok(runtime) => Availability::Available(runtime.path().to_path_buf()),
+            Err(reason) => Availability::Unavailable(reason.clone()),
+        }
+    }
+
+    pub fn metrics(&self) -> &InferenceMetrics {
+        &self.metrics
+    }
+
+    /// Brings the registry in line with `specs`: loads new models, swaps changed versions
+    /// in after checking them, starts or stops shadows, and forgets models no longer
+    /// listed. A version that fails its checks leaves the current one active.
+    pub fn sync(&self, specs: &[ModelSpec]) -> Vec<(String, Result<SyncAction, String>)> {
+        let mut results = Vec::new();
+        for spec in specs.iter().filter(|s| !s.shadow) {
+            results.push((spec.name.clone(), self.activate(spec)));
+        }
+        for spec in specs.iter().filter(|s| s.shadow) {
+            results.push((spec.name.clone(), self.start_shadow(spec)));
+        }
+        let Ok(mut slots) = self.slots.write() else {
+            return results;
+        };
+        slots.retain(|name, slot| {
+            let listed = specs.iter().any(|s| &s.name == name && !s.shadow);
+            if !listed {
+                results.push((name.clone(), Ok(SyncAction::Removed)));
+            } else if !specs.iter().any(|s| &s.name == name && s.shadow)
+                && let Ok(mut shadow) = slot.shadow.write()
+            {
+                *shadow = None;
+            }
+            listed
+        });
+        results
+    }
+
+    /// Loads `spec` beside the active version (if any), checks it and swaps it in.
+    pub fn activate(&self, spec: &ModelSpec) -> Result<SyncAction, String> {
+        let existing = self.slot(&spec.name);
+        if let Some(slot) = &existing
+            && read(&slot.active).same_artifact(spec)
+        {
+            return Ok(SyncAction::Unchanged);
+        }
+        let candidate = Arc::new(self.load(spec)?);
+        let Some(slot) = existing else {
+            let slot = Arc::new(ModelSlot {
+                active: RwLock::new(candidate),
+                previous: Mutex::new(None),
+                shadow: RwLock::new(None),
+            });
+            if let Ok(mut slots) = self.slots.write() {
+                slots.insert(spec.name.clone(), slot);
+            }
+            return Ok(SyncAction::Loaded {
+                version: spec.version.clone(),
+            });
+        };
+        let current = read(&slot.active);
+        if !candidate.compatible_with(&current) {
+            return Err(format!(
+                "version {} changes the model's signature; give it a new model name",
+                spec.version
+            ));
+        }
+        let old = match slot.active.write() {
+            Ok(mut active) => std::mem::replace(&mut *active, candidate),
+            Err(_) => return Err("the model slot is poisoned".to_owned()),
+        };
+        let from = old.version.clone();
+        if let Ok(mut previous) = slot.previous.lock() {
+            *previous = Some(old);
+        }
+        tracing::info!(model = %spec.name, from = %from, to = %spec.version, "model version swapped");
+        Ok(SyncAction::Swapped {
+            from,
+            to: spec.version.clone(),
+        })
+    }
+
+    /// Makes the previous version active again (the one just replaced becomes previous).
+    pub fn rollback(&self, name: &str) -> Result<String, String> {
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| format!("no model named {name:?}"))?;
+        let mut previous = slot.previous.lock().map_err(|_| "poisoned".to_owned())?;
+        let restored = previous
+            .take()
+            .ok_or_else(|| format!("model {name:?} has no previous version"))?;
+        let version = restored.version.clone();
+        let replaced = match slot.active.write() {
+            Ok(mut active) => std::mem::replace(&mut *active, restored),
+            Err(_) => return Err("the model slot is poisoned".to_owned()),
+        };
+        *previous = Some(replaced);
+        tracing::info!(model = %name, version = %version, "model rolled back");
+        Ok(version)
+    }
+
+    fn start_shadow(&self, spec: &ModelSpec) -> Result<SyncAction, String> {
+        let slot = self
+            .slot(&spec.name)
+            .ok_or_else(|| format!("model {:?} has no active version to shadow", spec.name))?;
+        if let Ok(shadow) = slot.shadow.read()
+            && shadow.as_ref().is_some_and(|(v, _)| v.same_artifact(spec))
+        {
+            return Ok(SyncAction::Unchanged);
+        }
+        let candidate = Arc::new(self.load(spec)?);
+        if !candidate.compatible_with(&read(&slot.active)) {
+            return Err(format!(
+                "shadow version {} does not take and give the same tensors as the active one",
+                spec.version
+            ));
+        }
+        if let Ok(mut shadow) = slot.shadow.write() {
+            *shadow = Some((candidate, Arc::new(ShadowStats::default())));
+        }
+        Ok(SyncAction::ShadowStarted {
+            version: spec.version.clone(),
+        })
+    }
+
+    fn load(&self, spec: &ModelSpec) -> Result<ModelVersion, String> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .map_err(|reason| format!("inference unavailable: {reason}"))?;
+        let at = |e: String| format!("{}: {e}", spec.path.display());
+        let file =
+            ModelFile::open(&spec.path, spec.sha256.as_deref(), self.max_bytes).map_err(at)?;
+        let model = LoadedModel::new(runtime.clone(), file.bytes).map_err(|e| at(e.to_string()))?;
+        if let Some(reference) = &spec.reference {
+            let cases = reference::check(&model, reference).map_err(at)?;
+            tracing::info!(model = %spec.name, version = %spec.version, cases, "reference vectors reproduced");
+        }
+        Ok(ModelVersion {
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+            sha256: file.sha256,
+            path: spec.path.clone(),
+            model,
+        })
+    }
+
+    fn slot(&self, name: &str) -> Option<Arc<ModelSlot>> {
+        self.slots.read().ok()?.get(name).cloned()
+    }
+
+    /// The active version of `name`.
+    pub fn active(&self, name: &str) -> Result<Arc<ModelVersion>, InferenceError> {
+        if let Err(reason) = &self.runtime {
+            return Err(InferenceError::Unavailable(reason.clone()));
+        }
+        self.slot(name)
+            .map(|slot| read(&slot.active))
+            .ok_or_else(|| InferenceError::UnknownModel(name.to_owned()))
+    }
+
+    /// Runs the active version of `name` on raw input tensors. If a shadow version is set,
+    /// it runs on the same inputs afterwards; only its agreement and latency are kept.
+    pub fn run(&self, name: &str, inputs: &[&[u8]]) -> Result<Vec<Vec<u8>>, InferenceError> {
+        if let Err(reason) = &self.runtime {
+            self.metrics.record(name, "", "unavailable", None);
+            return Err(InferenceError::Unavailable(reason.clone()));
+        }
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| InferenceError::UnknownModel(name.to_owned()))?;
+        let active = read(&slot.active);
+        let started = Instant::now();
+        let result = active.model.run(inputs);
+        let elapsed = started.elapsed();
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .record(name, &active.version, outcome, Some(elapsed));
+        let Ok(outputs) = &result else {
+            return result;
+        };
+        let shadow = slot.shadow.read().ok().and_then(|s| s.clone());
+        if let Some((shadow, stats)) = shadow {
+            let started = Instant::now();
+            let shadow_result = shadow.model.run(inputs);
+            let shadow_elapsed = started.elapsed();
+            let agreed = stats.record(
+                active.outputs(),
+                outputs,
+                shadow_result.as_deref().ok(),
+                elapsed,
+                shadow_elapsed,
+            );
+            self.metrics.record_shadow(name, &shadow.version, agreed);
+        }
+        result
+    }
+
+    /// Every model with its signature, previous version and shadow report.
+    pub fn status(&self) -> Vec<ModelStatus> {
+        let Ok(slots) = self.slots.read() else {
+            return Vec::new();
+        };
+        slots
+            .iter()
+            .map(|(name, slot)| {
+                let active = read(&slot.active);
+                let previous_version = slot
+                    .previous
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.as_ref().map(|v| v.version.clone()));
+                let shadow = slot.shadow.read().ok().and_then(|s| {
+                    s.as_ref()
+                        .map(|(v, stats)| stats.report(&active.version, &v.version))
+                });
+                ModelStatus {
+                    name: name.clone(),
+                    version: active.version.clone(),
+                    sha256: active.sha256.clone(),
+                    inputs: active.inputs().to_vec(),
+                    outputs: active.outputs().to_vec(),
+                    previous_version,
+                    shadow,
+                }
+            })
+            .collect()
+    }
+
+    /// Checks `expected` shapes against the active version of `name`.
+    pub fn check_shapes(
+        &self,
+        name: &str,
+        inputs: &[Vec<u32>],
+        outputs: &[Vec<u32>],
+    ) -> Result<(), String> {
+        let active = self.active(name).map_err(|e| e.to_string())?;
+        let shapes = |t: &[TensorSpec]| t.iter().map(|s| s.shape.clone()).collect::<Vec<_>>();
+        let (have_in, have_out) = (shapes(active.inputs()), shapes(active.outputs()));
+        if !inputs.is_empty() && inputs != have_in.as_slice() {
+            return Err(format!(
+                "model {name:?} version {} takes inputs {have_in:?}, the function expects {inputs:?}",
+                active.version
+            ));
+        }
+        if !outputs.is_empty() && outputs != have_out.as_slice() {
+            return Err(format!(
+                "model {name:?} version {} gives outputs {have_out:?}, the function expects {outputs:?}",
+                active.version
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn read(lock: &RwLock<Arc<ModelVersion>>) -> Arc<ModelVersion> {
+    // A poisoned lock still holds a complete Arc: the swap is a single assignment.
+    match lock.read() {
+        Ok(guard) => guard.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
