@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs on a Debian machine with the Rust toolchain, then runs
+# Installs what the test suite needs on a Debian machine with the Rust toolchain (Debian
+# packages, rustup targets, LiteRT's runtime library from the ai-edge-litert wheel), then runs
 # all of it: formatting check, the guest functions, every test against real components, and
 # the aarch64 cross build run under qemu (cross/ installs its own compiler and qemu-user).
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$root"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the tests start or call.
-packages=(mosquitto mosquitto-clients systemd)
+packages=(mosquitto mosquitto-clients systemd python3-pip)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -26,6 +27,9 @@ fi
 
 echo "==> rust targets"
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+echo "==> LiteRT runtime (ai-edge-litert wheel)"
+models/fetch-runtime.sh
 
 echo "==> formatting"
 cargo fmt --all --check

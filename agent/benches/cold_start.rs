@@ -13,7 +13,7 @@ use fogd::bench::Summary;
 use fogd::config::{FunctionSpec, RuntimeConfig, StateConfig};
 use fogd::contract::NetworkFunctionPre;
 use fogd::event::{Event, Source, new_event};
-use fogd::host::{self, FunctionCaps, FunctionConfig, HostState, PublishGrants};
+use fogd::host::{self, FunctionCaps, FunctionConfig, HostState, ModelAccess, PublishGrants};
 use fogd::outbound::DiscardSink;
 use fogd::runtime::{Runtime, RuntimeSettings};
 use fogd::state::StateDb;
@@ -58,6 +58,7 @@ fn plain(config: &Config, state: &StateDb, event: &Event, iterations: u64) -> Su
         kv: state.kv("echo").expect("kv"),
         publish: PublishGrants::new(Vec::new(), Arc::new(DiscardSink), 1024),
         config: FunctionConfig::default(),
+        models: ModelAccess::default(),
         env: Vec::new(),
         memory_limit: 16 << 20,
     });

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::inference::{Availability, ModelRegistry};
 use crate::outbound::{ChannelSink, OutboundMessage, OutboundSink, OutboxSink, Outboxes};
 use crate::router::{Dispatch, Router};
 use crate::runtime::{Executor, Runtime, RuntimeSettings};
@@ -39,10 +40,13 @@ pub struct Agent {
 
 impl Agent {
     /// Opens state, loads every function (reporting, not failing on, those that cannot load),
-    /// and starts the triggers.
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let metrics = Arc::new(Metrics::new());
+    /// and starts the triggers. `models` is the registry the caller keeps across reloads.
+    pub async fn start(config: Config, models: Arc<ModelRegistry>) -> anyhow::Result<Self> {
+        let mut metrics = Metrics::new();
+        metrics.register_inference(models.metrics());
+        let metrics = Arc::new(metrics);
         let health = Arc::new(Health::default());
+        report_models(&config, &models, &health);
         std::fs::create_dir_all(&config.state_dir).with_context(|| {
             format!(
                 "cannot create the state directory {}",
@@ -50,7 +54,8 @@ impl Agent {
             )
         })?;
         let state = StateDb::open(&config.state_dir.join("db"), &config.state)?;
-        let runtime = Runtime::new(RuntimeSettings::from_config(&config))?;
+        let runtime =
+            Runtime::new(RuntimeSettings::from_config(&config))?.with_models(models.clone());
         if let Some(embedded) = &config.embedded_broker {
             triggers::mqtt::embedded::start(embedded)?;
         }
@@ -138,6 +143,7 @@ impl Agent {
                     address,
                     metrics.clone(),
                     health.clone(),
+                    models.clone(),
                     shutdown_rx.clone(),
                 )
                 .await
@@ -204,6 +210,39 @@ impl Agent {
             tracing::error!(%error, "flushing state failed");
         }
         tracing::info!("stopped");
+    }
+}
+
+/// Puts the runtime and each configured model into `/healthz`.
+fn report_models(config: &Config, models: &ModelRegistry, health: &Health) {
+    if config.models.is_empty() {
+        return;
+    }
+    match models.availability() {
+        Availability::Available(path) => {
+            health.set("inference", true, format!("LiteRT from {}", path.display()))
+        }
+        Availability::Unavailable(reason) => health.set("inference", false, reason),
+    }
+    let failures = models.failures();
+    for status in models.status() {
+        let detail = match failures.get(&status.name) {
+            Some(error) => format!(
+                "version {} active; the configured one was refused: {error}",
+                status.version
+            ),
+            None => format!("version {}", status.version),
+        };
+        health.set(
+            format!("model/{}", status.name),
+            !failures.contains_key(&status.name),
+            detail,
+        );
+    }
+    for (name, error) in failures {
+        if !models.status().iter().any(|s| s.name == name) {
+            health.set(format!("model/{name}"), false, error);
+        }
     }
 }
 

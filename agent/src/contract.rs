@@ -7,7 +7,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::fogd::function::types::Source;
-pub use self::fogd::function::{config, kv, log, messaging};
+pub use self::fogd::function::{config, inference, kv, log, messaging};
 
 impl Source {
     /// The lower-case name used in logs, metrics and config.

@@ -29,6 +29,10 @@ pub fn now_millis() -> u64 {
     now_micros() / 1000
 }
 
+/// Attribute of timer events naming the trigger that fired (`<function>/timer<index>`), so a
+/// timer reaches only its own function even when two timers share a display name.
+pub const TIMER_ATTRIBUTE: &str = "timer";
+
 /// Attribute names of MQTT events (the README documents them).
 pub mod mqtt_attributes {
     /// Name of the broker connection the message arrived on.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{FunctionSpec, TriggerSpec};
-use crate::event::{Event, Source, attribute, mqtt_attributes};
+use crate::event::{Event, Source, TIMER_ATTRIBUTE, attribute, mqtt_attributes};
 use crate::runtime::{Executor, FunctionQueue};
 use crate::telemetry::Metrics;
 use crate::topic::{TopicFilter, subscription_filter};
@@ -14,7 +14,7 @@ use crate::topic::{TopicFilter, subscription_filter};
 /// What one route selects.
 #[derive(Debug, Clone)]
 enum Selector {
-    /// A timer by name.
+    /// One timer trigger, by its key.
     Timer(String),
     /// MQTT messages on one broker connection whose topic matches.
     Mqtt {
@@ -46,8 +46,9 @@ pub struct Router {
 }
 
 /// The name of a timer trigger: its configured name or `<function>/timer<index>`.
-pub fn timer_name(function: &str, index: usize, configured: Option<&str>) -> String {
-    configured.map_or_else(|| format!("{function}/timer{index}"), str::to_owned)
+/// The identity of a function's `index`th trigger when it is a timer.
+pub fn timer_key(function: &str, index: usize) -> String {
+    format!("{function}/timer{index}")
 }
 
 impl Router {
@@ -58,8 +59,8 @@ impl Router {
             let name: Arc<str> = Arc::from(function.name.as_str());
             for (index, trigger) in function.triggers.iter().enumerate() {
                 let (selector, delivery) = match trigger {
-                    TriggerSpec::Timer(timer) => (
-                        Selector::Timer(timer_name(&function.name, index, timer.name.as_deref())),
+                    TriggerSpec::Timer(_) => (
+                        Selector::Timer(timer_key(&function.name, index)),
                         Delivery::default(),
                     ),
                     TriggerSpec::Mqtt(mqtt) => {
@@ -100,7 +101,9 @@ impl Router {
         let mut selected: Vec<&Route> = Vec::new();
         for route in &self.routes {
             let matches = match (&route.selector, event.source) {
-                (Selector::Timer(name), Source::Timer) => *name == event.subject,
+                (Selector::Timer(key), Source::Timer) => {
+                    attribute(event, TIMER_ATTRIBUTE) == Some(key.as_str())
+                }
                 (
                     Selector::Mqtt {
                         broker: wanted,
@@ -165,5 +168,34 @@ impl Dispatch {
             .iter()
             .filter(|(queue, _)| queue.try_submit(event.clone()).is_ok())
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Millis, TimerTrigger};
+    use crate::event::new_event;
+
+    fn timed(function: &str, name: &str) -> FunctionSpec {
+        let mut spec = FunctionSpec::for_component(function, "f.wasm".into());
+        spec.triggers.push(TriggerSpec::Timer(TimerTrigger {
+            every: Millis(1000),
+            name: Some(name.into()),
+            payloads: Vec::new(),
+        }));
+        spec
+    }
+
+    #[test]
+    fn a_timer_reaches_only_its_own_function_even_when_names_are_shared() {
+        let router = Router::new(&[timed("a", "router-1"), timed("b", "router-1")], None);
+        let mut event = new_event(Source::Timer, "router-1", Vec::new());
+        event
+            .attributes
+            .push((TIMER_ATTRIBUTE.into(), timer_key("b", 0)));
+        let routes = router.route(&event);
+        assert_eq!(routes.len(), 1);
+        assert_eq!(&*routes[0].function, "b");
     }
 }

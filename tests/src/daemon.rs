@@ -1,7 +1,8 @@
 //! The real `fogd` binary as a child process, with its log read line by line so tests wait
 //! on what it reports rather than on time.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -48,7 +49,6 @@ impl Daemon {
 
     /// Waits for a log line containing every needle; returns it.
     pub fn wait_for(&mut self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + PATIENCE;
         if let Some(line) = self
             .seen
             .iter()
@@ -56,6 +56,12 @@ impl Daemon {
         {
             return line.clone();
         }
+        self.wait_for_next(needles)
+    }
+
+    /// Like `wait_for`, but only for lines not read yet (e.g. the second "fogd ready").
+    pub fn wait_for_next(&mut self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -102,4 +108,24 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One plain HTTP/1.1 GET; the whole response, status line included.
+pub fn http_get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("metrics endpoint accepts");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: fogd\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The metrics address from the "fogd ready" line, e.g. `metrics=Some(127.0.0.1:40001)`.
+pub fn metrics_address(ready_line: &str) -> String {
+    let start = ready_line.find("Some(").expect("metrics enabled") + 5;
+    let end = start + ready_line[start..].find(')').unwrap();
+    ready_line[start..end].to_owned()
 }

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use fogd::config::{FunctionSpec, RuntimeConfig, StateConfig};
+use fogd::config::{FunctionSpec, InferenceConfig, ModelSpec, RuntimeConfig, StateConfig};
 use fogd::event::{Event, Source, new_event};
+use fogd::inference::ModelRegistry;
 use fogd::outbound::{ChannelSink, OutboundMessage, OutboundSink};
 use fogd::runtime::{LoadError, LoadedFunction, Runtime, RuntimeSettings};
 use fogd::state::StateDb;
@@ -28,6 +29,7 @@ pub fn root() -> PathBuf {
 
 /// Paths of the built guest components.
 pub struct Components {
+    pub ddos_detector: PathBuf,
     pub echo: PathBuf,
     pub probe: PathBuf,
     pub threshold_alert: PathBuf,
@@ -50,6 +52,7 @@ pub fn components() -> &'static Components {
         );
         let out = dir.join("target/wasm32-wasip2/release");
         Components {
+            ddos_detector: out.join("ddos_detector.wasm"),
             echo: out.join("echo.wasm"),
             probe: out.join("probe.wasm"),
             threshold_alert: out.join("threshold_alert.wasm"),
@@ -110,12 +113,23 @@ impl Harness {
     }
 
     pub fn with_state(state_config: StateConfig) -> Self {
+        Self::build(state_config, Arc::default())
+    }
+
+    /// A harness whose functions can run the models in `models`.
+    pub fn with_models(models: Arc<ModelRegistry>) -> Self {
+        Self::build(StateConfig::default(), models)
+    }
+
+    fn build(state_config: StateConfig, models: Arc<ModelRegistry>) -> Self {
         logs::capture();
         let dir = tempfile::tempdir().expect("temp dir");
         let state = StateDb::open(&dir.path().join("db"), &state_config).expect("state opens");
         let settings =
             RuntimeSettings::new(&RuntimeConfig::default(), &[], dir.path().join("cache"));
-        let runtime = Runtime::new(settings).expect("runtime starts");
+        let runtime = Runtime::new(settings)
+            .expect("runtime starts")
+            .with_models(models);
         let (sink, published) = ChannelSink::new(1024);
         Self {
             runtime,
@@ -198,7 +212,93 @@ pub fn litert_library() -> PathBuf {
     path
 }
 
+/// A model registry on the real LiteRT runtime, with nothing loaded yet.
+pub fn model_registry() -> ModelRegistry {
+    ModelRegistry::new(&InferenceConfig {
+        runtime: Some(litert_library()),
+        max_model_mib: 16,
+    })
+}
+
+/// A `[[model]]` entry named flow-anomaly for `file` under `models/`.
+pub fn flow_anomaly(version: &str, file: &str) -> ModelSpec {
+    ModelSpec {
+        name: "flow-anomaly".into(),
+        version: version.into(),
+        path: model_path(file),
+        sha256: None,
+        reference: None,
+        shadow: false,
+    }
+}
+
 /// A file under `models/`.
 pub fn model_path(relative: &str) -> PathBuf {
     root().join("models").join(relative)
+}
+
+/// One case of `models/flow-anomaly/reference.json`: the Python interpreter's int8 output
+/// for a quantized input (bytes as the runtime sees them).
+pub struct ReferenceCase {
+    pub class: String,
+    pub input: Vec<u8>,
+    pub output: Vec<u8>,
+}
+
+/// The flow-anomaly reference vectors and the output tensor's quantization.
+pub struct ReferenceVectors {
+    pub input_scale: f32,
+    pub input_zero_point: i32,
+    pub output_scale: f32,
+    pub output_zero_point: i32,
+    pub cases: Vec<ReferenceCase>,
+}
+
+impl ReferenceVectors {
+    pub fn load() -> Self {
+        let path = model_path("flow-anomaly/reference.json");
+        let text = std::fs::read_to_string(&path).expect("reference vectors are readable");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("reference is JSON");
+        let bytes = |v: &serde_json::Value| -> Vec<u8> {
+            v.as_array()
+                .expect("a list of int8 values")
+                .iter()
+                .map(|x| x.as_i64().expect("an integer") as i8 as u8)
+                .collect()
+        };
+        let number = |v: &serde_json::Value| v.as_f64().expect("a number");
+        Self {
+            input_scale: number(&json["input"]["scale"]) as f32,
+            input_zero_point: number(&json["input"]["zero_point"]) as i32,
+            output_scale: number(&json["output"]["scale"]) as f32,
+            output_zero_point: number(&json["output"]["zero_point"]) as i32,
+            cases: json["cases"]
+                .as_array()
+                .expect("cases")
+                .iter()
+                .map(|case| ReferenceCase {
+                    class: case["class"].as_str().expect("class").to_owned(),
+                    input: bytes(&case["input_i8"]),
+                    output: bytes(&case["output_i8"]),
+                })
+                .collect(),
+        }
+    }
+
+    /// The float values a quantized input stands for.
+    pub fn dequantize_input(&self, bytes: &[u8]) -> Vec<f32> {
+        dequantize(bytes, self.input_scale, self.input_zero_point)
+    }
+
+    /// The float values a quantized output stands for.
+    pub fn dequantize_output(&self, bytes: &[u8]) -> Vec<f32> {
+        dequantize(bytes, self.output_scale, self.output_zero_point)
+    }
+}
+
+fn dequantize(bytes: &[u8], scale: f32, zero_point: i32) -> Vec<f32> {
+    bytes
+        .iter()
+        .map(|&b| (i32::from(b as i8) - zero_point) as f32 * scale)
+        .collect()
 }

@@ -1,30 +1,8 @@
 //! The real `fogd run` process: timer triggers drive the shipped functions, metrics and
 //! health are served, SIGTERM drains and exits cleanly.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
 use fogd_tests::components;
-use fogd_tests::daemon::Daemon;
-
-fn http_get(address: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(address).expect("metrics endpoint accepts");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: fogd\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
-/// The metrics address from the "fogd ready" line, e.g. `metrics=Some(127.0.0.1:40001)`.
-fn metrics_address(ready_line: &str) -> String {
-    let start = ready_line.find("Some(").expect("metrics enabled") + 5;
-    let end = start + ready_line[start..].find(')').unwrap();
-    ready_line[start..end].to_owned()
-}
+use fogd_tests::daemon::{Daemon, http_get, metrics_address};
 
 #[test]
 fn daemon_runs_functions_on_timers_serves_metrics_and_drains_on_sigterm() {
@@ -120,5 +98,5 @@ fn shipped_demo_config_is_valid() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("ok (2 functions)"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok (4 functions)"));
 }

@@ -5,53 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use fogd::config::{InferenceConfig, ModelSpec};
+use fogd::config::InferenceConfig;
 use fogd::inference::{Availability, InferenceError, ModelRegistry, SyncAction};
-use fogd_tests::{litert_library, model_path};
-
-fn registry() -> ModelRegistry {
-    ModelRegistry::new(&InferenceConfig {
-        runtime: Some(litert_library()),
-        max_model_mib: 16,
-    })
-}
-
-fn spec(version: &str, file: &str) -> ModelSpec {
-    ModelSpec {
-        name: "flow-anomaly".into(),
-        version: version.into(),
-        path: model_path(file),
-        sha256: None,
-        reference: None,
-        shadow: false,
-    }
-}
-
-struct Case {
-    input: Vec<u8>,
-    output: Vec<u8>,
-}
-
-fn reference_cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(model_path("flow-anomaly/reference.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let bytes = |v: &serde_json::Value| -> Vec<u8> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_i64().unwrap() as i8 as u8)
-            .collect()
-    };
-    json["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|case| Case {
-            input: bytes(&case["input_i8"]),
-            output: bytes(&case["output_i8"]),
-        })
-        .collect()
-}
+use fogd_tests::{ReferenceVectors, flow_anomaly as spec, model_path, model_registry as registry};
 
 #[test]
 fn reproduces_the_python_interpreter_exactly() {
@@ -65,7 +21,7 @@ fn reproduces_the_python_interpreter_exactly() {
             version: "1".into()
         })
     );
-    let cases = reference_cases();
+    let cases = ReferenceVectors::load().cases;
     assert_eq!(cases.len(), 32);
     for (index, case) in cases.iter().enumerate() {
         let outputs = registry.run("flow-anomaly", &[&case.input]).unwrap();
@@ -158,7 +114,7 @@ fn hot_swap_under_load_fails_no_call() {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let runs = Arc::new(AtomicU64::new(0));
-    let cases = Arc::new(reference_cases());
+    let cases = Arc::new(ReferenceVectors::load().cases);
     let workers: Vec<_> = (0..3)
         .map(|_| {
             let (registry, stop, runs, cases) =
@@ -224,7 +180,7 @@ fn shadow_version_is_measured_not_returned() {
     shadow.shadow = true;
     let results = registry.sync(&[spec("1", "flow-anomaly/flow-anomaly.tflite"), shadow]);
     assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
-    let cases = reference_cases();
+    let cases = ReferenceVectors::load().cases;
     for case in &cases {
         // The active version's exact outputs come back, whatever the shadow says.
         let outputs = registry.run("flow-anomaly", &[&case.input]).unwrap();

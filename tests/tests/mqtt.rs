@@ -24,7 +24,7 @@ async fn start(text: &str) -> Running {
     let text = format!("state_dir = \"state\"\n[metrics]\n{text}");
     let config = config::parse_str(&text, "fogd.toml".as_ref(), dir.path())
         .unwrap_or_else(|e| panic!("{e}"));
-    let agent = Agent::start(config).await.unwrap();
+    let agent = Agent::start(config, Default::default()).await.unwrap();
     Running { agent, _dir: dir }
 }
 

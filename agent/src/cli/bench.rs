@@ -1,4 +1,5 @@
-//! `fogd bench`: cold start, warm calls and kv from a guest, measured on this machine.
+//! `fogd bench`: cold start, warm calls, kv and inference from a guest, measured on this
+//! machine.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ pub enum BenchCommand {
     Warm(BenchArgs),
     /// kv operations (alternating set and get) timed inside a guest.
     Kv(BenchArgs),
+    /// One model's inference latency, in the agent or from a guest.
+    Infer(super::bench_infer::InferBenchArgs),
     /// Message in → function → result out through a broker, against the broker alone.
     Mqtt(super::bench_mqtt::MqttBenchArgs),
 }
@@ -36,18 +39,36 @@ pub struct BenchArgs {
     /// The component to measure.
     #[arg(long, value_name = "FILE.wasm")]
     component: Option<PathBuf>,
-    /// Measured iterations (for kv: operations).
-    #[arg(long, default_value_t = 20_000)]
-    iterations: u64,
-    /// Unmeasured iterations first.
-    #[arg(long, default_value_t = 1_000)]
-    warmup: u64,
     /// Size of the event payload in bytes.
     #[arg(long, default_value_t = 100)]
     payload_bytes: usize,
+    #[command(flatten)]
+    measurement: Measurement,
+}
+
+/// How long to measure and how to print the result; shared by the `fogd bench` commands.
+#[derive(clap::Args)]
+pub(super) struct Measurement {
+    /// Measured iterations (for kv: operations; for infer: calls).
+    #[arg(long, default_value_t = 20_000)]
+    pub iterations: u64,
+    /// Unmeasured iterations first.
+    #[arg(long, default_value_t = 1_000)]
+    pub warmup: u64,
     /// Print the summary as JSON (keys: p50_us, p99_us, mean_us, per_second, iterations).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
+}
+
+impl Measurement {
+    pub fn print(&self, what: &str, summary: &Summary) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string(summary)?);
+        } else {
+            println!("{}", summary.to_text(what));
+        }
+        Ok(())
+    }
 }
 
 /// Where shipped components are looked for, in order.
@@ -73,6 +94,10 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::ColdStart(args) => report(&args, "cold-start", "echo", cold_start),
         BenchCommand::Warm(args) => report(&args, "warm", "echo", warm),
         BenchCommand::Kv(args) => report(&args, "kv", "probe", kv),
+        BenchCommand::Infer(args) => {
+            super::bench_infer::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Mqtt(args) => {
             super::tokio_runtime()?.block_on(super::bench_mqtt::run(args))?;
             Ok(ExitCode::SUCCESS)
@@ -94,11 +119,7 @@ fn report(
     let scratch = tempfile::tempdir()?;
     let function = load(&component, scratch.path())?;
     let summary = measurement(&function, args)?;
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        println!("{}", summary.to_text(what));
-    }
+    args.measurement.print(what, &summary)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -118,7 +139,7 @@ fn load(component: &Path, scratch: &Path) -> anyhow::Result<LoadedFunction> {
     Ok(runtime.load(&spec, &state, Arc::new(DiscardSink))?)
 }
 
-fn measure(
+pub(super) fn measure(
     iterations: u64,
     mut operation: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Summary> {
@@ -138,10 +159,10 @@ fn cold_start(function: &LoadedFunction, args: &BenchArgs) -> anyhow::Result<Sum
         Ok(_) => Ok(()),
         Err(error) => bail!("the function failed: {error}"),
     };
-    for _ in 0..args.warmup {
+    for _ in 0..args.measurement.warmup {
         call()?;
     }
-    measure(args.iterations, call)
+    measure(args.measurement.iterations, call)
 }
 
 fn warm(function: &LoadedFunction, args: &BenchArgs) -> anyhow::Result<Summary> {
@@ -151,42 +172,50 @@ fn warm(function: &LoadedFunction, args: &BenchArgs) -> anyhow::Result<Summary> 
         Ok(_) => Ok(()),
         Err(error) => bail!("the function failed: {error}"),
     };
-    for _ in 0..args.warmup {
+    for _ in 0..args.measurement.warmup {
         call()?;
     }
-    measure(args.iterations, call)
+    measure(args.measurement.iterations, call)
 }
 
-/// The probe function's `kv-bench` subject runs N operations and returns each one's
-/// latency in nanoseconds (little-endian u32), as measured inside the guest.
+/// Calls a probe subject that times `expected` operations inside the guest and returns each
+/// one's latency in nanoseconds (little-endian u32); also returns the call's wall time.
+pub(super) fn guest_latencies(
+    function: &LoadedFunction,
+    event: &Event,
+    expected: u64,
+) -> anyhow::Result<(Vec<u64>, Duration)> {
+    let start = Instant::now();
+    let output = match function.call(event).outcome {
+        Ok(Some(output)) => output,
+        Ok(None) => bail!("the component returned nothing; is it the probe function?"),
+        Err(error) => bail!("the function failed: {error}"),
+    };
+    let elapsed = start.elapsed();
+    let latencies: Vec<u64> = output
+        .chunks_exact(4)
+        .map(|chunk| u64::from(u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])))
+        .collect();
+    if latencies.len() as u64 != expected {
+        bail!(
+            "the guest reported {} operations, expected {expected}",
+            latencies.len()
+        );
+    }
+    Ok((latencies, elapsed))
+}
+
+/// kv operations through the probe function's `kv-bench` subject.
 fn kv(function: &LoadedFunction, args: &BenchArgs) -> anyhow::Result<Summary> {
-    let run = |operations: u64| -> anyhow::Result<(Vec<u64>, Duration)> {
+    let run = |operations: u64| {
         let event = new_event(
             Source::Invoke,
             "kv-bench",
             operations.to_string().into_bytes(),
         );
-        let start = Instant::now();
-        let output = match function.call(&event).outcome {
-            Ok(Some(output)) => output,
-            Ok(None) => bail!("the component returned nothing; is it the probe function?"),
-            Err(error) => bail!("the function failed: {error}"),
-        };
-        let elapsed = start.elapsed();
-        let latencies = output
-            .chunks_exact(4)
-            .map(|chunk| u64::from(u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])))
-            .collect();
-        Ok((latencies, elapsed))
+        guest_latencies(function, &event, operations)
     };
-    run(args.warmup)?;
-    let (mut latencies, elapsed) = run(args.iterations)?;
-    if latencies.len() as u64 != args.iterations {
-        bail!(
-            "the guest reported {} operations, expected {}",
-            latencies.len(),
-            args.iterations
-        );
-    }
+    run(args.measurement.warmup)?;
+    let (mut latencies, elapsed) = run(args.measurement.iterations)?;
     Ok(Summary::from_latencies(&mut latencies, elapsed))
 }

@@ -1,19 +1,20 @@
-//! `fogd check`: validate a config file and compile its components.
+//! `fogd check`: validate a config file, compile its components and load its models.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::ConfigArg;
 use fogd::config::{self, ConfigErrors, error_at_key};
+use fogd::inference::{Availability, ModelRegistry};
 use fogd::outbound::DiscardSink;
-use fogd::runtime::{Runtime, RuntimeSettings};
+use fogd::runtime::{LoadError, Runtime, RuntimeSettings};
 use fogd::state::StateDb;
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// Only parse and validate the file; do not compile components.
+    /// Only parse and validate the file; do not compile components or load models.
     #[arg(long)]
     no_compile: bool,
 }
@@ -33,15 +34,32 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         let scratch = tempfile::tempdir()?;
         let mut settings = RuntimeSettings::from_config(&config);
         settings.cache_dir = scratch.path().to_owned();
-        let runtime = Runtime::new(settings)?;
         let mut problems = Vec::new();
+        let models = Arc::new(ModelRegistry::for_config(&config));
+        match models.availability() {
+            Availability::Available(_) => {
+                for (name, error) in models.failures() {
+                    let index = config
+                        .models
+                        .iter()
+                        .position(|m| m.name == name)
+                        .unwrap_or(0);
+                    problems.push(error_at_key(path, &format!("model[{index}].path"), error));
+                }
+            }
+            Availability::Unavailable(reason) if !config.models.is_empty() => {
+                eprintln!("note: models not checked: inference is unavailable ({reason})");
+            }
+            Availability::Unavailable(_) => {}
+        }
+        let runtime = Runtime::new(settings)?.with_models(models);
         for (index, spec) in config.functions.iter().enumerate() {
             if let Err(error) = runtime.load(spec, &state, Arc::new(DiscardSink)) {
-                problems.push(error_at_key(
-                    path,
-                    &format!("function[{index}].component"),
-                    error.to_string(),
-                ));
+                let key = match error {
+                    LoadError::Model(_) => format!("function[{index}].model_shapes"),
+                    _ => format!("function[{index}].component"),
+                };
+                problems.push(error_at_key(path, &key, error.to_string()));
             }
         }
         if !problems.is_empty() {

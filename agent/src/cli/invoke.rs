@@ -10,6 +10,7 @@ use serde_json::json;
 
 use fogd::config::{self, FunctionSpec, RuntimeConfig, StateConfig};
 use fogd::event::{Source, new_event};
+use fogd::inference::ModelRegistry;
 use fogd::outbound::{ChannelSink, OutboundSink};
 use fogd::runtime::{Runtime, RuntimeSettings};
 use fogd::state::StateDb;
@@ -56,7 +57,7 @@ pub fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         args.payload.into_bytes()
     };
 
-    let (spec, state, settings, _scratch) = match (&args.config, &args.component) {
+    let (spec, state, settings, models, _scratch) = match (&args.config, &args.component) {
         (Some(path), None) => {
             let config = config::load_file(path)?;
             fogd::telemetry::init_logging(&config.log);
@@ -68,7 +69,14 @@ pub fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
             };
             let state = StateDb::open(&config.state_dir.join("db"), &config.state)
                 .context("cannot open the agent's state (is `fogd run` using it? stop it or use --component)")?;
-            (spec, state, RuntimeSettings::from_config(&config), None)
+            let models = Arc::new(ModelRegistry::for_config(&config));
+            (
+                spec,
+                state,
+                RuntimeSettings::from_config(&config),
+                models,
+                None,
+            )
         }
         (None, Some(component)) => {
             fogd::telemetry::init_logging(&Default::default());
@@ -80,12 +88,12 @@ pub fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
                 std::slice::from_ref(&spec),
                 scratch.path().join("cache"),
             );
-            (spec, state, settings, Some(scratch))
+            (spec, state, settings, Arc::default(), Some(scratch))
         }
         _ => bail!("give either --config FILE FUNCTION or --component FILE.wasm"),
     };
 
-    let runtime = Runtime::new(settings)?;
+    let runtime = Runtime::new(settings)?.with_models(models);
     let (sink, mut published) = ChannelSink::new(1024);
     let sink: Arc<dyn OutboundSink> = Arc::new(sink);
     let function = runtime.load(&spec, &state, sink)?;

@@ -1,6 +1,7 @@
 //! Command-line interface: parsing and dispatch to one module per command.
 
 mod bench;
+mod bench_infer;
 mod bench_mqtt;
 mod check;
 mod identity;

@@ -9,7 +9,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::ConfigArg;
 use fogd::agent::Agent;
 use fogd::config::{self, Config};
+use fogd::inference::ModelRegistry;
 use fogd::telemetry::{self, systemd};
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 #[command(
@@ -39,7 +41,10 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let mut agent = start(&config).await?;
+    // The registry outlives reloads: a changed model version is loaded beside the active
+    // one and swapped in, unchanged ones are kept as they are.
+    let models = Arc::new(ModelRegistry::for_config(&config));
+    let mut agent = start(&config, &models).await?;
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
     loop {
         tokio::select! {
@@ -50,9 +55,10 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                 match config::load_file(path) {
                     Ok(new_config) => {
                         tracing::info!(config = %path.display(), "reloading: draining, then starting on the new config");
+                        models.sync(&new_config.models);
                         agent.shutdown().await;
                         config = new_config;
-                        agent = start(&config).await?;
+                        agent = start(&config, &models).await?;
                     }
                     Err(errors) => {
                         tracing::error!(%errors, "reload refused: the config file is invalid; still running the previous one");
@@ -80,8 +86,8 @@ async fn tick(watchdog: &mut Option<tokio::time::Interval>) {
     }
 }
 
-async fn start(config: &Config) -> anyhow::Result<Agent> {
-    let agent = Agent::start(config.clone()).await?;
+async fn start(config: &Config, models: &Arc<ModelRegistry>) -> anyhow::Result<Agent> {
+    let agent = Agent::start(config.clone(), models.clone()).await?;
     let pid_file = pid_file(config);
     if let Err(error) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
         tracing::warn!(path = %pid_file.display(), %error, "cannot write the pid file; `fogd reload` will not find this process");

@@ -3,6 +3,7 @@
 //! is loaded into a [`FunctionCaps`]; each event's [`HostState`] only clones an `Arc`.
 
 mod config;
+mod inference;
 mod kv;
 mod log;
 mod messaging;
@@ -17,6 +18,7 @@ use crate::contract::NetworkFunction;
 use crate::state::KvStore;
 
 pub use config::FunctionConfig;
+pub use inference::ModelAccess;
 pub use messaging::PublishGrants;
 use stdio::GuestOutput;
 
@@ -26,6 +28,8 @@ pub struct FunctionCaps {
     pub kv: KvStore,
     pub publish: PublishGrants,
     pub config: FunctionConfig,
+    /// Models the function may run.
+    pub models: ModelAccess,
     /// Environment variables granted to the guest.
     pub env: Vec<(String, String)>,
     /// Largest linear memory, in bytes.

@@ -15,6 +15,7 @@ use thiserror::Error;
 
 pub use litert::{LIBRARY_ENV, STANDARD_LOCATIONS, locate_library};
 pub use metrics::InferenceMetrics;
+pub use reference::inputs as reference_inputs;
 pub use registry::{Availability, ModelRegistry, ModelStatus, ModelVersion, SyncAction};
 pub use shadow::ShadowReport;
 pub use tensor::{ElementType, Quantization, TensorSpec, argmax};

@@ -19,8 +19,7 @@ struct ReferenceCase {
     output_i8: Vec<i8>,
 }
 
-/// Runs every case; the first mismatch is the error. Returns the number of cases.
-pub fn check(model: &LoadedModel, path: &Path) -> Result<usize, String> {
+fn load(path: &Path) -> Result<ReferenceFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read reference vectors {}: {e}", path.display()))?;
     let file: ReferenceFile = serde_json::from_str(&text)
@@ -28,6 +27,21 @@ pub fn check(model: &LoadedModel, path: &Path) -> Result<usize, String> {
     if file.cases.is_empty() {
         return Err(format!("reference vectors {} hold no case", path.display()));
     }
+    Ok(file)
+}
+
+/// The input tensor of every case, as the bytes the runtime takes.
+pub fn inputs(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    Ok(load(path)?
+        .cases
+        .iter()
+        .map(|case| case.input_i8.iter().map(|&v| v as u8).collect())
+        .collect())
+}
+
+/// Runs every case; the first mismatch is the error. Returns the number of cases.
+pub fn check(model: &LoadedModel, path: &Path) -> Result<usize, String> {
+    let file = load(path)?;
     for (index, case) in file.cases.iter().enumerate() {
         let input: Vec<u8> = case.input_i8.iter().map(|&v| v as u8).collect();
         let outputs = model

@@ -93,6 +93,8 @@ pub struct ModelRegistry {
     runtime: Result<Arc<LiteRt>, String>,
     max_bytes: u64,
     slots: RwLock<BTreeMap<String, Arc<ModelSlot>>>,
+    /// Why the last attempt to load each model's configured version failed.
+    failures: Mutex<BTreeMap<String, String>>,
     metrics: InferenceMetrics,
 }
 
@@ -117,7 +119,30 @@ impl ModelRegistry {
             runtime,
             max_bytes: u64::from(config.max_model_mib) * 1024 * 1024,
             slots: RwLock::new(BTreeMap::new()),
+            failures: Mutex::new(BTreeMap::new()),
             metrics,
+        }
+    }
+
+    /// The registry for `config`'s models, loaded; the runtime library is only opened when
+    /// the config has models.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        if config.models.is_empty() {
+            return Self::none();
+        }
+        let registry = Self::new(&config.inference);
+        registry.sync(&config.models);
+        registry
+    }
+
+    /// A registry with no runtime, for hosts that configure no models.
+    pub fn none() -> Self {
+        Self {
+            runtime: Err("no models are configured".to_owned()),
+            max_bytes: 0,
+            slots: RwLock::new(BTreeMap::new()),
+            failures: Mutex::new(BTreeMap::new()),
+            metrics: InferenceMetrics::new(),
         }
     }
 
@@ -136,6 +161,28 @@ impl ModelRegistry {
     /// in after checking them, starts or stops shadows, and forgets models no longer
     /// listed. A version that fails its checks leaves the current one active.
     pub fn sync(&self, specs: &[ModelSpec]) -> Vec<(String, Result<SyncAction, String>)> {
+        let results = self.apply(specs);
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.clear();
+            for (name, result) in &results {
+                match result {
+                    Ok(action) => tracing::info!(model = %name, ?action, "model synced"),
+                    Err(error) => {
+                        tracing::error!(model = %name, %error, "model version refused");
+                        failures.insert(name.clone(), error.clone());
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// Models whose configured version could not be loaded at the last sync, with why.
+    pub fn failures(&self) -> BTreeMap<String, String> {
+        self.failures.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    fn apply(&self, specs: &[ModelSpec]) -> Vec<(String, Result<SyncAction, String>)> {
         let mut results = Vec::new();
         for spec in specs.iter().filter(|s| !s.shadow) {
             results.push((spec.name.clone(), self.activate(spec)));
@@ -382,5 +429,11 @@ fn read(lock: &RwLock<Arc<ModelVersion>>) -> Arc<ModelVersion> {
     match lock.read() {
         Ok(guard) => guard.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+impl Default for ModelRegistry {
+    fn default() -> Self {
+        Self::none()
     }
 }

@@ -25,6 +25,8 @@ pub enum LoadError {
     State(#[from] crate::state::StateError),
     #[error("invalid grant: {0}")]
     Grant(#[from] crate::topic::TopicError),
+    #[error("{0}")]
+    Model(String),
 }
 
 /// One event failed; the function and the daemon carry on.

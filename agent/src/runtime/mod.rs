@@ -16,7 +16,8 @@ use wasmtime::component::Linker;
 
 use crate::config::{Config, FunctionSpec, RuntimeConfig};
 use crate::contract::NetworkFunctionPre;
-use crate::host::{self, FunctionCaps, FunctionConfig, HostState, PublishGrants};
+use crate::host::{self, FunctionCaps, FunctionConfig, HostState, ModelAccess, PublishGrants};
+use crate::inference::ModelRegistry;
 use crate::outbound::OutboundSink;
 use crate::state::StateDb;
 use crate::topic::TopicFilter;
@@ -78,6 +79,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: ComponentCache,
     settings: RuntimeSettings,
+    models: Arc<ModelRegistry>,
 }
 
 impl Runtime {
@@ -92,7 +94,14 @@ impl Runtime {
             engine,
             linker,
             settings,
+            models: Arc::new(ModelRegistry::none()),
         })
+    }
+
+    /// The models functions may be granted.
+    pub fn with_models(mut self, models: Arc<ModelRegistry>) -> Self {
+        self.models = models;
+        self
     }
 
     /// Compiles (or loads from cache) and links one function, resolving its grants.
@@ -119,6 +128,7 @@ impl Runtime {
             .iter()
             .map(|filter| TopicFilter::parse(filter))
             .collect::<Result<Vec<_>, _>>()?;
+        self.check_models(spec)?;
         let memory_limit =
             (spec.limits.memory_mib as usize * MIB).min(self.settings.engine.max_memory_bytes);
         let caps = FunctionCaps {
@@ -126,6 +136,10 @@ impl Runtime {
             kv: state.kv(&spec.name)?,
             publish: PublishGrants::new(filters, sink, MAX_PUBLISH_BYTES),
             config: FunctionConfig::from_values(&spec.config),
+            models: ModelAccess {
+                registry: self.models.clone(),
+                granted: spec.grants.models.clone(),
+            },
             env: spec
                 .grants
                 .env
@@ -143,5 +157,18 @@ impl Runtime {
             spec.output.clone(),
             load_source,
         ))
+    }
+
+    /// A granted model that is loaded must have the shapes the function declares. One that
+    /// is not loaded (or no runtime) is left to fail each call with the reason.
+    fn check_models(&self, spec: &FunctionSpec) -> Result<(), LoadError> {
+        for (model, shapes) in &spec.model_shapes {
+            if self.models.active(model).is_ok() {
+                self.models
+                    .check_shapes(model, &shapes.inputs, &shapes.outputs)
+                    .map_err(LoadError::Model)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! The `/metrics` and `/healthz` endpoint.
+//! The `/metrics`, `/healthz` and `/models` endpoint.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,12 +14,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{Health, Metrics};
+use crate::inference::ModelRegistry;
 
 /// Binds `address` and serves until `shutdown` turns true. Returns the bound address.
 pub async fn serve(
     address: SocketAddr,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    models: Arc<ModelRegistry>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(address).await?;
@@ -38,9 +40,10 @@ pub async fn serve(
             };
             let metrics = metrics.clone();
             let health = health.clone();
+            let models = models.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
-                    let response = respond(&request, &metrics, &health);
+                    let response = respond(&request, &metrics, &health, &models);
                     async move { Ok::<_, std::convert::Infallible>(response) }
                 });
                 let _ = http1::Builder::new()
@@ -56,6 +59,7 @@ fn respond(
     request: &Request<Incoming>,
     metrics: &Metrics,
     health: &Health,
+    models: &ModelRegistry,
 ) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match request.uri().path() {
         "/metrics" => (
@@ -73,10 +77,18 @@ fn respond(
             let body = serde_json::to_string_pretty(&report).unwrap_or_default();
             (status, "application/json", body)
         }
+        "/models" => {
+            let report = serde_json::json!({
+                "runtime": models.availability(),
+                "models": models.status(),
+            });
+            let body = serde_json::to_string_pretty(&report).unwrap_or_default();
+            (StatusCode::OK, "application/json", body)
+        }
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
-            "try /metrics or /healthz\n".to_owned(),
+            "try /metrics, /healthz or /models\n".to_owned(),
         ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -324,3 +324,10 @@ impl crate::outbound::OutboxDrops for Metrics {
         self.broker(broker).outbox_dropped(reason, count);
     }
 }
+
+impl Metrics {
+    /// Adds the model registry's metrics, which outlive this agent across reloads.
+    pub fn register_inference(&mut self, inference: &crate::inference::InferenceMetrics) {
+        inference.register(&mut self.registry);
+    }
+}

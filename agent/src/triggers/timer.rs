@@ -6,8 +6,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval};
 
 use crate::config::{FunctionSpec, TimerTrigger, TriggerSpec};
-use crate::event::{Source, new_event};
-use crate::router::{Dispatch, timer_name};
+use crate::event::{Source, TIMER_ATTRIBUTE, new_event};
+use crate::router::{Dispatch, timer_key};
 
 /// Starts one task per timer trigger in `functions`; each stops when `shutdown` turns true.
 pub fn start(
@@ -21,9 +21,9 @@ pub fn start(
             let TriggerSpec::Timer(timer) = trigger else {
                 continue;
             };
-            let name = timer_name(&function.name, index, timer.name.as_deref());
+            let key = timer_key(&function.name, index);
             tasks.push(tokio::spawn(run(
-                name,
+                key,
                 timer.clone(),
                 dispatch.clone(),
                 shutdown.clone(),
@@ -34,13 +34,14 @@ pub fn start(
 }
 
 async fn run(
-    name: String,
+    key: String,
     timer: TimerTrigger,
     dispatch: Dispatch,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = interval(timer.every.as_duration());
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let subject = timer.name.clone().unwrap_or_else(|| key.clone());
     let mut tick: u64 = 0;
     loop {
         tokio::select! {
@@ -54,7 +55,11 @@ async fn run(
                 .clone()
                 .into_bytes()
         };
-        dispatch.offer(new_event(Source::Timer, name.clone(), payload));
+        let mut event = new_event(Source::Timer, subject.clone(), payload);
+        event
+            .attributes
+            .push((TIMER_ATTRIBUTE.to_owned(), key.clone()));
+        dispatch.offer(event);
         tick += 1;
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use fogd_sdk::inference::{self, ElementType, Tensor};
 use fogd_sdk::messaging::{Qos, publish};
 use fogd_sdk::{Event, Guest, config, export, kv, log};
 use serde_json::{Value, json};
@@ -24,6 +25,73 @@ fn text(value: &Value, key: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned()
+}
+
+fn floats(value: &Value) -> Vec<Vec<f32>> {
+    value
+        .as_array()
+        .map(|tensors| {
+            tensors
+                .iter()
+                .map(|t| {
+                    t.as_array()
+                        .map(|v| {
+                            v.iter()
+                                .filter_map(Value::as_f64)
+                                .map(|x| x as f32)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn element(name: &str) -> ElementType {
+    match name {
+        "uint8" => ElementType::Uint8,
+        "float32" => ElementType::Float32,
+        _ => ElementType::Int8,
+    }
+}
+
+fn element_name(element: ElementType) -> &'static str {
+    match element {
+        ElementType::Int8 => "int8",
+        ElementType::Uint8 => "uint8",
+        ElementType::Float32 => "float32",
+    }
+}
+
+/// `{"model", "element", "shape", "data"}` -> one raw tensor run; outputs as byte lists.
+fn infer_raw(request: &Value) -> Result<Value, String> {
+    let tensor = Tensor {
+        element_type: element(&text(request, "element")),
+        shape: request["shape"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .filter_map(Value::as_u64)
+                    .map(|x| x as u32)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        data: request["data"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .filter_map(Value::as_i64)
+                    .map(|x| x as u8)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let outputs =
+        inference::run(&text(request, "model"), &[tensor]).map_err(|e| format!("{e:?}"))?;
+    Ok(json!(
+        outputs.iter().map(|t| t.data.clone()).collect::<Vec<_>>()
+    ))
 }
 
 fn kv_step(step: &Value) -> Value {
@@ -199,6 +267,60 @@ impl Guest for Probe {
                     if !ok {
                         return Err(format!("kv operation {index} failed"));
                     }
+                    latencies.extend_from_slice(&elapsed.to_le_bytes());
+                }
+                Ok(Some(latencies))
+            }
+            "models" => Ok(Some(json!(inference::models()).to_string().into_bytes())),
+            "signature" => {
+                let model = String::from_utf8_lossy(&event.payload).into_owned();
+                let signature = inference::signature(&model).map_err(|e| format!("{e:?}"))?;
+                let describe = |infos: &[inference::TensorInfo]| {
+                    infos
+                        .iter()
+                        .map(|i| {
+                            json!({
+                                "name": i.name,
+                                "shape": i.shape,
+                                "element": element_name(i.element_type),
+                                "scale": i.quantization.map(|q| q.scale),
+                                "zero_point": i.quantization.map(|q| q.zero_point),
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                };
+                let body = json!({
+                    "model": signature.model,
+                    "version": signature.version,
+                    "inputs": describe(&signature.inputs),
+                    "outputs": describe(&signature.outputs),
+                });
+                Ok(Some(body.to_string().into_bytes()))
+            }
+            // {"model": "...", "inputs": [[f32, ...]]}: the float convenience call.
+            "infer" => {
+                let request = json_payload(&event)?;
+                let outputs =
+                    inference::run_f32(&text(&request, "model"), &floats(&request["inputs"]))
+                        .map_err(|e| format!("{e:?}"))?;
+                Ok(Some(json!(outputs).to_string().into_bytes()))
+            }
+            "infer-raw" => Ok(Some(
+                infer_raw(&json_payload(&event)?)?.to_string().into_bytes(),
+            )),
+            // Like kv-bench: {"model", "inputs", "iterations"} runs `run-f32` that many times
+            // and returns each call's latency (ns, little-endian u32) measured in the guest.
+            "infer-bench" => {
+                let request = json_payload(&event)?;
+                let model = text(&request, "model");
+                let inputs = floats(&request["inputs"]);
+                let iterations = request["iterations"].as_u64().unwrap_or(1000);
+                let mut latencies = Vec::with_capacity(iterations as usize * 4);
+                for index in 0..iterations {
+                    let start = Instant::now();
+                    inference::run_f32(&model, &inputs)
+                        .map_err(|e| format!("inference call {index} failed: {e:?}"))?;
+                    let elapsed = start.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
                     latencies.extend_from_slice(&elapsed.to_le_bytes());
                 }
                 Ok(Some(latencies))

@@ -31,7 +31,7 @@ pub mod bindings {
 }
 
 pub use bindings::fogd::function::types::Source;
-pub use bindings::fogd::function::{config, kv, log, messaging};
+pub use bindings::fogd::function::{config, inference, kv, log, messaging};
 pub use bindings::{Event, Guest, export};
 
 impl Event {
