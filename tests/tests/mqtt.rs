@@ -545,3 +545,60 @@ async fn embedded_broker_serves_site_devices() {
     assert_eq!(output.trim(), "site/out/door opened");
     running.agent.shutdown().await;
 }
+
+/// Publishes one QoS 1 message with `mosquitto_pub`, as a device on the site would.
+async fn device_publish(port: u16, topic: &str, payload: &str) {
+    let status = tokio::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", topic, "-m", payload, "-q", "1"])
+        .status()
+        .await
+        .expect("mosquitto_pub runs (Debian package `mosquitto-clients`)");
+    assert!(status.success(), "mosquitto_pub reaches the broker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_keep_arrival_order_when_a_later_message_finishes_first() {
+    // The embedded broker drops a client that acknowledges out of order (as MQTT requires
+    // of clients), and redelivers; so a message that finished early must wait for the
+    // failing, retried one before it.
+    let port = fogd_tests::mosquitto::free_port();
+    let running = start(&format!(
+        "[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n{}{}{}",
+        broker("local", &format!("127.0.0.1:{port}"), "protocol = \"3.1.1\""),
+        function(
+            "slow-failure",
+            &components().probe,
+            "[[function.trigger]]\nmqtt = { topic = \"orders/a\", qos = 1, retries = 3, retry_backoff = \"100ms\" }"
+        ),
+        function(
+            "fast",
+            &components().echo,
+            "[[function.trigger]]\nmqtt = { topic = \"orders/+\", qos = 1 }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+    let metrics = &running.agent.metrics;
+    let fast = metrics.function("fast");
+    let failing = metrics.function("slow-failure");
+
+    device_publish(port, "orders/a", "first").await;
+    device_publish(port, "orders/b", "second").await;
+    wait_until("the failing message has used every attempt", || {
+        failing.error_count("failed") >= 4
+    })
+    .await;
+    device_publish(port, "orders/c", "third").await;
+    wait_until("the fast function has run three times", || {
+        fast.invocations.get() == 3
+    })
+    .await;
+    assert_eq!(
+        metrics.events_received_count("mqtt"),
+        3,
+        "nothing was redelivered, so the connection was never dropped"
+    );
+    assert_eq!(failing.error_count("failed"), 4);
+    running.agent.shutdown().await;
+}

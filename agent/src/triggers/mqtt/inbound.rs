@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::AckRequest;
 use super::client::InboundMessage;
+use super::{AckRequest, Settle};
 use crate::event::{Event, Source, mqtt_attributes as attr, new_event};
 use crate::outbound::{OutboundMessage, Outboxes};
 use crate::router::{Delivery, Dispatch};
@@ -59,11 +59,16 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub async fn handle(&self, message: InboundMessage, generation: u64) {
-        let ack = (message.qos > 0).then_some(AckRequest {
+    /// Runs the message's functions; a QoS 1/2 message (`position` in its connection's
+    /// arrival order) is settled through the ack channel when they are done.
+    pub async fn handle(&self, message: InboundMessage, generation: u64, position: Option<u64>) {
+        let ack = position.map(|position| AckRequest {
             generation,
-            qos: message.qos,
-            pkid: message.pkid,
+            position,
+            settle: Settle::Ack {
+                qos: message.qos,
+                pkid: message.pkid,
+            },
         });
         let metrics = self.dispatch.metrics();
         if message.payload.len() > self.max_bytes {
@@ -88,7 +93,10 @@ impl Inbound {
             match queue.submit(event.clone()).await {
                 Ok(outcome) => admitted.push((queue, delivery, outcome)),
                 // Shutting down: leave the message unacknowledged for the next start.
-                Err(_) => return,
+                Err(_) => {
+                    let _ = self.acks.send(ack.released());
+                    return;
+                }
             }
         }
         let completion = Completion {
@@ -121,12 +129,16 @@ impl Completion {
             let outcome = outcome.await.unwrap_or(Err(InvokeError::ShuttingDown));
             match retry(&queue, &delivery, &event, outcome).await {
                 Ok(_) => {}
-                Err(InvokeError::ShuttingDown) => return,
+                Err(InvokeError::ShuttingDown) => {
+                    let _ = self.acks.send(ack.released());
+                    return;
+                }
                 Err(error) => self.dead_letter(&queue, &delivery, &event, &error),
             }
         }
         if let Err(error) = self.state.sync().await {
             tracing::error!(broker = %self.broker, %error, "state not durable; message left unacknowledged for redelivery");
+            let _ = self.acks.send(ack.released());
             return;
         }
         let _ = self.acks.send(ack);

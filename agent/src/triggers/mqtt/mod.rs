@@ -1,6 +1,7 @@
 //! MQTT: broker connections (v5 or 3.1.1, TCP or TLS/mTLS), triggers with at-least-once
 //! delivery, and publishing through each connection's durable outbox.
 
+mod ack_order;
 mod backoff;
 mod client;
 pub mod embedded;
@@ -20,17 +21,29 @@ use crate::router::Dispatch;
 use crate::state::StateDb;
 use crate::telemetry::{BrokerMetrics, Health};
 
+use ack_order::Settle;
 use inbound::{Inbound, PendingAcks};
 pub use options::{ConnectionSettings, SetupError};
 use session::{Phase, Session};
 
-/// An acknowledgement a completed message asks its session to send.
+/// What a finished QoS 1/2 message asks its session to do.
 #[derive(Debug, Clone, Copy)]
 pub struct AckRequest {
     /// The connection the message arrived on; a later connection must not ack it.
     generation: u64,
-    qos: u8,
-    pkid: u16,
+    /// Its place in the connection's arrival order (`AckOrder`).
+    position: u64,
+    settle: Settle,
+}
+
+impl AckRequest {
+    /// The same message, left unacknowledged for redelivery.
+    fn released(self) -> Self {
+        Self {
+            settle: Settle::Release,
+            ..self
+        }
+    }
 }
 
 /// A connection's state as seen from outside: metrics and health.

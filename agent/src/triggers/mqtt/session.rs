@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::{mpsc, watch};
 
+use super::ack_order::AckOrder;
 use super::backoff::Backoff;
 use super::client::{MqttClient, SessionEvent};
 use super::inbound::Inbound;
@@ -71,10 +72,11 @@ impl Session {
         let mut awaiting_subacks = usize::MAX;
         // Acknowledgements the client could not take yet (its queue was full): they are
         // retried before anything else, never dropped, or the broker would stall.
-        let mut unsent_acks: VecDeque<AckRequest> = VecDeque::new();
+        let mut unsent_acks: VecDeque<(u8, u16)> = VecDeque::new();
+        let mut order = AckOrder::default();
         loop {
-            while let Some(ack) = unsent_acks.front() {
-                if client.ack(ack.qos, ack.pkid).is_err() {
+            while let Some(&(qos, pkid)) = unsent_acks.front() {
+                if client.ack(qos, pkid).is_err() {
                     break;
                 }
                 unsent_acks.pop_front();
@@ -99,10 +101,12 @@ impl Session {
                 Some(ack) = self.acks.recv() => {
                     // An ack from an earlier connection must not confirm a packet id reused
                     // by this one; the broker redelivers that message instead.
-                    if ack.generation == generation
-                        && (!unsent_acks.is_empty() || client.ack(ack.qos, ack.pkid).is_err())
-                    {
-                        unsent_acks.push_back(ack);
+                    if ack.generation == generation {
+                        for (qos, pkid) in order.finish(ack.position, ack.settle) {
+                            if !unsent_acks.is_empty() || client.ack(qos, pkid).is_err() {
+                                unsent_acks.push_back((qos, pkid));
+                            }
+                        }
                     }
                 }
                 event = eventloop.poll() => match event {
@@ -133,7 +137,8 @@ impl Session {
                             // Not acknowledged: the broker keeps it for the next start.
                             continue;
                         }
-                        self.inbound.handle(message, generation).await;
+                        let position = (message.qos > 0).then(|| order.admit());
+                        self.inbound.handle(message, generation, position).await;
                     }
                     Ok(SessionEvent::Sent { pkid }) => publisher.sent(pkid, &self.outbox, &self.status),
                     Ok(SessionEvent::Completed { pkid }) => publisher.completed(pkid, &self.outbox, &self.status),
