@@ -10,7 +10,7 @@ cd "$root"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the tests start or call.
-packages=(mosquitto mosquitto-clients systemd python3-pip)
+packages=(mosquitto mosquitto-clients snmp snmpd snmptrapd systemd python3-pip)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -36,6 +36,8 @@ pub struct Agent {
     pub health: Arc<Health>,
     /// Where `/metrics` and `/healthz` are served, if enabled.
     pub metrics_address: Option<SocketAddr>,
+    /// Where SNMP traps and informs are received, if enabled.
+    pub snmp_address: Option<SocketAddr>,
 }
 
 impl Agent {
@@ -123,6 +125,21 @@ impl Agent {
         let dispatch = Dispatch::new(router, &executor, metrics.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = triggers::timer::start(&loaded_specs, &dispatch, &shutdown_rx);
+        let snmp_address = match &config.snmp {
+            Some(snmp) => {
+                let (task, address) = triggers::snmp::start(
+                    snmp,
+                    &config.state_dir,
+                    dispatch.clone(),
+                    health.clone(),
+                    shutdown_rx.clone(),
+                )
+                .await?;
+                tasks.push(task);
+                Some(address)
+            }
+            None => None,
+        };
         let broker_count = brokers.len();
         let mqtt = MqttTriggers::start(MqttContext {
             brokers,
@@ -167,6 +184,7 @@ impl Agent {
             metrics,
             health,
             metrics_address,
+            snmp_address,
         })
     }
 

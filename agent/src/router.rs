@@ -16,6 +16,8 @@ use crate::topic::{TopicFilter, subscription_filter};
 enum Selector {
     /// One timer trigger, by its key.
     Timer(String),
+    /// SNMP notifications whose trap OID is this one or below it (all without one).
+    SnmpTrap(Option<String>),
     /// MQTT messages on one broker connection whose topic matches.
     Mqtt {
         broker: Arc<str>,
@@ -46,6 +48,12 @@ pub struct Router {
 }
 
 /// The name of a timer trigger: its configured name or `<function>/timer<index>`.
+/// Whether `oid` is `prefix` or below it (whole arcs only: 1.3.6.10 is not below 1.3.6.1).
+fn oid_within(oid: &str, prefix: &str) -> bool {
+    oid.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 /// The identity of a function's `index`th trigger when it is a timer.
 pub fn timer_key(function: &str, index: usize) -> String {
     format!("{function}/timer{index}")
@@ -59,6 +67,9 @@ impl Router {
             let name: Arc<str> = Arc::from(function.name.as_str());
             for (index, trigger) in function.triggers.iter().enumerate() {
                 let (selector, delivery) = match trigger {
+                    TriggerSpec::SnmpTrap(trap) => {
+                        (Selector::SnmpTrap(trap.oid.clone()), Delivery::default())
+                    }
                     TriggerSpec::Timer(_) => (
                         Selector::Timer(timer_key(&function.name, index)),
                         Delivery::default(),
@@ -101,6 +112,9 @@ impl Router {
         let mut selected: Vec<&Route> = Vec::new();
         for route in &self.routes {
             let matches = match (&route.selector, event.source) {
+                (Selector::SnmpTrap(prefix), Source::SnmpTrap) => prefix
+                    .as_deref()
+                    .is_none_or(|p| oid_within(&event.subject, p)),
                 (Selector::Timer(key), Source::Timer) => {
                     attribute(event, TIMER_ATTRIBUTE) == Some(key.as_str())
                 }
@@ -185,6 +199,13 @@ mod tests {
             payloads: Vec::new(),
         }));
         spec
+    }
+
+    #[test]
+    fn trap_oids_match_whole_arcs() {
+        assert!(oid_within("1.3.6.1.6.3.1.1.5.3", "1.3.6.1.6.3.1.1.5"));
+        assert!(oid_within("1.3.6.1.6.3.1.1.5", "1.3.6.1.6.3.1.1.5"));
+        assert!(!oid_within("1.3.6.1.6.3.1.1.50", "1.3.6.1.6.3.1.1.5"));
     }
 
     #[test]

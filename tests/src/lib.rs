@@ -1,6 +1,7 @@
 //! Shared helpers for fogd's end-to-end tests: the real guest components, a real runtime
 //! with a real state database, log capture, and the real `fogd` binary as a child process.
 
+pub mod agent;
 pub mod certs;
 pub mod daemon;
 pub mod logs;

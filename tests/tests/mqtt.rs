@@ -3,57 +3,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use fogd::agent::Agent;
-use fogd::config;
+use fogd_tests::agent::{Running, broker, connected, function, start};
 use fogd_tests::certs::Pki;
 use fogd_tests::mosquitto::{BrokerOptions, Mosquitto};
 use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::{components, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-struct Running {
-    agent: Agent,
-    _dir: tempfile::TempDir,
-}
-
-/// Starts an agent in this process from TOML text (paths relative to a temp dir).
-async fn start(text: &str) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    // Own state, no metrics listener: agents in one test process must not collide.
-    let text = format!("state_dir = \"state\"\n[metrics]\n{text}");
-    let config = config::parse_str(&text, "fogd.toml".as_ref(), dir.path())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let agent = Agent::start(config, Default::default()).await.unwrap();
-    Running { agent, _dir: dir }
-}
-
-fn broker(name: &str, address: &str, extra: &str) -> String {
-    format!(
-        "[[broker]]\nname = \"{name}\"\naddress = \"{address}\"\nclient_id = \"fogd-test-{name}-{}\"\nreconnect_max = \"500ms\"\n{extra}\n",
-        fogd::event::now_micros()
-    )
-}
-
-fn function(name: &str, component: &std::path::Path, body: &str) -> String {
-    format!(
-        "[[function]]\nname = \"{name}\"\ncomponent = \"{}\"\n{body}\n",
-        component.display()
-    )
-}
-
-async fn connected(agent: &Agent, broker: &str) {
-    let key = format!("broker/{broker}");
-    wait_until(&format!("{key} is connected and subscribed"), || {
-        agent
-            .health
-            .report()
-            .components
-            .get(&key)
-            .is_some_and(|c| c.ok)
-    })
-    .await;
-}
 
 /// Starts an agent with one broker connection named `local` and one function, and waits
 /// until the connection is up and subscribed.
@@ -559,8 +515,8 @@ async fn device_publish(port: u16, topic: &str, payload: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledgements_keep_arrival_order_when_a_later_message_finishes_first() {
-    // The embedded broker drops a client that acknowledges out of order (as MQTT requires
-    // of clients), and redelivers; so a message that finished early must wait for the
+    // The embedded broker drops a client that acknowledges out of order (MQTT requires
+    // clients to acknowledge in order); so a message that finished early must wait for the
     // failing, retried one before it.
     let port = fogd_tests::mosquitto::free_port();
     let running = start(&format!(
@@ -591,14 +547,13 @@ async fn acknowledgements_keep_arrival_order_when_a_later_message_finishes_first
     .await;
     device_publish(port, "orders/c", "third").await;
     wait_until("the fast function has run three times", || {
-        fast.invocations.get() == 3
+        fast.invocations.get() >= 3
     })
     .await;
     assert_eq!(
-        metrics.events_received_count("mqtt"),
-        3,
-        "nothing was redelivered, so the connection was never dropped"
+        metrics.broker("local").connects.get(),
+        1,
+        "the broker never dropped the connection"
     );
-    assert_eq!(failing.error_count("failed"), 4);
     running.agent.shutdown().await;
 }

@@ -228,6 +228,17 @@ impl Config {
                 *reference = base.join(&*reference);
             }
         }
+        for user in self.snmp.iter_mut().flat_map(|snmp| snmp.users.iter_mut()) {
+            for file in [
+                &mut user.auth_password_file,
+                &mut user.privacy_password_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *file = base.join(&*file);
+            }
+        }
         for broker in &mut self.brokers {
             if let Some(file) = &mut broker.password_file {
                 *file = base.join(&*file);

@@ -6,6 +6,7 @@
 mod broker;
 mod duration;
 mod load;
+mod snmp;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ pub use broker::{
 };
 pub use duration::Millis;
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
+pub use snmp::{SnmpConfig, SnmpTrapTrigger, SnmpUser};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +51,8 @@ pub struct Config {
     /// TFLite models functions may run (`[[model]]` tables).
     #[serde(default, rename = "model")]
     pub models: Vec<ModelSpec>,
+    /// The SNMP trap and inform receiver; off unless present.
+    pub snmp: Option<SnmpConfig>,
 }
 
 /// The LiteRT runtime.
@@ -336,6 +340,9 @@ pub enum TriggerSpec {
     Timer(TimerTrigger),
     /// `mqtt = { topic = "sensors/+/telemetry", qos = 1 }`: runs it for matching messages.
     Mqtt(MqttTrigger),
+    /// `snmp_trap = { oid = "1.3.6.1.6.3.1.1.5" }`: runs it for traps and informs.
+    #[serde(rename = "snmp_trap")]
+    SnmpTrap(SnmpTrapTrigger),
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, FunctionSpec, TriggerSpec};
+use super::{Config, FunctionSpec, SnmpConfig, TriggerSpec};
 use crate::topic::{TopicFilter, render_template, subscription_filter, validate_topic_name};
 
 type Problem = (String, String);
@@ -60,9 +60,23 @@ impl Config {
                 problems.push((format!("{at}.inflight"), "must be at least 1".into()));
             }
         }
+        if let Some(snmp) = &self.snmp {
+            validate_snmp(snmp, &mut problems);
+        }
         let mut names = HashSet::new();
         for (index, function) in self.functions.iter().enumerate() {
             let at = format!("function[{index}]");
+            if self.snmp.is_none()
+                && let Some(position) = function
+                    .triggers
+                    .iter()
+                    .position(|t| matches!(t, TriggerSpec::SnmpTrap(_)))
+            {
+                problems.push((
+                    format!("{at}.trigger[{position}].snmp_trap"),
+                    "needs an [snmp] table (the receiver) in this file".into(),
+                ));
+            }
             if !names.insert(function.name.as_str()) {
                 problems.push((
                     format!("{at}.name"),
@@ -223,6 +237,13 @@ impl FunctionSpec {
                     problems.push((format!("{key}.timer.every"), "must be at least 1ms".into()))
                 }
                 TriggerSpec::Timer(_) => {}
+                TriggerSpec::SnmpTrap(trap) => {
+                    if let Some(oid) = &trap.oid
+                        && let Err(message) = validate_oid(oid)
+                    {
+                        problems.push((format!("{key}.snmp_trap.oid"), message));
+                    }
+                }
                 TriggerSpec::Mqtt(mqtt) => {
                     if let Err(error) = subscription_filter(&mqtt.topic) {
                         problems.push((format!("{key}.mqtt.topic"), error.to_string()));
@@ -247,6 +268,78 @@ fn validate_template(template: &str, key: &str, problems: &mut Vec<Problem>) {
     let sample = render_template(template, "f", "s/t");
     if let Err(error) = validate_topic_name(&sample) {
         problems.push((key.to_owned(), error.to_string()));
+    }
+}
+
+/// A dotted numeric OID such as `1.3.6.1.6.3.1.1.5.3`.
+fn validate_oid(oid: &str) -> Result<(), String> {
+    let arcs: Vec<&str> = oid.split('.').collect();
+    if arcs.len() < 2 || arcs.iter().any(|arc| arc.parse::<u32>().is_err()) {
+        return Err(format!(
+            "{oid:?} is not a numeric OID such as 1.3.6.1.6.3.1.1.5.3"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_snmp(snmp: &SnmpConfig, problems: &mut Vec<Problem>) {
+    if snmp.listen.parse::<std::net::SocketAddr>().is_err() {
+        problems.push((
+            "snmp.listen".into(),
+            format!(
+                "{:?} is not an address:port such as 0.0.0.0:162",
+                snmp.listen
+            ),
+        ));
+    }
+    for (index, network) in snmp.allowed_sources.iter().enumerate() {
+        if crate::triggers::snmp::parse_network(network).is_err() {
+            problems.push((
+                format!("snmp.allowed_sources[{index}]"),
+                format!("{network:?} is not an address or network such as 10.0.0.0/8"),
+            ));
+        }
+    }
+    let mut names = HashSet::new();
+    for (index, user) in snmp.users.iter().enumerate() {
+        let at = format!("snmp.user[{index}]");
+        if !names.insert(user.name.as_str()) {
+            problems.push((
+                format!("{at}.name"),
+                format!("duplicate user {:?}", user.name),
+            ));
+        }
+        if let Some(auth) = &user.auth {
+            if auth.parse::<async_snmp::AuthProtocol>().is_err() {
+                problems.push((
+                    format!("{at}.auth"),
+                    format!("{auth:?} is not MD5, SHA, SHA-224, SHA-256, SHA-384 or SHA-512"),
+                ));
+            }
+            if user.auth_password_file.is_none() {
+                problems.push((
+                    format!("{at}.auth_password_file"),
+                    "is needed with auth".into(),
+                ));
+            }
+        }
+        if let Some(privacy) = &user.privacy {
+            if privacy.parse::<async_snmp::PrivProtocol>().is_err() {
+                problems.push((
+                    format!("{at}.privacy"),
+                    format!("{privacy:?} is not DES, 3DES, AES, AES-192-BLUMENTHAL or AES-256-BLUMENTHAL"),
+                ));
+            }
+            if user.auth.is_none() {
+                problems.push((format!("{at}.privacy"), "needs auth as well".into()));
+            }
+            if user.privacy_password_file.is_none() {
+                problems.push((
+                    format!("{at}.privacy_password_file"),
+                    "is needed with privacy".into(),
+                ));
+            }
+        }
     }
 }
 

@@ -60,6 +60,7 @@ pub struct Metrics {
     received: Family<SourceLabel, Counter>,
     rejected: Family<SourceReasonLabel, Counter>,
     broker_connected: Family<BrokerLabel, Gauge>,
+    broker_connects: Family<BrokerLabel, Counter>,
     published: Family<BrokerLabel, Counter>,
     outbox_depth: Family<BrokerLabel, Gauge>,
     outbox_dropped: Family<BrokerReasonLabel, Counter>,
@@ -91,6 +92,7 @@ impl Metrics {
         let received = Family::default();
         let rejected = Family::default();
         let broker_connected = Family::default();
+        let broker_connects = Family::default();
         let published = Family::default();
         let outbox_depth = Family::default();
         let outbox_dropped = Family::default();
@@ -98,6 +100,11 @@ impl Metrics {
             "broker_connected",
             "1 while the broker connection is up",
             broker_connected.clone(),
+        );
+        registry.register(
+            "broker_connects",
+            "Connections established, per broker (more than one means it reconnected)",
+            broker_connects.clone(),
         );
         registry.register(
             "messages_published",
@@ -165,6 +172,7 @@ impl Metrics {
             received,
             rejected,
             broker_connected,
+            broker_connects,
             published,
             outbox_depth,
             outbox_dropped,
@@ -179,6 +187,7 @@ impl Metrics {
         BrokerMetrics {
             name: name.to_owned(),
             connected: self.broker_connected.get_or_create_owned(&label),
+            connects: self.broker_connects.get_or_create_owned(&label),
             published: self.published.get_or_create_owned(&label),
             outbox_depth: self.outbox_depth.get_or_create_owned(&label),
             dropped: self.outbox_dropped.clone(),
@@ -231,12 +240,16 @@ impl Metrics {
 
     /// Counts an input a trigger refused (malformed, unauthorised, too large...).
     pub fn input_rejected(&self, source: &str, reason: &str) {
+        self.inputs_rejected_by(source, reason, 1);
+    }
+
+    pub fn inputs_rejected_by(&self, source: &str, reason: &str, count: u64) {
         self.rejected
             .get_or_create(&SourceReasonLabel {
                 source: source.to_owned(),
                 reason: reason.to_owned(),
             })
-            .inc();
+            .inc_by(count);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -303,6 +316,7 @@ impl FunctionMetrics {
 pub struct BrokerMetrics {
     name: String,
     pub connected: Gauge,
+    pub connects: Counter,
     pub published: Counter,
     pub outbox_depth: Gauge,
     dropped: Family<BrokerReasonLabel, Counter>,

@@ -5,7 +5,11 @@ mod http;
 mod metrics;
 pub mod systemd;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::triggers::snmp;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -16,24 +20,67 @@ pub use metrics::{BrokerMetrics, FunctionMetrics, Metrics};
 /// Installs the global log subscriber. `RUST_LOG` overrides the configured level. Logs go to
 /// stderr so that command output (`fogd invoke`, `fogd bench --json`) stays clean on stdout.
 pub fn init_logging(config: &LogConfig) {
-    // The embedded broker logs ordinary disconnects as errors; keep it quiet unless asked.
-    let level = if config.level.contains("rumqttd") {
-        config.level.clone()
-    } else {
-        format!("{},rumqttd=off", config.level)
-    };
+    // The embedded broker logs ordinary disconnects as errors, and async-snmp warns once per
+    // undecodable datagram (counted instead, see `DecodeFailureCounter`): keep both quiet
+    // unless asked.
+    let mut level = config.level.clone();
+    for quiet in ["rumqttd=off", "async_snmp=error"] {
+        let (target, _) = quiet.split_once('=').unwrap_or((quiet, ""));
+        if !config.level.contains(target) {
+            level = format!("{level},{quiet}");
+        }
+    }
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
     // Under systemd, stderr is the journal: it timestamps each line itself and shows no colour.
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let _ = match (config.format, journal) {
-        (LogFormat::Human, false) => builder.try_init(),
-        (LogFormat::Human, true) => builder.without_time().with_ansi(false).try_init(),
-        (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match (config.format, journal) {
+        (LogFormat::Human, false) => fmt.boxed(),
+        (LogFormat::Human, true) => fmt.without_time().with_ansi(false).boxed(),
+        (LogFormat::Json, _) => fmt.json().flatten_event(true).boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(DecodeFailureCounter)
+        .try_init();
+}
+
+/// Counts the datagrams async-snmp skips as undecodable, which it reports only as a log
+/// event; independent of the log level.
+struct DecodeFailureCounter;
+
+impl<S: tracing::Subscriber> Layer<S> for DecodeFailureCounter {
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if metadata.target() == snmp::DECODE_FAILURE_TARGET && metadata.is_event() {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut message = MessageText(false);
+        event.record(&mut message);
+        if message.0 {
+            snmp::count_decode_failure();
+        }
+    }
+}
+
+/// Whether an event's message is async-snmp's decode-failure message.
+struct MessageText(bool);
+
+impl tracing::field::Visit for MessageText {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}") == snmp::DECODE_FAILURE_MESSAGE;
+        }
+    }
 }

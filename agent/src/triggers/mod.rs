@@ -2,4 +2,5 @@
 //! events to the [`Dispatch`](crate::router::Dispatch).
 
 pub mod mqtt;
+pub mod snmp;
 pub mod timer;

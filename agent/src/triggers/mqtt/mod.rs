@@ -60,6 +60,9 @@ impl BrokerStatus {
 
     fn set_connected(&self, connected: bool, error: &Option<String>) {
         self.metrics.connected.set(i64::from(connected));
+        if connected {
+            self.metrics.connects.inc();
+        }
         let detail = match (connected, error) {
             (true, _) => "connected".to_owned(),
             (false, Some(error)) => format!("disconnected: {error}"),

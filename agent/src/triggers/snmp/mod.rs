@@ -1,0 +1,235 @@
+//! SNMP triggers: the trap and inform receiver (v1, v2c, v3 USM, built on async-snmp). Each
+//! accepted notification becomes an event (subject = trap OID) offered to the functions whose
+//! `snmp_trap` trigger matches; informs are answered before that, so the sender stops
+//! retrying. Rejected datagrams are counted in `fogd_inputs_rejected_total{source="snmp"}`.
+
+mod accept;
+mod engine;
+pub mod payload;
+mod socket;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_snmp::notification::NotificationReceiver;
+use async_snmp::{AuthProtocol, PrivProtocol, SecurityLevel};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{SnmpConfig, SnmpUser};
+use crate::router::Dispatch;
+use crate::telemetry::{Health, Metrics};
+
+use accept::AcceptList;
+pub use accept::parse_network;
+use socket::BoundSocket;
+
+/// How often the receiver's own rejection counters are copied into fogd's metrics.
+const COUNTER_SYNC: Duration = Duration::from_secs(1);
+
+/// Datagrams async-snmp could not decode. It skips them and reports each one only as a
+/// tracing event, which `telemetry` counts here (see `count_decode_failure`).
+static DECODE_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// The tracing target and message with which async-snmp reports a datagram it skipped.
+pub const DECODE_FAILURE_TARGET: &str = "async_snmp::notification";
+pub const DECODE_FAILURE_MESSAGE: &str = "failed to parse notification";
+
+/// Called by the logging layer for each decode failure async-snmp reports.
+pub fn count_decode_failure() {
+    DECODE_FAILURES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Binds the receiver and starts its task, which stops when `shutdown` turns true; returns
+/// the task and the bound address.
+pub async fn start(
+    config: &SnmpConfig,
+    state_dir: &std::path::Path,
+    dispatch: Dispatch,
+    health: Arc<Health>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(JoinHandle<()>, SocketAddr)> {
+    let metrics = dispatch.metrics().clone();
+    let accept = Arc::new(AcceptList::new(config, metrics.clone())?);
+    let mut builder = NotificationReceiver::builder()
+        .bind(config.listen.clone())
+        .acceptance_policy({
+            let accept = accept.clone();
+            move |envelope: &async_snmp::notification::NotificationEnvelope<'_>| {
+                accept.decide(envelope)
+            }
+        });
+    if !config.users.is_empty() {
+        builder = builder.authoritative_engine(engine::load(state_dir)?);
+    }
+    let uses_des = config.users.iter().any(|user| {
+        matches!(
+            user.privacy.as_deref().map(str::parse::<PrivProtocol>),
+            Some(Ok(PrivProtocol::Des | PrivProtocol::Des3))
+        )
+    });
+    if uses_des {
+        builder = builder.des_salt_state(engine::des_salt(state_dir)?);
+    }
+    for user in &config.users {
+        let (auth, privacy) = read_keys(user)?;
+        builder = builder
+            .usm_user(user.name.clone(), |u| match (auth, privacy) {
+                (Some((auth, auth_key)), Some((privacy, privacy_key))) => {
+                    u.auth_priv(auth, auth_key, privacy, privacy_key)
+                }
+                (Some((auth, auth_key)), None) => u.auth(auth, auth_key),
+                _ => Ok(u),
+            })
+            .with_context(|| format!("SNMP user {:?}", user.name))?;
+    }
+    let receiver = builder
+        .build()
+        .await
+        .with_context(|| format!("cannot receive SNMP notifications on {}", config.listen))?;
+    let local = receiver.local_addr();
+    let socket = BoundSocket::find(local);
+    let requested = config.receive_buffer_kib as usize * 1024;
+    match socket.as_ref().map(|s| s.set_receive_buffer(requested)) {
+        Some(Ok(granted)) => {
+            tracing::info!(listen = %local, receive_buffer_bytes = granted, "SNMP receiver listening")
+        }
+        Some(Err(error)) => {
+            tracing::warn!(listen = %local, %error, "SNMP receiver listening; cannot size its receive buffer")
+        }
+        None => {
+            tracing::warn!(listen = %local, "SNMP receiver listening; its socket was not found to size its buffer")
+        }
+    }
+    health.set("snmp", true, format!("listening on {local}"));
+    let task = tokio::spawn(receive(receiver, socket, dispatch, metrics, shutdown));
+    Ok((task, local))
+}
+
+type Key = Option<(AuthProtocol, Vec<u8>)>;
+type PrivacyKey = Option<(PrivProtocol, Vec<u8>)>;
+
+/// Reads a user's passwords from their files (validation guarantees they are named).
+fn read_keys(user: &SnmpUser) -> anyhow::Result<(Key, PrivacyKey)> {
+    let read = |file: &Option<std::path::PathBuf>| -> anyhow::Result<Vec<u8>> {
+        let path = file.as_ref().context("password file missing")?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+    };
+    let auth = match &user.auth {
+        Some(name) => Some((
+            name.parse::<AuthProtocol>()?,
+            read(&user.auth_password_file)?,
+        )),
+        None => None,
+    };
+    let privacy = match &user.privacy {
+        Some(name) => Some((
+            name.parse::<PrivProtocol>()?,
+            read(&user.privacy_password_file)?,
+        )),
+        None => None,
+    };
+    Ok((auth, privacy))
+}
+
+/// The least security level each user's notifications must have: what the user is
+/// configured for.
+pub(crate) fn required_levels(users: &[SnmpUser]) -> HashMap<Vec<u8>, SecurityLevel> {
+    users
+        .iter()
+        .map(|user| {
+            let level = match (&user.auth, &user.privacy) {
+                (Some(_), Some(_)) => SecurityLevel::AuthPriv,
+                (Some(_), None) => SecurityLevel::AuthNoPriv,
+                _ => SecurityLevel::NoAuthNoPriv,
+            };
+            (user.name.as_bytes().to_vec(), level)
+        })
+        .collect()
+}
+
+async fn receive(
+    receiver: NotificationReceiver,
+    socket: Option<BoundSocket>,
+    dispatch: Dispatch,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut counters = RejectionCounters::new(&receiver, socket.as_ref());
+    let mut sync = tokio::time::interval(COUNTER_SYNC);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = sync.tick() => counters.sync(&receiver, socket.as_ref(), &metrics),
+            received = receiver.recv() => match received {
+                Ok(received) => {
+                    let event = payload::to_event(&received.notification, received.source);
+                    dispatch.offer(event);
+                }
+                Err(error) => {
+                    metrics.input_rejected("snmp", "receive_error");
+                    tracing::warn!(%error, "SNMP receive failed");
+                }
+            },
+        }
+    }
+}
+
+/// Counters kept by async-snmp (RFC 3414 usmStats), the kernel and the decode-failure hook,
+/// as last seen; each sync adds what changed to `inputs_rejected_total`.
+struct RejectionCounters {
+    seen: [u64; 8],
+}
+
+const REASONS: [&str; 8] = [
+    "unknown_user",
+    "wrong_digest",
+    "not_in_time_window",
+    "unsupported_security_level",
+    "decryption_error",
+    "unknown_engine_id",
+    "malformed",
+    "kernel_buffer_full",
+];
+
+impl RejectionCounters {
+    fn new(receiver: &NotificationReceiver, socket: Option<&BoundSocket>) -> Self {
+        Self {
+            seen: Self::read(receiver, socket),
+        }
+    }
+
+    fn read(receiver: &NotificationReceiver, socket: Option<&BoundSocket>) -> [u64; 8] {
+        [
+            u64::from(receiver.usm_unknown_usernames()),
+            u64::from(receiver.usm_wrong_digests()),
+            u64::from(receiver.usm_not_in_time_windows()),
+            u64::from(receiver.usm_unsupported_sec_levels()),
+            u64::from(receiver.usm_decryption_errors()),
+            u64::from(receiver.usm_unknown_engine_ids()),
+            DECODE_FAILURES.load(Ordering::Relaxed),
+            socket.and_then(BoundSocket::kernel_drops).unwrap_or(0),
+        ]
+    }
+
+    fn sync(
+        &mut self,
+        receiver: &NotificationReceiver,
+        socket: Option<&BoundSocket>,
+        metrics: &Metrics,
+    ) {
+        let now = Self::read(receiver, socket);
+        for ((reason, now), seen) in REASONS.iter().zip(now).zip(&mut self.seen) {
+            if now > *seen {
+                metrics.inputs_rejected_by("snmp", reason, now - *seen);
+                *seen = now;
+            }
+        }
+    }
+}

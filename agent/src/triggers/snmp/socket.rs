@@ -1,0 +1,162 @@
+//! The receiver's UDP socket as the kernel sees it: its receive buffer and the datagrams the
+//! kernel dropped because that buffer was full. async-snmp binds the socket itself and does
+//! not expose it, so it is found among this process's descriptors by its bound address.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+/// The receiver's socket: its descriptor and the inode `/proc/net/udp*` lists it under.
+pub struct BoundSocket {
+    fd: RawFd,
+    inode: u64,
+}
+
+impl BoundSocket {
+    /// The UDP socket of this process bound to exactly `address`.
+    pub fn find(address: SocketAddr) -> Option<Self> {
+        let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+        for entry in entries.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<RawFd>().ok())
+            else {
+                continue;
+            };
+            if is_udp_socket_bound_to(fd, address) {
+                return Some(Self {
+                    fd,
+                    inode: inode(fd)?,
+                });
+            }
+        }
+        None
+    }
+
+    /// Asks for a receive buffer of `bytes` and returns what the kernel granted (capped by
+    /// `net.core.rmem_max`; Linux reports twice the usable size).
+    pub fn set_receive_buffer(&self, bytes: usize) -> std::io::Result<usize> {
+        let requested = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt/getsockopt on a descriptor this process owns, with an int
+        // option value of the right size.
+        unsafe {
+            if libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const requested).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut granted: libc::c_int = 0;
+            let mut length = size_of::<libc::c_int>() as libc::socklen_t;
+            if libc::getsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw mut granted).cast(),
+                &raw mut length,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(usize::try_from(granted).unwrap_or(0))
+        }
+    }
+
+    /// Datagrams the kernel dropped for this socket since it was opened.
+    pub fn kernel_drops(&self) -> Option<u64> {
+        ["/proc/net/udp", "/proc/net/udp6"]
+            .iter()
+            .filter_map(|table| std::fs::read_to_string(table).ok())
+            .find_map(|text| drops_for_inode(&text, self.inode))
+    }
+}
+
+fn is_udp_socket_bound_to(fd: RawFd, address: SocketAddr) -> bool {
+    // SAFETY: getsockopt/getsockname write at most the sizes passed; a descriptor that is
+    // not a socket makes them fail, which is checked.
+    unsafe {
+        let mut kind: libc::c_int = 0;
+        let mut length = size_of::<libc::c_int>() as libc::socklen_t;
+        if libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&raw mut kind).cast(),
+            &raw mut length,
+        ) != 0
+            || kind != libc::SOCK_DGRAM
+        {
+            return false;
+        }
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut length = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getsockname(fd, (&raw mut storage).cast(), &raw mut length) != 0 {
+            return false;
+        }
+        socket_address(&storage) == Some(address)
+    }
+}
+
+fn socket_address(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let v4 = unsafe { &*(std::ptr::from_ref(storage).cast::<libc::sockaddr_in>()) };
+            Some(SocketAddr::from((
+                u32::from_be(v4.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let v6 = unsafe { &*(std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>()) };
+            Some(SocketAddr::from((
+                v6.sin6_addr.s6_addr,
+                u16::from_be(v6.sin6_port),
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn inode(fd: RawFd) -> Option<u64> {
+    // SAFETY: fstat writes one stat struct.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &raw mut stat) == 0).then_some(stat.st_ino)
+    }
+}
+
+/// The `drops` column (the last) of the `/proc/net/udp` row whose `inode` column matches.
+fn drops_for_inode(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        let row_inode: u64 = columns.get(9)?.parse().ok()?;
+        (row_inode == inode).then(|| columns.last()?.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_socket_sizes_its_buffer_and_reads_its_drops() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let found = BoundSocket::find(socket.local_addr().unwrap()).expect("socket found");
+        assert!(found.set_receive_buffer(256 * 1024).unwrap() >= 4096);
+        assert_eq!(found.kernel_drops(), Some(0));
+    }
+
+    #[test]
+    fn reads_the_drops_column_of_the_matching_row() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+          1: 0100007F:A411 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n";
+        assert_eq!(drops_for_inode(table, 4242), Some(17));
+        assert_eq!(drops_for_inode(table, 1), None);
+    }
+}

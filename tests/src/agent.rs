@@ -1,0 +1,49 @@
+//! An agent in the test process, started from TOML text, and helpers to write that text.
+
+use fogd::agent::Agent;
+use fogd::config;
+
+use crate::wait_until;
+
+pub struct Running {
+    pub agent: Agent,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts an agent in this process from TOML text (paths relative to a temp dir), with its
+/// own state and no metrics listener, so agents in one test process do not collide.
+pub async fn start(text: &str) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("state_dir = \"state\"\n[metrics]\n{text}");
+    let config = config::parse_str(&text, "fogd.toml".as_ref(), dir.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let agent = Agent::start(config, Default::default()).await.unwrap();
+    Running { agent, _dir: dir }
+}
+
+pub fn broker(name: &str, address: &str, extra: &str) -> String {
+    format!(
+        "[[broker]]\nname = \"{name}\"\naddress = \"{address}\"\nclient_id = \"fogd-test-{name}-{}\"\nreconnect_max = \"500ms\"\n{extra}\n",
+        fogd::event::now_micros()
+    )
+}
+
+pub fn function(name: &str, component: &std::path::Path, body: &str) -> String {
+    format!(
+        "[[function]]\nname = \"{name}\"\ncomponent = \"{}\"\n{body}\n",
+        component.display()
+    )
+}
+
+pub async fn connected(agent: &Agent, broker: &str) {
+    let key = format!("broker/{broker}");
+    wait_until(&format!("{key} is connected and subscribed"), || {
+        agent
+            .health
+            .report()
+            .components
+            .get(&key)
+            .is_some_and(|c| c.ok)
+    })
+    .await;
+}
