@@ -125,10 +125,12 @@ impl Agent {
         let dispatch = Dispatch::new(router, &executor, metrics.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = triggers::timer::start(&loaded_specs, &dispatch, &shutdown_rx);
-        let snmp_address = match &config.snmp {
-            Some(snmp) => {
-                let (task, address) = triggers::snmp::start(
+        let mut snmp_address = None;
+        if let Some(snmp) = &config.snmp {
+            if let Some(listen) = &snmp.listen {
+                let (task, address) = triggers::snmp::start_receiver(
                     snmp,
+                    listen,
                     &config.state_dir,
                     dispatch.clone(),
                     health.clone(),
@@ -136,10 +138,15 @@ impl Agent {
                 )
                 .await?;
                 tasks.push(task);
-                Some(address)
+                snmp_address = Some(address);
             }
-            None => None,
-        };
+            tasks.extend(triggers::snmp::start_polls(
+                snmp,
+                &dispatch,
+                &health,
+                &shutdown_rx,
+            )?);
+        }
         let broker_count = brokers.len();
         let mqtt = MqttTriggers::start(MqttContext {
             brokers,

@@ -18,6 +18,8 @@ enum Selector {
     Timer(String),
     /// SNMP notifications whose trap OID is this one or below it (all without one).
     SnmpTrap(Option<String>),
+    /// Results of one SNMP poll job.
+    SnmpPoll(String),
     /// MQTT messages on one broker connection whose topic matches.
     Mqtt {
         broker: Arc<str>,
@@ -70,6 +72,9 @@ impl Router {
                     TriggerSpec::SnmpTrap(trap) => {
                         (Selector::SnmpTrap(trap.oid.clone()), Delivery::default())
                     }
+                    TriggerSpec::SnmpPoll(poll) => {
+                        (Selector::SnmpPoll(poll.job.clone()), Delivery::default())
+                    }
                     TriggerSpec::Timer(_) => (
                         Selector::Timer(timer_key(&function.name, index)),
                         Delivery::default(),
@@ -115,6 +120,7 @@ impl Router {
                 (Selector::SnmpTrap(prefix), Source::SnmpTrap) => prefix
                     .as_deref()
                     .is_none_or(|p| oid_within(&event.subject, p)),
+                (Selector::SnmpPoll(job), Source::SnmpPoll) => *job == event.subject,
                 (Selector::Timer(key), Source::Timer) => {
                     attribute(event, TIMER_ATTRIBUTE) == Some(key.as_str())
                 }

@@ -440,3 +440,260 @@ async fn informs_are_answered_and_refused_ones_are_not() {
     assert!(site.rejected("bad_community") >= 1);
     site.running.agent.shutdown().await;
 }
+
+/// The receiver's address from fogd's "SNMP receiver listening listen=…" line.
+fn listen_address(line: &str) -> std::net::SocketAddr {
+    let start = line.find("listen=").expect("listen field") + "listen=".len();
+    let end = line[start..]
+        .find(char::is_whitespace)
+        .map_or(line.len(), |i| start + i);
+    line[start..end].parse().expect("an address")
+}
+
+#[test]
+fn malformed_datagrams_are_counted_and_the_receiver_keeps_working() {
+    use fogd_tests::daemon::{Daemon, http_get, metrics_address};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fogd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"state\"\n[metrics]\naddress = \"127.0.0.1:0\"\n[snmp]\nlisten = \"127.0.0.1:0\"\ncommunities = [\"{COMMUNITY}\"]\n{}",
+            function(
+                "all",
+                &components().echo,
+                "output = \"traps/all\"\n[[function.trigger]]\nsnmp_trap = {}"
+            )
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&config);
+    let receiver = listen_address(&daemon.wait_for(&["SNMP receiver listening"]));
+    let metrics = metrics_address(&daemon.wait_for(&["fogd ready"]));
+
+    // Garbage, truncated and lying BER: a v2c trap cut short, a length of 2^31, an unknown
+    // PDU type, an unknown version, and random bytes.
+    let trap = b"\x30\x29\x02\x01\x01\x04\x09fogd-test\xa7\x19\x02\x01\x01\x02\x01\x00\x02\x01\x00\x30\x0e\x30\x0c\x06\x08\x2b\x06\x01\x02\x01\x01\x03\x00\x43\x00";
+    let mut malformed: Vec<Vec<u8>> = vec![
+        trap[..20].to_vec(),
+        b"\x30\x84\x80\x00\x00\x00\x02\x01\x01".to_vec(),
+        [&trap[..15], b"\xbf\x19"].concat(),
+        b"\x30\x06\x02\x01\x07\x04\x01x".to_vec(),
+        Vec::new(),
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..195 {
+        let bytes = (0..(seed % 200) as usize)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        malformed.push(bytes);
+    }
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for datagram in &malformed {
+        socket.send_to(datagram, receiver).unwrap();
+    }
+
+    let output = Command::new("snmptrap")
+        .env("MIBS", "")
+        .args([
+            "-v",
+            "2c",
+            "-c",
+            COMMUNITY,
+            &receiver.to_string(),
+            "1",
+            COLD_START,
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&output);
+    daemon.wait_for(&["publish", "traps/all", "coldStart"]);
+    let rejected = |text: &str| -> u64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with("fogd_inputs_rejected_total{source=\"snmp\",reason=\"malformed\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut counted = 0;
+    while counted < 150 && std::time::Instant::now() < deadline {
+        counted = rejected(&http_get(&metrics, "/metrics"));
+        if counted < 150 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(
+        counted >= 150,
+        "{counted} of {} malformed datagrams counted",
+        malformed.len()
+    );
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{}", log.join("\n"));
+    assert!(
+        log.iter().filter(|l| l.contains("failed to parse")).count() < 5,
+        "malformed datagrams are counted, not logged one by one"
+    );
+}
+
+/// A real snmpd on a free port, answering v2c community `fogd-ro` and v3 user `pollv3`
+/// (authPriv SHA/AES), with a known sysLocation.
+struct Snmpd {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Snmpd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = fogd_tests::mosquitto::free_port();
+        let config = dir.path().join("snmpd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "agentaddress udp:127.0.0.1:{port}\nrocommunity fogd-ro 127.0.0.1\n\
+                 createUser pollv3 SHA \"pollauthpass\" AES \"pollprivpass\"\nrouser pollv3 priv\n\
+                 sysLocation rack-7\nsysContact ops@example.net\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/snmpd")
+            .args(["-f", "-C", "-Lf", "/dev/null", "-c"])
+            .arg(&config)
+            .env("SNMP_PERSISTENT_DIR", dir.path())
+            .env("MIBS", "")
+            .spawn()
+            .expect("snmpd runs (Debian package `snmpd`)");
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Snmpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_a_real_snmpd_over_v2c_and_v3_while_a_dead_target_waits() {
+    let snmpd = Snmpd::start();
+    let mosquitto = Mosquitto::start();
+    let mut client = TestClient::connect(mosquitto.port, "snmp-observer-4", &["polls/#"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let config = format!(
+        r#"
+[snmp]
+[[snmp.user]]
+name = "pollv3"
+auth = "SHA"
+auth_password_file = "{auth}"
+privacy = "AES"
+privacy_password_file = "{privacy}"
+
+[[snmp.poll]]
+name = "v2c-system"
+target = "127.0.0.1:{port}"
+community = "fogd-ro"
+get = ["1.3.6.1.2.1.1.6.0"]
+walk = "1.3.6.1.2.1.1"
+every = "200ms"
+
+[[snmp.poll]]
+name = "v3-location"
+target = "127.0.0.1:{port}"
+user = "pollv3"
+get = ["1.3.6.1.2.1.1.6.0", "1.3.6.1.2.1.1.4.0"]
+every = "200ms"
+
+[[snmp.poll]]
+name = "dead"
+target = "192.0.2.1:161"
+community = "fogd-ro"
+get = ["1.3.6.1.2.1.1.6.0"]
+every = "200ms"
+timeout = "20s"
+retries = 0
+
+{broker}
+{v2c}
+{v3}
+{dead}
+"#,
+        auth = write("auth", "pollauthpass"),
+        privacy = write("privacy", "pollprivpass"),
+        port = snmpd.port,
+        broker = broker("local", &mosquitto.address(), ""),
+        v2c = function(
+            "v2c",
+            &components().echo,
+            "output = \"polls/v2c\"\n[[function.trigger]]\nsnmp_poll = { job = \"v2c-system\" }"
+        ),
+        v3 = function(
+            "v3",
+            &components().echo,
+            "output = \"polls/v3\"\n[[function.trigger]]\nsnmp_poll = { job = \"v3-location\" }"
+        ),
+        dead = function(
+            "dead",
+            &components().echo,
+            "output = \"polls/dead\"\n[[function.trigger]]\nsnmp_poll = { job = \"dead\" }"
+        ),
+    );
+    let running = start(&config).await;
+    connected(&running.agent, "local").await;
+
+    let mut v2c = Vec::new();
+    let mut v3 = Vec::new();
+    while v2c.len() < 3 || v3.len() < 3 {
+        let message = client.next(PATIENCE).await;
+        let body: Value = serde_json::from_slice(&message.payload).unwrap();
+        match message.topic.as_str() {
+            "polls/v2c" => v2c.push(body),
+            "polls/v3" => v3.push(body),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    // The dead target's first request has not even timed out: it delayed nobody.
+    assert_eq!(
+        running
+            .agent
+            .metrics
+            .input_rejected_count("snmp_poll", "failed"),
+        0
+    );
+    let system = &v2c[0];
+    assert_eq!(system["job"], "v2c-system");
+    assert_eq!(varbind(system, "1.3.6.1.2.1.1.6.0")["value"], "rack-7");
+    let walked = system["varbinds"].as_array().unwrap();
+    assert!(
+        walked.len() > 5
+            && walked
+                .iter()
+                .skip(1)
+                .all(|b| b["oid"].as_str().unwrap().starts_with("1.3.6.1.2.1.1.")),
+        "the walk covers the system subtree: {system}"
+    );
+    assert_eq!(
+        varbind(&v3[0], "1.3.6.1.2.1.1.4.0")["value"],
+        "ops@example.net"
+    );
+    running.agent.shutdown().await;
+}

@@ -20,7 +20,7 @@ pub use broker::{
 };
 pub use duration::Millis;
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
-pub use snmp::{SnmpConfig, SnmpTrapTrigger, SnmpUser};
+pub use snmp::{PollJob, SnmpConfig, SnmpPollTrigger, SnmpTrapTrigger, SnmpUser};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -343,6 +343,9 @@ pub enum TriggerSpec {
     /// `snmp_trap = { oid = "1.3.6.1.6.3.1.1.5" }`: runs it for traps and informs.
     #[serde(rename = "snmp_trap")]
     SnmpTrap(SnmpTrapTrigger),
+    /// `snmp_poll = { job = "core-interfaces" }`: runs it with each result of a poll job.
+    #[serde(rename = "snmp_poll")]
+    SnmpPoll(SnmpPollTrigger),
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,16 +1,18 @@
-//! `[snmp]`: the trap and inform receiver, its accept lists and SNMPv3 users.
+//! `[snmp]`: the trap and inform receiver, its accept lists, SNMPv3 users and poll jobs.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// The trap and inform receiver; off unless the table is present.
+use super::Millis;
+
+/// SNMP: the trap and inform receiver (when `listen` is set) and poll jobs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnmpConfig {
-    /// UDP address to receive on. Port 162 needs `CAP_NET_BIND_SERVICE` (the unit grants it).
-    #[serde(default = "default_listen")]
-    pub listen: String,
+    /// UDP address to receive traps and informs on, e.g. `0.0.0.0:162` (port 162 needs
+    /// `CAP_NET_BIND_SERVICE`, which the unit grants). Without it, nothing is received.
+    pub listen: Option<String>,
     /// Socket receive buffer (`SO_RCVBUF`), room for bursts while events are dispatched.
     #[serde(default = "default_receive_buffer_kib")]
     pub receive_buffer_kib: u32,
@@ -20,13 +22,51 @@ pub struct SnmpConfig {
     /// Source networks accepted (`10.0.0.0/8`, `192.0.2.7`); empty accepts any source.
     #[serde(default)]
     pub allowed_sources: Vec<String>,
-    /// SNMPv3 USM users (`[[snmp.user]]`).
+    /// SNMPv3 USM users (`[[snmp.user]]`), for receiving and polling.
     #[serde(default, rename = "user")]
     pub users: Vec<SnmpUser>,
+    /// Poll jobs (`[[snmp.poll]]`).
+    #[serde(default, rename = "poll")]
+    pub polls: Vec<PollJob>,
 }
 
-fn default_listen() -> String {
-    "0.0.0.0:162".to_owned()
+/// Reads OIDs from one target every `every`; each result is an event whose subject is the
+/// job name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollJob {
+    pub name: String,
+    /// `host:port` (port 161 usually).
+    pub target: String,
+    /// v2c with this community...
+    pub community: Option<String>,
+    /// ...or SNMPv3 as this `[[snmp.user]]`.
+    pub user: Option<String>,
+    /// OIDs to GET.
+    #[serde(default)]
+    pub get: Vec<String>,
+    /// A subtree to walk (GETBULK).
+    pub walk: Option<String>,
+    pub every: Millis,
+    #[serde(default = "default_poll_timeout")]
+    pub timeout: Millis,
+    #[serde(default = "default_poll_retries")]
+    pub retries: u32,
+}
+
+fn default_poll_timeout() -> Millis {
+    Millis(2000)
+}
+
+fn default_poll_retries() -> u32 {
+    1
+}
+
+/// `snmp_poll = { job = "core-interfaces" }`: runs a function with each result of a job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpPollTrigger {
+    pub job: String,
 }
 
 fn default_receive_buffer_kib() -> u32 {

@@ -66,7 +66,22 @@ impl Config {
         let mut names = HashSet::new();
         for (index, function) in self.functions.iter().enumerate() {
             let at = format!("function[{index}]");
-            if self.snmp.is_none()
+            for (position, trigger) in function.triggers.iter().enumerate() {
+                if let TriggerSpec::SnmpPoll(poll) = trigger
+                    && !self
+                        .snmp
+                        .iter()
+                        .flat_map(|s| &s.polls)
+                        .any(|job| job.name == poll.job)
+                {
+                    problems.push((
+                        format!("{at}.trigger[{position}].snmp_poll.job"),
+                        format!("no [[snmp.poll]] job named {:?}", poll.job),
+                    ));
+                }
+            }
+            let receives = self.snmp.as_ref().is_some_and(|s| s.listen.is_some());
+            if !receives
                 && let Some(position) = function
                     .triggers
                     .iter()
@@ -74,7 +89,7 @@ impl Config {
             {
                 problems.push((
                     format!("{at}.trigger[{position}].snmp_trap"),
-                    "needs an [snmp] table (the receiver) in this file".into(),
+                    "needs the receiver: snmp.listen in this file".into(),
                 ));
             }
             if !names.insert(function.name.as_str()) {
@@ -237,6 +252,7 @@ impl FunctionSpec {
                     problems.push((format!("{key}.timer.every"), "must be at least 1ms".into()))
                 }
                 TriggerSpec::Timer(_) => {}
+                TriggerSpec::SnmpPoll(_) => {}
                 TriggerSpec::SnmpTrap(trap) => {
                     if let Some(oid) = &trap.oid
                         && let Err(message) = validate_oid(oid)
@@ -283,14 +299,56 @@ fn validate_oid(oid: &str) -> Result<(), String> {
 }
 
 fn validate_snmp(snmp: &SnmpConfig, problems: &mut Vec<Problem>) {
-    if snmp.listen.parse::<std::net::SocketAddr>().is_err() {
+    if let Some(listen) = &snmp.listen
+        && listen.parse::<std::net::SocketAddr>().is_err()
+    {
         problems.push((
             "snmp.listen".into(),
-            format!(
-                "{:?} is not an address:port such as 0.0.0.0:162",
-                snmp.listen
-            ),
+            format!("{listen:?} is not an address:port such as 0.0.0.0:162"),
         ));
+    }
+    let mut jobs = HashSet::new();
+    for (index, job) in snmp.polls.iter().enumerate() {
+        let at = format!("snmp.poll[{index}]");
+        if !jobs.insert(job.name.as_str()) {
+            problems.push((
+                format!("{at}.name"),
+                format!("duplicate job {:?}", job.name),
+            ));
+        }
+        if job.community.is_some() == job.user.is_some() {
+            problems.push((
+                at.clone(),
+                "give either community (v2c) or user (v3)".into(),
+            ));
+        }
+        if let Some(user) = &job.user
+            && !snmp.users.iter().any(|u| &u.name == user)
+        {
+            problems.push((
+                format!("{at}.user"),
+                format!("no [[snmp.user]] named {user:?}"),
+            ));
+        }
+        if job.get.is_empty() && job.walk.is_none() {
+            problems.push((
+                at.clone(),
+                "give get = [...] OIDs, a walk subtree, or both".into(),
+            ));
+        }
+        for (oid_index, oid) in job.get.iter().enumerate() {
+            if let Err(message) = validate_oid(oid) {
+                problems.push((format!("{at}.get[{oid_index}]"), message));
+            }
+        }
+        if let Some(walk) = &job.walk
+            && let Err(message) = validate_oid(walk)
+        {
+            problems.push((format!("{at}.walk"), message));
+        }
+        if job.every.0 == 0 {
+            problems.push((format!("{at}.every"), "must be at least 1ms".into()));
+        }
     }
     for (index, network) in snmp.allowed_sources.iter().enumerate() {
         if crate::triggers::snmp::parse_network(network).is_err() {

@@ -65,18 +65,40 @@ pub struct KvLimits {
 
 const KV_TREE_PREFIX: &str = "kv/";
 
+/// How long `open` waits for a just-closed database's lock: attempts × pause (2 s).
+const LOCK_ATTEMPTS: u32 = 100;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl StateDb {
+    /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, config: &StateConfig) -> Result<Self, StateError> {
         let flush_each_write = config.flush_every.0 == 0;
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(dir)
             .cache_capacity(u64::from(config.cache_mib) * 1024 * 1024)
-            .flush_every_ms((!flush_each_write).then_some(config.flush_every.0))
-            .open()
-            .map_err(|source| StateError::Open {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            .flush_every_ms((!flush_each_write).then_some(config.flush_every.0));
+        // sled's background threads release the file lock of a database just closed (the
+        // previous agent's, on reload) a moment after its last handle is dropped: wait for
+        // that, briefly, rather than fail.
+        let mut attempts = 0;
+        let db = loop {
+            match sled_config.open() {
+                Err(sled::Error::Io(error))
+                    if error.kind() == std::io::ErrorKind::Other
+                        && error.to_string().contains("could not acquire lock")
+                        && attempts < LOCK_ATTEMPTS =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                result => {
+                    break result.map_err(|source| StateError::Open {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+            }
+        };
         Ok(Self {
             db,
             limits: KvLimits {

@@ -5,6 +5,7 @@ mod http;
 mod metrics;
 pub mod systemd;
 
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -45,7 +46,9 @@ pub fn init_logging(config: &LogConfig) {
     };
     let _ = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
-        .with(DecodeFailureCounter)
+        .with(DecodeFailureCounter.with_filter(filter_fn(|metadata| {
+            metadata.is_event() && metadata.target() == snmp::DECODE_FAILURE_TARGET
+        })))
         .try_init();
 }
 
@@ -54,17 +57,6 @@ pub fn init_logging(config: &LogConfig) {
 struct DecodeFailureCounter;
 
 impl<S: tracing::Subscriber> Layer<S> for DecodeFailureCounter {
-    fn register_callsite(
-        &self,
-        metadata: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        if metadata.target() == snmp::DECODE_FAILURE_TARGET && metadata.is_event() {
-            tracing::subscriber::Interest::always()
-        } else {
-            tracing::subscriber::Interest::never()
-        }
-    }
-
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let mut message = MessageText(false);
         event.record(&mut message);

@@ -6,6 +6,7 @@
 mod accept;
 mod engine;
 pub mod payload;
+mod poll;
 mod socket;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use crate::telemetry::{Health, Metrics};
 
 use accept::AcceptList;
 pub use accept::parse_network;
+pub use poll::start as start_polls;
 use socket::BoundSocket;
 
 /// How often the receiver's own rejection counters are copied into fogd's metrics.
@@ -46,8 +48,9 @@ pub fn count_decode_failure() {
 
 /// Binds the receiver and starts its task, which stops when `shutdown` turns true; returns
 /// the task and the bound address.
-pub async fn start(
+pub async fn start_receiver(
     config: &SnmpConfig,
+    listen: &str,
     state_dir: &std::path::Path,
     dispatch: Dispatch,
     health: Arc<Health>,
@@ -56,7 +59,7 @@ pub async fn start(
     let metrics = dispatch.metrics().clone();
     let accept = Arc::new(AcceptList::new(config, metrics.clone())?);
     let mut builder = NotificationReceiver::builder()
-        .bind(config.listen.clone())
+        .bind(listen.to_owned())
         .acceptance_policy({
             let accept = accept.clone();
             move |envelope: &async_snmp::notification::NotificationEnvelope<'_>| {
@@ -90,7 +93,7 @@ pub async fn start(
     let receiver = builder
         .build()
         .await
-        .with_context(|| format!("cannot receive SNMP notifications on {}", config.listen))?;
+        .with_context(|| format!("cannot receive SNMP notifications on {listen}"))?;
     let local = receiver.local_addr();
     let socket = BoundSocket::find(local);
     let requested = config.receive_buffer_kib as usize * 1024;
@@ -114,7 +117,7 @@ type Key = Option<(AuthProtocol, Vec<u8>)>;
 type PrivacyKey = Option<(PrivProtocol, Vec<u8>)>;
 
 /// Reads a user's passwords from their files (validation guarantees they are named).
-fn read_keys(user: &SnmpUser) -> anyhow::Result<(Key, PrivacyKey)> {
+pub(crate) fn read_keys(user: &SnmpUser) -> anyhow::Result<(Key, PrivacyKey)> {
     let read = |file: &Option<std::path::PathBuf>| -> anyhow::Result<Vec<u8>> {
         let path = file.as_ref().context("password file missing")?;
         let text = std::fs::read_to_string(path)

@@ -1,0 +1,165 @@
+//! SNMP poll jobs: each job is its own task with its own client, so a slow or dead target
+//! delays nobody else, and runs one poll at a time (a tick that comes while the previous
+//! poll is still waiting is skipped, so a target never gets more than one request in flight
+//! from a job).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_snmp::{Auth, Client, Oid, Retry, UsmConfig, VarBind};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::config::{PollJob, SnmpConfig};
+use crate::event::{Source, new_event};
+use crate::router::Dispatch;
+use crate::telemetry::Health;
+
+/// GETBULK repetitions per walk request.
+const MAX_REPETITIONS: u32 = 25;
+
+/// Starts one task per job.
+pub fn start(
+    config: &SnmpConfig,
+    dispatch: &Dispatch,
+    health: &Arc<Health>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for job in &config.polls {
+        let auth = auth(config, job).with_context(|| format!("SNMP poll job {:?}", job.name))?;
+        let get = job
+            .get
+            .iter()
+            .map(|oid| Oid::parse(oid))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("SNMP poll job {:?}", job.name))?;
+        let walk = job.walk.as_deref().map(Oid::parse).transpose()?;
+        tasks.push(tokio::spawn(run(
+            job.clone(),
+            auth,
+            get,
+            walk,
+            dispatch.clone(),
+            health.clone(),
+            shutdown.clone(),
+        )));
+    }
+    Ok(tasks)
+}
+
+fn auth(config: &SnmpConfig, job: &PollJob) -> anyhow::Result<Auth> {
+    if let Some(community) = &job.community {
+        return Ok(Auth::v2c(community.clone()));
+    }
+    let name = job.user.as_deref().context("neither community nor user")?;
+    let user = config
+        .users
+        .iter()
+        .find(|u| u.name == name)
+        .with_context(|| format!("no [[snmp.user]] named {name:?}"))?;
+    let (auth, privacy) = super::read_keys(user)?;
+    let usm = UsmConfig::new(user.name.clone().into_bytes());
+    let usm = match (auth, privacy) {
+        (Some((auth, auth_key)), Some((privacy, privacy_key))) => {
+            usm.auth_priv(auth, auth_key, privacy, privacy_key)?
+        }
+        (Some((auth, auth_key)), None) => usm.auth(auth, auth_key)?,
+        _ => usm,
+    };
+    Ok(Auth::Usm(usm))
+}
+
+async fn run(
+    job: PollJob,
+    auth: Auth,
+    get: Vec<Oid>,
+    walk: Option<Oid>,
+    dispatch: Dispatch,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let component = format!("snmp/poll/{}", job.name);
+    let mut ticker = tokio::time::interval(job.every.as_duration());
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut client = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if client.is_none() {
+            match connect(&job, auth.clone()).await {
+                Ok(connected) => client = Some(connected),
+                Err(error) => {
+                    tracing::warn!(job = %job.name, target = %job.target, %error, "SNMP poll cannot start");
+                    health.set(component.clone(), false, error.to_string());
+                    continue;
+                }
+            }
+        }
+        let Some(connected) = &client else { continue };
+        let poll = tokio::select! {
+            result = poll(connected, &get, walk.as_ref()) => result,
+            _ = shutdown.changed() => return,
+        };
+        match poll {
+            Ok(varbinds) => {
+                health.set(
+                    component.clone(),
+                    true,
+                    format!("{} values", varbinds.len()),
+                );
+                let payload = json!({
+                    "job": job.name,
+                    "target": job.target,
+                    "varbinds": varbinds.iter().map(super::payload::varbind).collect::<Vec<_>>(),
+                });
+                let mut event = new_event(
+                    Source::SnmpPoll,
+                    job.name.clone(),
+                    payload.to_string().into_bytes(),
+                );
+                event.attributes = vec![("snmp.target".into(), job.target.clone())];
+                dispatch.offer(event);
+            }
+            Err(error) => {
+                tracing::warn!(job = %job.name, target = %job.target, %error, "SNMP poll failed");
+                dispatch.metrics().input_rejected("snmp_poll", "failed");
+                health.set(component.clone(), false, error.to_string());
+            }
+        }
+    }
+}
+
+async fn connect(job: &PollJob, auth: Auth) -> anyhow::Result<Client<async_snmp::UdpHandle>> {
+    let retry = Retry::fixed(job.retries, Duration::ZERO).context("retries")?;
+    Ok(Client::builder(job.target.as_str(), auth)
+        .request_timeout(job.timeout.as_duration())
+        .retry(retry)
+        .connect()
+        .await?)
+}
+
+async fn poll(
+    client: &Client<async_snmp::UdpHandle>,
+    get: &[Oid],
+    walk: Option<&Oid>,
+) -> anyhow::Result<Vec<VarBind>> {
+    let mut varbinds = Vec::new();
+    if !get.is_empty() {
+        varbinds.extend(client.get_many(get).await?.varbinds);
+    }
+    if let Some(subtree) = walk {
+        varbinds.extend(
+            client
+                .bulk_walk(subtree.clone(), MAX_REPETITIONS)?
+                .collect()
+                .await?,
+        );
+    }
+    Ok(varbinds)
+}
