@@ -7,6 +7,7 @@ mod accept;
 mod engine;
 pub mod payload;
 mod poll;
+pub mod render;
 mod socket;
 
 use std::collections::HashMap;

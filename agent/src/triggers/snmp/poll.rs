@@ -116,7 +116,7 @@ async fn run(
                 let payload = json!({
                     "job": job.name,
                     "target": job.target,
-                    "varbinds": varbinds.iter().map(super::payload::varbind).collect::<Vec<_>>(),
+                    "varbinds": varbinds.iter().map(super::render::varbind).collect::<Vec<_>>(),
                 });
                 let mut event = new_event(
                     Source::SnmpPoll,
