@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs fogd on a Debian-like system: binary, systemd unit, default config, shipped
-# functions, the `fogd` user and its directories. Safe to run again (an existing
+# functions and model, the `fogd` user and its directories. Safe to run again (an existing
 # /etc/fogd/fogd.toml is kept).
 #
 #   provisioning/install.sh [--binary PATH] [--root DIR]
@@ -47,14 +47,17 @@ if [ "$action" = uninstall ]; then
 fi
 
 [ -x "$binary" ] || { echo "install.sh: no fogd binary at $binary (cargo build --release, or --binary PATH)" >&2; exit 1; }
-install -d -m 0755 "$bin_dir" "$unit_dir" "$config_dir" "$share_dir/functions"
+install -d -m 0755 "$bin_dir" "$unit_dir" "$config_dir" "$share_dir/functions" "$share_dir/models"
 install -m 0755 "$binary" "$bin_dir/fogd"
 install -m 0644 "$here/fogd.service" "$unit_dir/fogd.service"
 if [ ! -e "$config_dir/fogd.toml" ]; then
     install -m 0644 "$here/fogd.toml" "$config_dir/fogd.toml"
 fi
-for wasm in "$functions"/echo.wasm "$functions"/threshold_alert.wasm; do
+for wasm in "$functions"/echo.wasm "$functions"/threshold_alert.wasm "$functions"/ddos_detector.wasm; do
     [ -e "$wasm" ] && install -m 0644 "$wasm" "$share_dir/functions/"
+done
+for model in flow-anomaly.tflite reference.json MODEL_CARD.md; do
+    install -m 0644 "$here/../models/flow-anomaly/$model" "$share_dir/models/"
 done
 if [ -z "$root" ]; then
     getent group fogd >/dev/null || groupadd --system fogd

@@ -41,6 +41,7 @@ wasi-functions/build.sh --quiet >/dev/null
 echo "==> tests"
 cargo test --release --workspace --no-fail-fast
 
-echo "==> aarch64 cross build and qemu smoke test"
+echo "==> aarch64 cross build, qemu smoke test and .deb"
 cross/build.sh aarch64 --quiet
 cross/smoke.sh aarch64
+dpkg-deb --info "$(cross/deb.sh arm64)" | grep -E "Package|Architecture|Version"

@@ -254,3 +254,60 @@ fn identity_init_and_install_through_the_cli() {
         text(&output)
     );
 }
+
+#[test]
+fn deb_package_holds_the_install_and_creates_the_user() {
+    components();
+    let output = run(Command::new(root().join("cross/deb.sh"))
+        .arg("amd64")
+        .arg("--binary")
+        .arg(fogd_bin()));
+    assert!(output.status.success(), "{}", text(&output));
+    let package = std::path::PathBuf::from(text(&output).trim());
+    let info = text(&run(Command::new("dpkg-deb").arg("--info").arg(&package)));
+    for field in [
+        "Package: fogd",
+        "Architecture: amd64",
+        "Depends: adduser, systemd",
+    ] {
+        assert!(info.contains(field), "{field} in {info}");
+    }
+    let contents = text(&run(Command::new("dpkg-deb")
+        .arg("--contents")
+        .arg(&package)));
+    for path in [
+        "./usr/bin/fogd",
+        "./lib/systemd/system/fogd.service",
+        "./etc/fogd/fogd.toml",
+        "./usr/share/fogd/functions/ddos_detector.wasm",
+        "./usr/share/fogd/models/flow-anomaly.tflite",
+    ] {
+        assert!(contents.contains(path), "{path} in {contents}");
+    }
+    assert!(!contents.contains("libLiteRt"), "LiteRT is not bundled");
+    let control = tempfile::tempdir().unwrap();
+    assert!(
+        run(Command::new("dpkg-deb")
+            .arg("--control")
+            .arg(&package)
+            .arg(control.path()))
+        .status
+        .success()
+    );
+    let conffiles = std::fs::read_to_string(control.path().join("conffiles")).unwrap();
+    assert_eq!(conffiles.trim(), "/etc/fogd/fogd.toml");
+    let postinst = std::fs::read_to_string(control.path().join("postinst")).unwrap();
+    assert!(postinst.contains("adduser --system") && postinst.contains("/var/lib/fogd"));
+
+    let extracted = tempfile::tempdir().unwrap();
+    assert!(
+        run(Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&package)
+            .arg(extracted.path()))
+        .status
+        .success()
+    );
+    let version = run(Command::new(extracted.path().join("usr/bin/fogd")).arg("--version"));
+    assert!(text(&version).starts_with("fogd "), "{}", text(&version));
+}
