@@ -158,6 +158,8 @@ pub(crate) fn required_levels(users: &[SnmpUser]) -> HashMap<Vec<u8>, SecurityLe
         .collect()
 }
 
+/// Receives until shutdown. The counter sync runs beside it rather than in the same
+/// `select!`: dropping a `recv` future mid-datagram could lose that notification.
 async fn receive(
     receiver: NotificationReceiver,
     socket: Option<BoundSocket>,
@@ -165,12 +167,15 @@ async fn receive(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut counters = RejectionCounters::new(&receiver, socket.as_ref());
-    let mut sync = tokio::time::interval(COUNTER_SYNC);
+    let sync = tokio::spawn(sync_counters(
+        receiver.clone(),
+        socket,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = sync.tick() => counters.sync(&receiver, socket.as_ref(), &metrics),
+            _ = shutdown.changed() => break,
             received = receiver.recv() => match received {
                 Ok(received) => {
                     let event = payload::to_event(&received.notification, received.source);
@@ -181,6 +186,23 @@ async fn receive(
                     tracing::warn!(%error, "SNMP receive failed");
                 }
             },
+        }
+    }
+    let _ = sync.await;
+}
+
+async fn sync_counters(
+    receiver: NotificationReceiver,
+    socket: Option<BoundSocket>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut counters = RejectionCounters::new(&receiver, socket.as_ref());
+    let mut tick = tokio::time::interval(COUNTER_SYNC);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => counters.sync(&receiver, socket.as_ref(), &metrics),
         }
     }
 }
