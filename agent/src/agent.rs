@@ -250,7 +250,8 @@ fn report_models(config: &Config, models: &ModelRegistry, health: &Health) {
         Availability::Unavailable(reason) => health.set("inference", false, reason),
     }
     let failures = models.failures();
-    for status in models.status() {
+    let statuses = models.status();
+    for status in &statuses {
         let detail = match failures.get(&status.name) {
             Some(error) => format!(
                 "version {} active; the configured one was refused: {error}",
@@ -265,7 +266,7 @@ fn report_models(config: &Config, models: &ModelRegistry, health: &Health) {
         );
     }
     for (name, error) in failures {
-        if !models.status().iter().any(|s| s.name == name) {
+        if !statuses.iter().any(|s| s.name == name) {
             health.set(format!("model/{name}"), false, error);
         }
     }

@@ -15,6 +15,21 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const COMMUNITY: &str = "fogd-test";
 const LINK_DOWN: &str = "1.3.6.1.6.3.1.1.5.3";
 const COLD_START: &str = "1.3.6.1.6.3.1.1.5.1";
+/// net-snmp options for the authPriv SHA/AES user every site configures.
+const SHA_AES_USER: &[&str] = &[
+    "-u",
+    "sha-aes",
+    "-l",
+    "authPriv",
+    "-a",
+    "SHA",
+    "-A",
+    "authpass123",
+    "-x",
+    "AES",
+    "-X",
+    "privpass123",
+];
 
 struct Site {
     running: Running,
@@ -257,23 +272,7 @@ async fn v2c_and_v1_traps_become_events_routed_by_trap_oid() {
 async fn v3_traps_with_each_security_level_and_wrong_keys_are_counted() {
     let mut site = site("snmp-observer-2").await;
     let cases: [(&[&str], &str); 3] = [
-        (
-            &[
-                "-u",
-                "sha-aes",
-                "-l",
-                "authPriv",
-                "-a",
-                "SHA",
-                "-A",
-                "authpass123",
-                "-x",
-                "AES",
-                "-X",
-                "privpass123",
-            ],
-            "authPriv",
-        ),
+        (SHA_AES_USER, "authPriv"),
         (
             &[
                 "-u",
@@ -393,22 +392,7 @@ async fn informs_are_answered_and_refused_ones_are_not() {
     assert_ok(&v2c);
     let v3 = site.tool(
         "snmpinform",
-        &[
-            "-v",
-            "3",
-            "-u",
-            "sha-aes",
-            "-l",
-            "authPriv",
-            "-a",
-            "SHA",
-            "-A",
-            "authpass123",
-            "-x",
-            "AES",
-            "-X",
-            "privpass123",
-        ],
+        &[&["-v", "3"], SHA_AES_USER].concat(),
         &["6", COLD_START],
     );
     assert_ok(&v3);
