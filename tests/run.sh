@@ -2,7 +2,8 @@
 # Installs what the test suite needs on a Debian machine with the Rust toolchain (Debian
 # packages, rustup targets, LiteRT's runtime library from the ai-edge-litert wheel), then runs
 # all of it: formatting check, the guest functions, every test against real components, and
-# the aarch64 cross build run under qemu (cross/ installs its own compiler and qemu-user).
+# the aarch64 and armv7 cross builds run under qemu (cross/ installs its own compilers and
+# qemu-user).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -41,7 +42,9 @@ wasi-functions/build.sh --quiet >/dev/null
 echo "==> tests"
 cargo test --release --workspace --no-fail-fast
 
-echo "==> aarch64 cross build, qemu smoke test and .deb"
-cross/build.sh aarch64 --quiet
-cross/smoke.sh aarch64
-dpkg-deb --info "$(cross/deb.sh arm64)" | grep -E "Package|Architecture|Version"
+for arch in aarch64:arm64 armv7:armhf; do
+    echo "==> ${arch%:*} cross build, qemu smoke test and .deb"
+    cross/build.sh "${arch%:*}" --quiet
+    cross/smoke.sh "${arch%:*}"
+    dpkg-deb --info "$(cross/deb.sh "${arch#*:}")" | grep -E "Package|Architecture|Version"
+done

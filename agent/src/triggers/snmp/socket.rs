@@ -123,12 +123,15 @@ fn socket_address(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// The socket's inode, from its `/proc/self/fd` link (`socket:[N]`); the same on 32- and
+/// 64-bit targets, unlike `stat.st_ino`.
 fn inode(fd: RawFd) -> Option<u64> {
-    // SAFETY: fstat writes one stat struct.
-    unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        (libc::fstat(fd, &raw mut stat) == 0).then_some(stat.st_ino)
-    }
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    link.to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// The `drops` column (the last) of the `/proc/net/udp` row whose `inode` column matches.
