@@ -7,8 +7,9 @@
 #
 #   provisioning/footprint.sh [--seconds 60] [--binary target/release/fogd]
 #
-# Prints one JSON line. Needs the release build, the built functions and LiteRT's runtime
-# (provisioning/demo.sh does all three).
+# Pass --binary target/dist/fogd to measure the size-tuned build that packages ship. Prints
+# one JSON line: totals and PSS by what is mapped. Needs the built functions and LiteRT's
+# runtime (provisioning/demo.sh fetches both).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds=60
@@ -17,7 +18,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds="$2"; shift 2 ;;
         --binary) binary="$2"; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "footprint.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -62,6 +63,22 @@ grep -q "functions=5" "$work/log" || { echo "not all five functions loaded:" >&2
 sleep "$seconds"
 rss_kib=$(awk '/^Rss:/ {print $2}' "/proc/$pid/smaps_rollup")
 pss_kib=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")
-printf '{"ready_first_ms": %d, "ready_cached_ms": %d, "rss_kib": %d, "pss_kib": %d, "seconds": %d, "binary_bytes": %d}\n' \
-    "$(cat "$work/first")" "$(cat "$work/cached")" "$rss_kib" "$pss_kib" "$seconds" "$(stat -c %s "$binary")"
+# PSS by what is mapped: fogd's own code, LiteRT (with the libstdc++ it pulls in), other
+# shared libraries, compiled components, and anonymous memory (heap, stacks, guest memories).
+breakdown=$(awk -v binary="$(readlink -f "$binary")" '
+    /^[0-9a-f]+-[0-9a-f]+ / {
+        path = $6
+        if (path == binary) part = "binary"
+        else if (path ~ /libLiteRt|libstdc\+\+/) part = "litert"
+        else if (path ~ /\.so/) part = "libraries"
+        else if (path ~ /\.cwasm$|memfd:wasm/) part = "components"
+        else part = "anonymous"
+    }
+    /^Pss:/ { pss[part] += $2 }
+    END {
+        printf "\"pss_binary_kib\": %d, \"pss_litert_kib\": %d, \"pss_libraries_kib\": %d, \"pss_components_kib\": %d, \"pss_anonymous_kib\": %d",
+            pss["binary"], pss["litert"], pss["libraries"], pss["components"], pss["anonymous"]
+    }' "/proc/$pid/smaps")
+printf '{"ready_first_ms": %d, "ready_cached_ms": %d, "rss_kib": %d, "pss_kib": %d, %s, "seconds": %d, "binary_bytes": %d}\n' \
+    "$(cat "$work/first")" "$(cat "$work/cached")" "$rss_kib" "$pss_kib" "$breakdown" "$seconds" "$(stat -c %s "$binary")"
 stop_fogd
