@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{TlsConfiguration, Transport};
+use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -24,6 +24,9 @@ const READ_LIMIT_FACTOR: u32 = 4;
 
 /// QoS 1/2 messages the broker may send before fogd acknowledges any.
 const RECEIVE_MAXIMUM: u16 = 1000;
+
+/// Time allowed for the TCP/TLS connect and the CONNACK.
+const CONNECTION_TIMEOUT_SECS: u64 = 10;
 
 #[derive(Debug, Error)]
 pub enum SetupError {
@@ -116,6 +119,11 @@ impl ConnectionSettings {
             Some(config) => Transport::tls_with_config(TlsConfiguration::Rustls(config.clone())),
             None => Transport::Tcp,
         };
+        // Without TCP_NODELAY, an acknowledgement written right after a publish (or the
+        // reverse) waits for the broker's delayed ACK: tens of milliseconds per message.
+        let mut network = NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        network.set_connection_timeout(CONNECTION_TIMEOUT_SECS);
         match spec.protocol {
             MqttProtocol::V5 => {
                 let mut options =
@@ -131,7 +139,8 @@ impl ConnectionSettings {
                     .set_receive_maximum(Some(RECEIVE_MAXIMUM))
                     .set_outgoing_inflight_upper_limit(spec.inflight)
                     .set_request_channel_capacity(capacity)
-                    .set_connection_timeout(10)
+                    .set_connection_timeout(CONNECTION_TIMEOUT_SECS)
+                    .set_network_options(network)
                     .set_transport(transport);
                 if let Some(username) = &spec.username {
                     options.set_credentials(username, self.password.clone().unwrap_or_default());
@@ -155,7 +164,8 @@ impl ConnectionSettings {
                 if let Some(username) = &spec.username {
                     options.set_credentials(username, self.password.clone().unwrap_or_default());
                 }
-                let (client, eventloop) = rumqttc::AsyncClient::new(options, capacity);
+                let (client, mut eventloop) = rumqttc::AsyncClient::new(options, capacity);
+                eventloop.set_network_options(network);
                 (
                     MqttClient::V311(client),
                     MqttEventLoop::V311(Box::new(eventloop)),
