@@ -16,6 +16,7 @@ pub mod outbound;
 pub mod router;
 pub mod runtime;
 pub mod state;
+pub mod sync;
 pub mod telemetry;
 pub mod topic;
 pub mod triggers;

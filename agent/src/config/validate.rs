@@ -12,7 +12,8 @@ type Problem = (String, String);
 const MAX_MEMORY_MIB: u32 = 4096;
 
 impl Config {
-    pub(super) fn validate(&self) -> Vec<Problem> {
+    /// Every problem of this configuration, each with its dotted key path.
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.runtime.workers == Some(0) {
             problems.push(("runtime.workers".into(), "must be at least 1".into()));
