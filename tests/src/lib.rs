@@ -65,38 +65,45 @@ pub fn components() -> &'static Components {
 /// does not rebuild another package's binaries, so this makes sure none is stale.
 pub fn fogd_bin() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test binary path");
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("target/<profile>/deps/<test>");
-            let profile = profile_dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .expect("profile name");
-            let target_dir = profile_dir.parent().expect("target dir");
-            let mut build = Command::new("cargo");
-            build
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "fogd",
-                    "--bin",
-                    "fogd",
-                    "--target-dir",
-                ])
-                .arg(target_dir);
-            if profile != "debug" {
-                build.args(["--profile", profile]);
-            }
-            let status = build.current_dir(root()).status().expect("cargo runs");
-            assert!(status.success(), "building the fogd binary failed");
-            profile_dir.join("fogd")
-        })
-        .clone()
+    BUILT.get_or_init(|| build_binary("fogd")).clone()
+}
+
+/// The `fogctl` binary, built like [`fogd_bin`].
+pub fn fogctl_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_binary("fogctl")).clone()
+}
+
+/// Builds the package's binary of the same name with the test's own profile and target dir.
+fn build_binary(package: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("profile name");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let mut build = Command::new("cargo");
+    build
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            package,
+            "--bin",
+            package,
+            "--target-dir",
+        ])
+        .arg(target_dir);
+    if profile != "debug" {
+        build.args(["--profile", profile]);
+    }
+    let status = build.current_dir(root()).status().expect("cargo runs");
+    assert!(status.success(), "building the {package} binary failed");
+    profile_dir.join(package)
 }
 
 /// A runtime with a throw-away state database and cache, collecting everything published.

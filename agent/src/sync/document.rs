@@ -331,6 +331,49 @@ mod tests {
         );
     }
 
+    const SCHEMA_FILE: &str = include_str!("../../schema/deployment-v1.schema.json");
+    const EXAMPLE: &str = include_str!("../../schema/example-deployment.json");
+
+    /// Every key name found anywhere in `value`.
+    fn keys(value: &Value, found: &mut HashSet<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map {
+                    found.insert(key.clone());
+                    keys(item, found);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| keys(item, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_published_example_parses_and_uses_every_field_the_schema_names() {
+        let example: Value = serde_json::from_str(EXAMPLE).unwrap();
+        Deployment::parse(example.clone(), None).unwrap();
+        let schema: Value = serde_json::from_str(SCHEMA_FILE).unwrap();
+        let mut named = HashSet::new();
+        let mut objects = vec![&schema];
+        while let Some(object) = objects.pop() {
+            if let Some(properties) = object.get("properties").and_then(Value::as_object) {
+                named.extend(properties.keys().cloned());
+                objects.extend(properties.values());
+            }
+            if let Some(defs) = object.get("$defs").and_then(Value::as_object) {
+                objects.extend(
+                    defs.iter()
+                        .filter(|(name, _)| *name != "signed")
+                        .map(|(_, def)| def),
+                );
+            }
+        }
+        let mut used = HashSet::new();
+        keys(&example, &mut used);
+        let missing: Vec<_> = named.difference(&used).collect();
+        assert!(missing.is_empty(), "the example does not use {missing:?}");
+    }
+
     #[test]
     fn configure_resolves_files_and_checks_against_the_device_config() {
         let deployment = Deployment::parse(document(2), None).unwrap();
