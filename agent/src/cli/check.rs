@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::ConfigArg;
-use fogd::config::{self, ConfigErrors, error_at_key};
+use fogd::config::{self, Config, ConfigErrors, error_at_key};
 use fogd::inference::{Availability, ModelRegistry};
 use fogd::outbound::DiscardSink;
 use fogd::runtime::{LoadError, Runtime, RuntimeSettings};
@@ -29,39 +29,10 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if !args.no_compile {
-        let state = StateDb::temporary(&config.state)?;
-        // Compile into a scratch cache: checking must not touch the daemon's state.
-        let scratch = tempfile::tempdir()?;
-        let mut settings = RuntimeSettings::from_config(&config);
-        settings.cache_dir = scratch.path().to_owned();
-        let mut problems = Vec::new();
-        let models = Arc::new(ModelRegistry::for_config(&config));
-        match models.availability() {
-            Availability::Available(_) => {
-                for (name, error) in models.failures() {
-                    let index = config
-                        .models
-                        .iter()
-                        .position(|m| m.name == name)
-                        .unwrap_or(0);
-                    problems.push(error_at_key(path, &format!("model[{index}].path"), error));
-                }
-            }
-            Availability::Unavailable(reason) if !config.models.is_empty() => {
-                eprintln!("note: models not checked: inference is unavailable ({reason})");
-            }
-            Availability::Unavailable(_) => {}
-        }
-        let runtime = Runtime::new(settings)?.with_models(models);
-        for (index, spec) in config.functions.iter().enumerate() {
-            if let Err(error) = runtime.load(spec, &state, Arc::new(DiscardSink)) {
-                let key = match error {
-                    LoadError::Model(_) => format!("function[{index}].model_shapes"),
-                    _ => format!("function[{index}].component"),
-                };
-                problems.push(error_at_key(path, &key, error.to_string()));
-            }
-        }
+        let problems: Vec<_> = compile(&config)?
+            .into_iter()
+            .map(|(key, message)| error_at_key(path, &key, message))
+            .collect();
         if !problems.is_empty() {
             eprintln!("{}", ConfigErrors(problems));
             return Ok(ExitCode::FAILURE);
@@ -74,4 +45,42 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         if config.functions.len() == 1 { "" } else { "s" }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Compiles every component and loads every model of `config` into scratch space (the
+/// daemon's state is not touched); returns each problem with its key.
+pub(super) fn compile(config: &Config) -> anyhow::Result<Vec<(String, String)>> {
+    let state = StateDb::temporary(&config.state)?;
+    let scratch = tempfile::tempdir()?;
+    let mut settings = RuntimeSettings::from_config(config);
+    settings.cache_dir = scratch.path().to_owned();
+    let mut problems = Vec::new();
+    let models = Arc::new(ModelRegistry::for_config(config));
+    match models.availability() {
+        Availability::Available(_) => {
+            for (name, error) in models.failures() {
+                let index = config
+                    .models
+                    .iter()
+                    .position(|m| m.name == name)
+                    .unwrap_or(0);
+                problems.push((format!("model[{index}].path"), error));
+            }
+        }
+        Availability::Unavailable(reason) if !config.models.is_empty() => {
+            eprintln!("note: models not checked: inference is unavailable ({reason})");
+        }
+        Availability::Unavailable(_) => {}
+    }
+    let runtime = Runtime::new(settings)?.with_models(models);
+    for (index, spec) in config.functions.iter().enumerate() {
+        if let Err(error) = runtime.load(spec, &state, Arc::new(DiscardSink)) {
+            let key = match error {
+                LoadError::Model(_) => format!("function[{index}].model_shapes"),
+                _ => format!("function[{index}].component"),
+            };
+            problems.push((key, error.to_string()));
+        }
+    }
+    Ok(problems)
 }

@@ -4,6 +4,7 @@ mod bench;
 mod bench_infer;
 mod bench_mqtt;
 mod check;
+mod deploy;
 mod identity;
 mod invoke;
 mod reload;
@@ -38,6 +39,8 @@ enum Command {
     Run(run::RunArgs),
     /// Ask the running daemon to re-read its config file (sends it SIGHUP).
     Reload(reload::ReloadArgs),
+    /// Apply a signed deployment document locally, with its artifacts from a directory.
+    Deploy(deploy::DeployArgs),
     /// Validate a config file and compile its components, reporting every problem.
     Check(check::CheckArgs),
     /// Run one event through a function and print its result and timing.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Reload(args) => reload::run(args),
+        Command::Deploy(args) => deploy::run(args),
         Command::Check(args) => check::run(args),
         Command::Invoke(args) => invoke::run(args),
         Command::Identity(command) => identity::run(command),

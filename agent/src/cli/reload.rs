@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use super::ConfigArg;
-use fogd::config;
+use fogd::config::{self, Config};
 
 #[derive(clap::Args)]
 #[command(
@@ -18,13 +18,30 @@ pub struct ReloadArgs {
 
 pub fn run(args: ReloadArgs) -> anyhow::Result<ExitCode> {
     let config = config::load_file(&args.config.config)?;
-    let pid_file = super::run::pid_file(&config);
-    let text = std::fs::read_to_string(&pid_file).with_context(|| {
+    let pid = signal_daemon(&config)?.with_context(|| {
         format!(
             "cannot read {} (is `fogd run` running with this config?)",
-            pid_file.display()
+            super::run::pid_file(&config).display()
         )
     })?;
+    println!(
+        "asked fogd (pid {pid}) to reload {}",
+        args.config.config.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends SIGHUP to the daemon running with `config`; `None` when its pid file is absent
+/// (no daemon is running).
+pub(super) fn signal_daemon(config: &Config) -> anyhow::Result<Option<i32>> {
+    let pid_file = super::run::pid_file(config);
+    let text = match std::fs::read_to_string(&pid_file) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", pid_file.display()));
+        }
+    };
     let pid: i32 = text
         .trim()
         .parse()
@@ -36,9 +53,5 @@ pub fn run(args: ReloadArgs) -> anyhow::Result<ExitCode> {
             std::io::Error::last_os_error()
         );
     }
-    println!(
-        "asked fogd (pid {pid}) to reload {}",
-        args.config.config.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(Some(pid))
 }

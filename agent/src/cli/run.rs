@@ -10,6 +10,7 @@ use super::ConfigArg;
 use fogd::agent::Agent;
 use fogd::config::{self, Config};
 use fogd::inference::ModelRegistry;
+use fogd::sync::activate;
 use fogd::telemetry::{self, systemd};
 use std::sync::Arc;
 
@@ -41,10 +42,11 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let selected = activate::select(&config);
     // The registry outlives reloads: a changed model version is loaded beside the active
     // one and swapped in, unchanged ones are kept as they are.
-    let models = Arc::new(ModelRegistry::for_config(&config));
-    let mut agent = start(&config, &models).await?;
+    let models = Arc::new(ModelRegistry::for_config(&selected.config));
+    let mut agent = start_selected(&config, selected, &models).await?;
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
     loop {
         tokio::select! {
@@ -55,10 +57,11 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                 match config::load_file(path) {
                     Ok(new_config) => {
                         tracing::info!(config = %path.display(), "reloading: draining, then starting on the new config");
-                        models.sync(&new_config.models);
+                        let selected = activate::select(&new_config);
+                        models.sync(&selected.config.models);
                         agent.shutdown().await;
                         config = new_config;
-                        agent = start(&config, &models).await?;
+                        agent = start_selected(&config, selected, &models).await?;
                     }
                     Err(errors) => {
                         tracing::error!(%errors, "reload refused: the config file is invalid; still running the previous one");
@@ -74,6 +77,35 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+}
+
+/// Starts the agent on the selected configuration. A staged deployment is committed once
+/// the agent runs on it; if it cannot start, it is discarded and the agent starts on what
+/// the device ran before.
+async fn start_selected(
+    base: &Config,
+    selected: activate::Selected,
+    models: &Arc<ModelRegistry>,
+) -> anyhow::Result<Agent> {
+    let Some(revision) = selected.revision else {
+        return start(&selected.config, models).await;
+    };
+    match start(&selected.config, models).await {
+        Ok(agent) => {
+            tracing::info!(revision, "running deployment");
+            if selected.staged {
+                activate::commit(base, revision);
+            }
+            Ok(agent)
+        }
+        Err(error) if selected.staged => {
+            activate::refuse(base, revision, &format!("{error:#}"));
+            let previous = activate::select(base);
+            models.sync(&previous.config.models);
+            start(&previous.config, models).await
+        }
+        Err(error) => Err(error),
     }
 }
 

@@ -53,6 +53,34 @@ pub struct Config {
     pub models: Vec<ModelSpec>,
     /// The SNMP trap and inform receiver; off unless present.
     pub snmp: Option<SnmpConfig>,
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// Deployment documents from the fleet (`fogd deploy`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Fleet public keys (hex, as `fogctl keygen` writes them) whose signed documents this
+    /// device accepts. None: deployments are refused.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// Revisions whose files are kept: the committed one and those before it, for rollback.
+    #[serde(default = "default_keep_revisions")]
+    pub keep_revisions: u32,
+}
+
+fn default_keep_revisions() -> u32 {
+    3
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            trusted_keys: Vec::new(),
+            keep_revisions: default_keep_revisions(),
+        }
+    }
 }
 
 /// The LiteRT runtime.

@@ -104,6 +104,20 @@ impl Config {
             self.validate_model_references(function, &at, &mut problems);
         }
         self.validate_models(&mut problems);
+        for (index, key) in self.sync.trusted_keys.iter().enumerate() {
+            if crate::sync::TrustedKeys::from_hex([key.as_str()]).is_err() {
+                problems.push((
+                    format!("sync.trusted_keys[{index}]"),
+                    "is not an Ed25519 public key (64 hex digits)".into(),
+                ));
+            }
+        }
+        if self.sync.keep_revisions < 2 {
+            problems.push((
+                "sync.keep_revisions".into(),
+                "must be at least 2 (the committed revision and one to roll back to)".into(),
+            ));
+        }
         problems
     }
 

@@ -1,0 +1,295 @@
+//! Revisions on disk: `<state_dir>/revisions/<revision>/` holds a revision's artifacts and
+//! its signed document; `committed` names the revision the device runs. A revision directory
+//! appears by rename once every artifact in it is checked, and `committed` is replaced by
+//! rename, so a crash at any point leaves either the old or the new state.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::document::{Artifact, Deployment};
+
+/// The signed document inside a revision directory.
+pub const DOCUMENT_FILE: &str = "deployment.json";
+const COMMITTED_FILE: &str = "committed";
+const STAGING_SUFFIX: &str = ".staging";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("artifact {name}: {reason}")]
+    Artifact { name: String, reason: String },
+    #[error("{path} does not hold a revision number")]
+    Corrupt { path: PathBuf },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+pub struct RevisionStore {
+    dir: PathBuf,
+}
+
+impl RevisionStore {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            dir: state_dir.join("revisions"),
+        }
+    }
+
+    pub fn revision_dir(&self, revision: u64) -> PathBuf {
+        self.dir.join(revision.to_string())
+    }
+
+    /// The revision the device runs, if it ever committed one.
+    pub fn committed(&self) -> Result<Option<u64>, StoreError> {
+        let path = self.dir.join(COMMITTED_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt { path }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(io(&path)(error)),
+        }
+    }
+
+    /// Copies the deployment's artifacts from `source` into a new revision directory,
+    /// checking each one's size and SHA-256, and stores the signed document beside them.
+    pub fn stage(
+        &self,
+        signed: &[u8],
+        deployment: &Deployment,
+        source: &Path,
+    ) -> Result<PathBuf, StoreError> {
+        let target = self.revision_dir(deployment.revision);
+        let staging = self
+            .dir
+            .join(format!("{}{STAGING_SUFFIX}", deployment.revision));
+        remove_dir_if_present(&staging)?;
+        std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        for (name, artifact) in &deployment.artifacts {
+            if let Err(error) = copy_checked(name, artifact, &source.join(name), &staging) {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(error);
+            }
+        }
+        let document = staging.join(DOCUMENT_FILE);
+        write_synced(&document, signed)?;
+        remove_dir_if_present(&target)?;
+        std::fs::rename(&staging, &target).map_err(io(&target))?;
+        sync_dir(&self.dir)?;
+        Ok(target)
+    }
+
+    /// Staged revisions above the committed one, newest first.
+    pub fn pending(&self) -> Result<Vec<u64>, StoreError> {
+        let committed = self.committed()?.unwrap_or(0);
+        let mut revisions: Vec<u64> = self
+            .revisions()?
+            .into_iter()
+            .filter(|revision| *revision > committed)
+            .collect();
+        revisions.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(revisions)
+    }
+
+    /// The signed document of a stored revision.
+    pub fn document(&self, revision: u64) -> Result<Vec<u8>, StoreError> {
+        let path = self.revision_dir(revision).join(DOCUMENT_FILE);
+        std::fs::read(&path).map_err(io(&path))
+    }
+
+    /// Makes `revision` the committed one and removes all but the `keep` newest revisions
+    /// up to it (newer staged ones stay).
+    pub fn commit(&self, revision: u64, keep: u32) -> Result<(), StoreError> {
+        let path = self.dir.join(COMMITTED_FILE);
+        let temporary = self.dir.join(format!("{COMMITTED_FILE}.tmp"));
+        write_synced(&temporary, format!("{revision}\n").as_bytes())?;
+        std::fs::rename(&temporary, &path).map_err(io(&path))?;
+        sync_dir(&self.dir)?;
+        let mut older: Vec<u64> = self
+            .revisions()?
+            .into_iter()
+            .filter(|stored| *stored <= revision)
+            .collect();
+        older.sort_unstable_by(|a, b| b.cmp(a));
+        for stale in older.into_iter().skip(keep as usize) {
+            self.discard(stale)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a revision's directory (a refused or an old one).
+    pub fn discard(&self, revision: u64) -> Result<(), StoreError> {
+        remove_dir_if_present(&self.revision_dir(revision))
+    }
+
+    fn revisions(&self) -> Result<Vec<u64>, StoreError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io(&self.dir)(error)),
+        };
+        Ok(entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().join(DOCUMENT_FILE).is_file())
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect())
+    }
+}
+
+/// Copies one artifact, refusing it as soon as it is longer than announced, and when its
+/// length or digest differ at the end.
+fn copy_checked(
+    name: &str,
+    artifact: &Artifact,
+    from: &Path,
+    dir: &Path,
+) -> Result<(), StoreError> {
+    let refuse = |reason: String| StoreError::Artifact {
+        name: name.to_owned(),
+        reason,
+    };
+    let mut input = std::fs::File::open(from)
+        .map_err(|error| refuse(format!("cannot open {}: {error}", from.display())))?;
+    let path = dir.join(name);
+    let mut output = std::fs::File::create(&path).map_err(io(&path))?;
+    let mut hasher = Sha256::new();
+    let mut copied = 0u64;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = input
+            .read(&mut buffer)
+            .map_err(|error| refuse(format!("cannot read {}: {error}", from.display())))?;
+        if read == 0 {
+            break;
+        }
+        copied += read as u64;
+        if copied > artifact.size {
+            return Err(refuse(format!(
+                "longer than the {} bytes the document gives",
+                artifact.size
+            )));
+        }
+        hasher.update(&buffer[..read]);
+        output.write_all(&buffer[..read]).map_err(io(&path))?;
+    }
+    if copied != artifact.size {
+        return Err(refuse(format!(
+            "{copied} bytes, the document gives {}",
+            artifact.size
+        )));
+    }
+    let digest = hex::encode(hasher.finalize());
+    if !digest.eq_ignore_ascii_case(&artifact.sha256) {
+        return Err(refuse(format!(
+            "sha256 {digest} does not match the document's {}",
+            artifact.sha256
+        )));
+    }
+    output.sync_all().map_err(io(&path))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut file = std::fs::File::create(path).map_err(io(path))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(io(dir))
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(io(dir)(error)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(revision: u64, content: &[u8]) -> Deployment {
+        Deployment::parse(
+            json!({
+                "schema": super::super::document::SCHEMA,
+                "revision": revision,
+                "artifacts": {"echo.wasm": {
+                    "url": "https://files.example/echo.wasm",
+                    "sha256": hex::encode(Sha256::digest(content)),
+                    "size": content.len()
+                }},
+                "function": [{"name": "echo", "component": "echo.wasm"}]
+            }),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn staged_revisions_are_pending_until_committed_and_old_ones_are_pruned() {
+        let state = tempfile::tempdir().unwrap();
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("echo.wasm"), b"component bytes").unwrap();
+        let store = RevisionStore::new(state.path());
+        assert_eq!(store.committed().unwrap(), None);
+        for revision in 1..=4 {
+            let dir = store
+                .stage(
+                    b"{}",
+                    &deployment(revision, b"component bytes"),
+                    source.path(),
+                )
+                .unwrap();
+            assert_eq!(
+                std::fs::read(dir.join("echo.wasm")).unwrap(),
+                b"component bytes"
+            );
+        }
+        assert_eq!(store.pending().unwrap(), vec![4, 3, 2, 1]);
+        store.commit(3, 2).unwrap();
+        assert_eq!(store.committed().unwrap(), Some(3));
+        assert_eq!(store.pending().unwrap(), vec![4]);
+        assert!(!store.revision_dir(1).exists());
+        assert!(store.revision_dir(2).exists());
+        assert_eq!(store.document(4).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_tampered_or_truncated_artifact_is_refused_and_nothing_is_staged() {
+        let state = tempfile::tempdir().unwrap();
+        let source = tempfile::tempdir().unwrap();
+        let store = RevisionStore::new(state.path());
+        for (content, expected) in [
+            (&b"component bytez"[..], "sha256"),
+            (&b"component"[..], "9 bytes, the document gives 15"),
+            (&b"component bytes and more"[..], "longer than the 15 bytes"),
+        ] {
+            std::fs::write(source.path().join("echo.wasm"), content).unwrap();
+            let error = store
+                .stage(b"{}", &deployment(1, b"component bytes"), source.path())
+                .unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+            assert!(store.pending().unwrap().is_empty());
+            assert!(!state.path().join("revisions/1.staging").exists());
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! `fogd deploy` against a running daemon: a signed revision is verified, staged, run and
+//! committed; replays, tampered artifacts, other keys and documents that do not fit the
+//! device are refused and change nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fogd::sync::FleetKey;
+use fogd_tests::daemon::Daemon;
+use fogd_tests::{components, fogd_bin};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+struct Site {
+    dir: tempfile::TempDir,
+    key: FleetKey,
+    config: PathBuf,
+}
+
+impl Site {
+    /// A device config with no functions of its own, trusting a new fleet key.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = FleetKey::generate().unwrap();
+        let config = dir.path().join("fogd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"state\"\n[metrics]\naddress = \"127.0.0.1:0\"\n[sync]\ntrusted_keys = [\"{}\"]\n",
+                key.public_hex()
+            ),
+        )
+        .unwrap();
+        Self { dir, key, config }
+    }
+
+    /// A revision running echo every 50 ms, with `component` as its artifact.
+    fn document(&self, revision: u64, component: &[u8], extra: Value) -> Value {
+        let mut function = json!({
+            "name": "echo",
+            "component": "echo.wasm",
+            "output": "deployed/{subject}",
+            "trigger": [{"timer": {"every": "50ms", "name": format!("rev{revision}")}}]
+        });
+        if let (Some(function), Some(extra)) = (function.as_object_mut(), extra.as_object()) {
+            function.extend(extra.clone());
+        }
+        json!({
+            "schema": "fogd.deployment/v1",
+            "revision": revision,
+            "artifacts": {"echo.wasm": {
+                "url": "https://artifacts.example/echo.wasm",
+                "sha256": hex::encode(Sha256::digest(component)),
+                "size": component.len()
+            }},
+            "function": [function]
+        })
+    }
+
+    /// Writes the signed document and an artifact directory holding `component`.
+    fn write(
+        &self,
+        name: &str,
+        key: &FleetKey,
+        document: Value,
+        component: &[u8],
+    ) -> (PathBuf, PathBuf) {
+        let signed = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&signed, serde_json::to_vec(&key.sign(document)).unwrap()).unwrap();
+        let artifacts = self.dir.path().join(format!("{name}-artifacts"));
+        std::fs::create_dir_all(&artifacts).unwrap();
+        std::fs::write(artifacts.join("echo.wasm"), component).unwrap();
+        (signed, artifacts)
+    }
+
+    fn deploy(&self, signed: &Path, artifacts: &Path) -> Output {
+        Command::new(fogd_bin())
+            .arg("deploy")
+            .arg(signed)
+            .arg("--artifacts")
+            .arg(artifacts)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("fogd deploy runs")
+    }
+
+    fn revision_dir(&self, revision: u64) -> PathBuf {
+        self.dir.path().join(format!("state/revisions/{revision}"))
+    }
+}
+
+fn refused_with(output: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
+}
+
+#[test]
+fn a_signed_revision_runs_is_committed_and_survives_a_restart() {
+    let site = Site::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let mut daemon = Daemon::start(&site.config);
+    daemon.wait_for(&["fogd ready", "functions=0"]);
+
+    let (signed, artifacts) =
+        site.write("rev1", &site.key, site.document(1, &echo, json!({})), &echo);
+    let output = site.deploy(&signed, &artifacts);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("revision 1 staged; fogd (pid"));
+    daemon.wait_for_next(&["fogd ready", "functions=1"]);
+    daemon.wait_for_next(&["deployment committed", "revision=1"]);
+    daemon.wait_for_next(&["publish", "deployed/rev1"]);
+    assert_eq!(
+        std::fs::read_to_string(site.dir.path().join("state/revisions/committed")).unwrap(),
+        "1\n"
+    );
+
+    // The same document again, or an older one, is a replay.
+    refused_with(
+        &site.deploy(&signed, &artifacts),
+        "not above the committed revision 1",
+    );
+
+    let (_, lines) = daemon.terminate();
+    assert!(
+        lines.iter().all(|line| !line.contains("ERROR")),
+        "{lines:#?}"
+    );
+    let mut daemon = Daemon::start(&site.config);
+    daemon.wait_for(&["running deployment", "revision=1"]);
+    daemon.wait_for(&["publish", "deployed/rev1"]);
+    daemon.terminate();
+}
+
+#[test]
+fn tampered_artifacts_other_keys_and_misfits_are_refused_and_nothing_changes() {
+    let site = Site::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+
+    let mut tampered = echo.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    let (signed, artifacts) = site.write(
+        "tampered",
+        &site.key,
+        site.document(2, &echo, json!({})),
+        &tampered,
+    );
+    refused_with(
+        &site.deploy(&signed, &artifacts),
+        "artifact echo.wasm: sha256",
+    );
+    assert!(!site.revision_dir(2).exists());
+
+    let (_, stranger) = FleetKey::generate().unwrap();
+    let (signed, artifacts) = site.write(
+        "stranger",
+        &stranger,
+        site.document(3, &echo, json!({})),
+        &echo,
+    );
+    refused_with(
+        &site.deploy(&signed, &artifacts),
+        "which this device does not trust",
+    );
+
+    let misfit = site.document(4, &echo, json!({"broker": "cloud"}));
+    let (signed, artifacts) = site.write("misfit", &site.key, misfit, &echo);
+    refused_with(&site.deploy(&signed, &artifacts), "function[0].broker");
+    assert!(!site.revision_dir(4).exists());
+
+    let (signed, artifacts) = site.write(
+        "not-wasm",
+        &site.key,
+        site.document(5, b"not wasm", json!({})),
+        b"not wasm",
+    );
+    refused_with(&site.deploy(&signed, &artifacts), "function[0].component");
+    assert!(!site.revision_dir(5).exists());
+
+    let mut signed_document: Value = serde_json::from_slice(
+        &std::fs::read(
+            site.write(
+                "edited",
+                &site.key,
+                site.document(6, &echo, json!({})),
+                &echo,
+            )
+            .0,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    signed_document["document"]["revision"] = json!(60);
+    let edited = site.dir.path().join("edited.json");
+    std::fs::write(&edited, signed_document.to_string()).unwrap();
+    refused_with(
+        &site.deploy(&edited, &site.dir.path().join("edited-artifacts")),
+        "does not match the document",
+    );
+
+    assert!(!site.dir.path().join("state/revisions/committed").exists());
+}
+
+#[test]
+fn a_revision_staged_while_fogd_is_stopped_runs_at_start_unless_changed_on_disk() {
+    let site = Site::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let (signed, artifacts) =
+        site.write("rev1", &site.key, site.document(1, &echo, json!({})), &echo);
+    let output = site.deploy(&signed, &artifacts);
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("revision 1 staged; fogd runs it when it starts")
+    );
+    let (signed, artifacts) =
+        site.write("rev2", &site.key, site.document(2, &echo, json!({})), &echo);
+    assert!(site.deploy(&signed, &artifacts).status.success());
+
+    // Revision 2's component is changed after staging: at start it is discarded and the
+    // device runs revision 1 instead.
+    let staged = site.revision_dir(2).join("echo.wasm");
+    let mut bytes = std::fs::read(&staged).unwrap();
+    bytes.push(0);
+    std::fs::write(&staged, bytes).unwrap();
+    let mut daemon = Daemon::start(&site.config);
+    daemon.wait_for(&[
+        "staged deployment refused",
+        "revision=2",
+        "changed after staging",
+    ]);
+    daemon.wait_for(&["deployment committed", "revision=1"]);
+    daemon.wait_for(&["publish", "deployed/rev1"]);
+    assert!(!site.revision_dir(2).exists());
+    daemon.terminate();
+}
