@@ -1,6 +1,7 @@
-//! `fogd deploy` against a running daemon: a signed revision is verified, staged, run and
-//! committed; replays, tampered artifacts, other keys and documents that do not fit the
-//! device are refused and change nothing.
+//! `fogd deploy` against a running daemon: a signed revision is verified, staged, run,
+//! watched and committed, or rolled back when its health gate trips; replays, tampered
+//! artifacts, other keys and documents that do not fit the device are refused and change
+//! nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -53,7 +54,8 @@ impl Site {
                 "sha256": hex::encode(Sha256::digest(component)),
                 "size": component.len()
             }},
-            "function": [function]
+            "function": [function],
+            "health": {"window": "300ms"}
         })
     }
 
@@ -87,6 +89,25 @@ impl Site {
 
     fn revision_dir(&self, revision: u64) -> PathBuf {
         self.dir.path().join(format!("state/revisions/{revision}"))
+    }
+
+    /// Starts fogd and deploys revision 1 (echo), waiting until it is committed.
+    fn running_revision_1(&self, echo: &[u8]) -> Daemon {
+        let mut daemon = Daemon::start(&self.config);
+        let (signed, artifacts) =
+            self.write("rev1", &self.key, self.document(1, echo, json!({})), echo);
+        assert!(self.deploy(&signed, &artifacts).status.success());
+        daemon.wait_for(&["deployment committed", "revision=1"]);
+        daemon
+    }
+
+    /// Revision 1 is committed and revision 2 is gone.
+    fn assert_back_on_revision_1(&self) {
+        assert_eq!(
+            std::fs::read_to_string(self.dir.path().join("state/revisions/committed")).unwrap(),
+            "1\n"
+        );
+        assert!(!self.revision_dir(2).exists());
     }
 }
 
@@ -237,5 +258,76 @@ fn a_revision_staged_while_fogd_is_stopped_runs_at_start_unless_changed_on_disk(
     daemon.wait_for(&["deployment committed", "revision=1"]);
     daemon.wait_for(&["publish", "deployed/rev1"]);
     assert!(!site.revision_dir(2).exists());
+    daemon.terminate();
+}
+
+#[test]
+fn a_revision_whose_functions_fail_is_rolled_back_to_the_committed_one() {
+    let site = Site::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let probe = std::fs::read(&components().probe).unwrap();
+    let mut daemon = site.running_revision_1(&echo);
+
+    // The probe fails every event whose subject is "fail".
+    let mut failing = site.document(
+        2,
+        &probe,
+        json!({"trigger": [{"timer": {"every": "20ms", "name": "fail"}}]}),
+    );
+    failing["health"] = json!({"window": "30s", "min_events": 5, "max_error_rate": 0.5});
+    let (signed, artifacts) = site.write("rev2", &site.key, failing, &probe);
+    assert!(site.deploy(&signed, &artifacts).status.success());
+    daemon.wait_for_next(&[
+        "running deployment; watching it before committing",
+        "revision=2",
+    ]);
+    let tripped = daemon.wait_for_next(&["deployment rolled back", "revision=2"]);
+    // Every event failed; the gate trips once at least 5 were handled.
+    assert!(
+        tripped.contains("function echo: ")
+            && tripped.contains("events failed (100%, the gate is 50%)"),
+        "{tripped}"
+    );
+    let rolled = daemon.wait_for_next(&[
+        "rolled back from the revision whose gate tripped",
+        "revision=2",
+    ]);
+    let elapsed_ms: u64 = rolled
+        .split("elapsed_ms=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .expect("elapsed_ms in the log line");
+    assert!(elapsed_ms < 1_000, "{rolled}");
+    daemon.wait_for(&["running deployment revision=1"]);
+    daemon.wait_for_next(&["publish", "deployed/rev1"]);
+    site.assert_back_on_revision_1();
+    daemon.terminate();
+}
+
+#[test]
+fn a_revision_fogd_was_killed_under_twice_is_not_tried_a_third_time() {
+    let site = Site::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let mut daemon = site.running_revision_1(&echo);
+
+    let mut second = site.document(2, &echo, json!({}));
+    second["health"] = json!({"window": "60s"});
+    let (signed, artifacts) = site.write("rev2", &site.key, second, &echo);
+    assert!(site.deploy(&signed, &artifacts).status.success());
+    for _ in 0..2 {
+        daemon.wait_for_next(&["watching it before committing", "revision=2"]);
+        // Dropping the daemon kills it with SIGKILL, in the middle of the watch window.
+        drop(daemon);
+        daemon = Daemon::start(&site.config);
+    }
+    daemon.wait_for(&[
+        "staged deployment refused",
+        "revision=2",
+        "fogd stopped 2 times",
+    ]);
+    daemon.wait_for(&["running deployment revision=1"]);
+    daemon.wait_for(&["publish", "deployed/rev1"]);
+    site.assert_back_on_revision_1();
     daemon.terminate();
 }

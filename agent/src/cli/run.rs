@@ -1,6 +1,7 @@
 //! `fogd run`: the daemon, its signals and its systemd integration.
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,6 +12,7 @@ use fogd::agent::Agent;
 use fogd::config::{self, Config};
 use fogd::inference::ModelRegistry;
 use fogd::sync::activate;
+use fogd::sync::watch::{Verdict, Watch};
 use fogd::telemetry::{self, systemd};
 use std::sync::Arc;
 
@@ -46,7 +48,7 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
     // The registry outlives reloads: a changed model version is loaded beside the active
     // one and swapped in, unchanged ones are kept as they are.
     let models = Arc::new(ModelRegistry::for_config(&selected.config));
-    let mut agent = start_selected(&config, selected, &models).await?;
+    let (mut agent, mut watching) = start_selected(&config, selected, &models).await?;
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
     loop {
         tokio::select! {
@@ -61,11 +63,25 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                         models.sync(&selected.config.models);
                         agent.shutdown().await;
                         config = new_config;
-                        agent = start_selected(&config, selected, &models).await?;
+                        (agent, watching) = start_selected(&config, selected, &models).await?;
                     }
                     Err(errors) => {
                         tracing::error!(%errors, "reload refused: the config file is invalid; still running the previous one");
                         systemd::ready();
+                    }
+                }
+            }
+            (revision, verdict) = verdict(&mut watching) => {
+                watching = None;
+                match verdict {
+                    Verdict::Healthy => activate::commit(&config, revision),
+                    Verdict::Tripped { reason, at } => {
+                        activate::refuse(&config, revision, &reason);
+                        let previous = activate::select(&config);
+                        models.sync(&previous.config.models);
+                        agent.shutdown().await;
+                        (agent, watching) = start_selected(&config, previous, &models).await?;
+                        tracing::info!(revision, elapsed_ms = at.elapsed().as_millis() as u64, "rolled back from the revision whose gate tripped");
                     }
                 }
             }
@@ -80,32 +96,57 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Starts the agent on the selected configuration. A staged deployment is committed once
-/// the agent runs on it; if it cannot start, it is discarded and the agent starts on what
-/// the device ran before.
+/// A staged revision running through its watch window before it is committed.
+struct Watching {
+    revision: u64,
+    verdict: Pin<Box<dyn Future<Output = Verdict> + Send>>,
+}
+
+/// The watched revision's verdict; never resolves when nothing is watched.
+async fn verdict(watching: &mut Option<Watching>) -> (u64, Verdict) {
+    match watching {
+        Some(watching) => (watching.revision, watching.verdict.as_mut().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts the agent on the selected configuration. A staged deployment is watched for its
+/// gate window before it is committed; if it cannot start, it is discarded and the agent
+/// starts on what the device ran before.
 async fn start_selected(
     base: &Config,
     selected: activate::Selected,
     models: &Arc<ModelRegistry>,
-) -> anyhow::Result<Agent> {
-    let Some(revision) = selected.revision else {
-        return start(&selected.config, models).await;
-    };
-    match start(&selected.config, models).await {
-        Ok(agent) => {
+) -> anyhow::Result<(Agent, Option<Watching>)> {
+    let activate::Selected {
+        config,
+        revision,
+        staged,
+    } = selected;
+    let (Some(revision), Some(gates)) = (revision, staged) else {
+        let agent = start(&config, models).await?;
+        if let Some(revision) = revision {
             tracing::info!(revision, "running deployment");
-            if selected.staged {
-                activate::commit(base, revision);
-            }
-            Ok(agent)
         }
-        Err(error) if selected.staged => {
+        return Ok((agent, None));
+    };
+    match start(&config, models).await {
+        Ok(agent) => {
+            tracing::info!(
+                revision,
+                window_ms = gates.window.0,
+                "running deployment; watching it before committing"
+            );
+            let watch = Watch::start(gates, &agent.metrics, &config.functions);
+            let verdict = Box::pin(watch.run());
+            Ok((agent, Some(Watching { revision, verdict })))
+        }
+        Err(error) => {
             activate::refuse(base, revision, &format!("{error:#}"));
             let previous = activate::select(base);
             models.sync(&previous.config.models);
-            start(&previous.config, models).await
+            Box::pin(start_selected(base, previous, models)).await
         }
-        Err(error) => Err(error),
     }
 }
 

@@ -51,6 +51,17 @@ pub enum InvokeError {
 }
 
 impl InvokeError {
+    /// The kinds that are the function's own fault (not backpressure or shutdown): what the
+    /// health gates of a deployment count.
+    pub const FAULT_KINDS: [&'static str; 6] = [
+        "timeout",
+        "memory_limit",
+        "panic",
+        "trap",
+        "failed",
+        "instantiate",
+    ];
+
     /// Short label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -62,6 +73,29 @@ impl InvokeError {
             InvokeError::Instantiate(_) => "instantiate",
             InvokeError::QueueFull => "queue_full",
             InvokeError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_of_the_function_is_a_fault_kind() {
+        let faults = [
+            InvokeError::Timeout { timeout_ms: 1 },
+            InvokeError::MemoryLimit { limit_mib: 1 },
+            InvokeError::Panic,
+            InvokeError::Trap(String::new()),
+            InvokeError::Failed(String::new()),
+            InvokeError::Instantiate(String::new()),
+        ];
+        for fault in faults {
+            assert!(InvokeError::FAULT_KINDS.contains(&fault.kind()), "{fault}");
+        }
+        for not_a_fault in [InvokeError::QueueFull, InvokeError::ShuttingDown] {
+            assert!(!InvokeError::FAULT_KINDS.contains(&not_a_fault.kind()));
         }
     }
 }

@@ -1,20 +1,26 @@
 //! Which configuration the daemon runs: the newest staged revision that still verifies,
 //! else the committed revision, else the config file's own functions and models. A staged
-//! revision becomes committed only once the agent started on it; one that does not verify,
-//! does not fit the device, or does not start is discarded and the device stays where it was.
+//! revision becomes committed only once the agent ran on it through its watch window; one
+//! that does not verify, does not fit the device, does not start, trips a gate, or was being
+//! started or watched when fogd stopped twice, is discarded and the device goes back to
+//! where it was.
 
 use std::path::Path;
 
 use crate::config::Config;
 
-use super::{Deployment, RevisionStore, TrustedKeys};
+use super::{Deployment, HealthGates, RevisionStore, TrustedKeys};
+
+/// Starts on a staged revision allowed before it is discarded: one that brought the daemon
+/// down before its watch window ended, twice, is not tried a third time.
+const MAX_ATTEMPTS: u32 = 2;
 
 /// The configuration to start, and the revision it comes from.
 pub struct Selected {
     pub config: Config,
     pub revision: Option<u64>,
-    /// A staged revision, to be committed once the agent runs on it.
-    pub staged: bool,
+    /// For a staged revision: the gates to watch before committing it.
+    pub staged: Option<HealthGates>,
 }
 
 /// Chooses what to run on top of `base` (the config file).
@@ -28,12 +34,20 @@ pub fn select(base: &Config) -> Selected {
         }
     };
     for revision in store.pending().unwrap_or_default() {
-        match open(base, &store, revision, committed) {
-            Ok(config) => {
+        match open(base, &store, revision, committed).and_then(|opened| {
+            match store.begin_attempt(revision) {
+                Ok(attempt) if attempt <= MAX_ATTEMPTS => Ok(opened),
+                Ok(_) => Err(format!(
+                    "fogd stopped {MAX_ATTEMPTS} times while starting or watching it"
+                )),
+                Err(error) => Err(error.to_string()),
+            }
+        }) {
+            Ok((config, gates)) => {
                 return Selected {
                     config,
                     revision: Some(revision),
-                    staged: true,
+                    staged: Some(gates),
                 };
             }
             Err(reason) => {
@@ -48,10 +62,10 @@ pub fn select(base: &Config) -> Selected {
         return file_only(base);
     };
     match open(base, &store, revision, None) {
-        Ok(config) => Selected {
+        Ok((config, _)) => Selected {
             config,
             revision: Some(revision),
-            staged: false,
+            staged: None,
         },
         Err(reason) => {
             tracing::error!(revision, %reason, "the committed deployment no longer verifies; running the config file's functions");
@@ -71,13 +85,9 @@ pub fn commit(base: &Config, revision: u64) {
     }
 }
 
-/// Discards a staged revision the agent could not start on.
+/// Discards a staged revision that did not start or tripped a health gate.
 pub fn refuse(base: &Config, revision: u64, reason: &str) {
-    tracing::warn!(
-        revision,
-        reason,
-        "deployment failed to start; discarding it"
-    );
+    tracing::warn!(revision, reason, "deployment rolled back; discarding it");
     if let Err(error) = RevisionStore::new(&base.state_dir).discard(revision) {
         tracing::error!(revision, %error, "cannot remove the failed revision");
     }
@@ -87,7 +97,7 @@ fn file_only(base: &Config) -> Selected {
     Selected {
         config: base.clone(),
         revision: None,
-        staged: false,
+        staged: None,
     }
 }
 
@@ -98,7 +108,7 @@ fn open(
     store: &RevisionStore,
     revision: u64,
     committed: Option<u64>,
-) -> Result<Config, String> {
+) -> Result<(Config, HealthGates), String> {
     let trusted = TrustedKeys::from_hex(base.sync.trusted_keys.iter().map(String::as_str))
         .map_err(|error| error.to_string())?;
     let signed = store
@@ -114,9 +124,10 @@ fn open(
     }
     let dir = store.revision_dir(revision);
     verify_artifacts(&deployment, &dir)?;
-    deployment
+    let config = deployment
         .configure(base, &dir)
-        .map_err(|error| error.to_string())
+        .map_err(|error| error.to_string())?;
+    Ok((config, deployment.health))
 }
 
 fn verify_artifacts(deployment: &Deployment, dir: &Path) -> Result<(), String> {

@@ -60,11 +60,6 @@ pub struct HealthGates {
     /// Highest share of failed events per function, 0 to 1.
     #[serde(default = "default_max_error_rate")]
     pub max_error_rate: f64,
-    /// Highest p99 duration of a function's events.
-    pub max_p99: Option<Millis>,
-    /// Highest change of a model's mean top-class confidence against the previous revision,
-    /// 0 to 1.
-    pub max_confidence_drift: Option<f64>,
 }
 
 fn default_window() -> Millis {
@@ -85,8 +80,6 @@ impl Default for HealthGates {
             window: default_window(),
             min_events: default_min_events(),
             max_error_rate: default_max_error_rate(),
-            max_p99: None,
-            max_confidence_drift: None,
         }
     }
 }
@@ -189,14 +182,6 @@ impl Deployment {
                 "must be within 0 to 1".into(),
             ));
         }
-        if let Some(drift) = health.max_confidence_drift
-            && !(0.0..=1.0).contains(&drift)
-        {
-            problems.push((
-                "health.max_confidence_drift".into(),
-                "must be within 0 to 1".into(),
-            ));
-        }
         problems
     }
 
@@ -265,7 +250,7 @@ mod tests {
                 "trigger": [{"mqtt": {"topic": "in/#", "qos": 1}}]
             }],
             "model": [{"name": "flow", "version": "2", "path": "flow.tflite"}],
-            "health": {"window": "10s", "max_error_rate": 0.1, "max_p99": "20ms"}
+            "health": {"window": "10s", "max_error_rate": 0.1}
         })
     }
 
@@ -275,7 +260,6 @@ mod tests {
         assert_eq!(deployment.revision, 7);
         assert_eq!(deployment.functions[0].limits.timeout, Millis(50));
         assert_eq!(deployment.health.window, Millis(10_000));
-        assert_eq!(deployment.health.max_p99, Some(Millis(20)));
         assert_eq!(deployment.health.min_events, 20);
     }
 

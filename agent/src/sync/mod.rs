@@ -7,6 +7,7 @@ pub mod canonical;
 pub mod document;
 pub mod signing;
 pub mod store;
+pub mod watch;
 
 pub use document::{Artifact, Deployment, DocumentError, HealthGates};
 pub use signing::{FleetKey, KeyError, SignatureError, SignedDocument, TrustedKeys};

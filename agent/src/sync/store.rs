@@ -14,6 +14,7 @@ use super::document::{Artifact, Deployment};
 /// The signed document inside a revision directory.
 pub const DOCUMENT_FILE: &str = "deployment.json";
 const COMMITTED_FILE: &str = "committed";
+const ATTEMPTS_FILE: &str = "attempts";
 const STAGING_SUFFIX: &str = ".staging";
 
 #[derive(Debug, Error)]
@@ -129,6 +130,19 @@ impl RevisionStore {
             self.discard(stale)?;
         }
         Ok(())
+    }
+
+    /// Counts one more start on a staged revision and returns the count. A revision that is
+    /// started again and again without being committed brought the daemon down on the way.
+    pub fn begin_attempt(&self, revision: u64) -> Result<u32, StoreError> {
+        let path = self.revision_dir(revision).join(ATTEMPTS_FILE);
+        let attempts = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+            + 1;
+        write_synced(&path, format!("{attempts}\n").as_bytes())?;
+        Ok(attempts)
     }
 
     /// Removes a revision's directory (a refused or an old one).

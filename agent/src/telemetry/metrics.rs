@@ -274,6 +274,11 @@ pub struct FunctionMetrics {
 }
 
 impl FunctionMetrics {
+    /// The function these metrics are labelled with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn error(&self, kind: &str) {
         self.errors
             .get_or_create(&FunctionKindLabel {
