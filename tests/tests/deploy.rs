@@ -331,3 +331,60 @@ fn a_revision_fogd_was_killed_under_twice_is_not_tried_a_third_time() {
     site.assert_back_on_revision_1();
     daemon.terminate();
 }
+
+#[test]
+fn a_revision_brings_a_model_to_a_device_that_had_none() {
+    let site = Site::new();
+    let mut config = std::fs::read_to_string(&site.config).unwrap();
+    config.push_str(&format!(
+        "[inference]\nruntime = \"{}\"\n",
+        fogd_tests::litert_library().display()
+    ));
+    std::fs::write(&site.config, config).unwrap();
+    let model_dir = fogd_tests::root().join("models/flow-anomaly");
+    let model = std::fs::read(model_dir.join("flow-anomaly.tflite")).unwrap();
+    let reference = std::fs::read(model_dir.join("reference.json")).unwrap();
+    let detector = std::fs::read(&components().ddos_detector).unwrap();
+    let pin = |bytes: &[u8]| json!({"url": "https://artifacts.example/file", "sha256": hex::encode(Sha256::digest(bytes)), "size": bytes.len()});
+    let document = json!({
+        "schema": "fogd.deployment/v1",
+        "revision": 1,
+        "artifacts": {
+            "ddos_detector.wasm": pin(&detector),
+            "flow-anomaly.tflite": pin(&model),
+            "flow-anomaly.reference.json": pin(&reference)
+        },
+        "function": [{
+            "name": "ddos-detector", "component": "ddos_detector.wasm",
+            "grants": {"models": ["flow-anomaly"]},
+            "trigger": [{"timer": {"every": "1s"}}]
+        }],
+        "model": [{"name": "flow-anomaly", "version": "1", "path": "flow-anomaly.tflite",
+                   "reference": "flow-anomaly.reference.json"}],
+        "health": {"window": "300ms"}
+    });
+    let (signed, artifacts) = site.write("model", &site.key, document, &detector);
+    std::fs::rename(
+        artifacts.join("echo.wasm"),
+        artifacts.join("ddos_detector.wasm"),
+    )
+    .unwrap();
+    std::fs::write(artifacts.join("flow-anomaly.tflite"), &model).unwrap();
+    std::fs::write(artifacts.join("flow-anomaly.reference.json"), &reference).unwrap();
+
+    let mut daemon = Daemon::start(&site.config);
+    daemon.wait_for(&["fogd ready", "functions=0"]);
+    let output = site.deploy(&signed, &artifacts);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    daemon.wait_for_next(&[
+        "reference vectors reproduced",
+        "model=flow-anomaly",
+        "cases=32",
+    ]);
+    daemon.wait_for_next(&["deployment committed", "revision=1"]);
+    daemon.terminate();
+}

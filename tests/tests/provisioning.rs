@@ -199,6 +199,29 @@ fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
 }
 
 #[test]
+fn reload_keeps_the_embedded_broker_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = fogd_tests::mosquitto::free_port();
+    let broker = format!(
+        "[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n[[broker]]\nname = \"local\"\naddress = \"127.0.0.1:{port}\"\nprotocol = \"3.1.1\"\n"
+    );
+    let config = write_config(dir.path(), &format!("{broker}{}", echo_on_timer("first")));
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for(&["broker connected", "broker=local"]);
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(daemon.pid(), libc::SIGHUP) };
+    daemon.wait_for_next(&["fogd ready", "functions=1", "brokers=1"]);
+    daemon.wait_for_next(&["broker connected", "broker=local"]);
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{}", log.join("\n"));
+    assert!(
+        log.iter().all(|line| !line.contains("cannot listen")),
+        "{}",
+        log.join("\n")
+    );
+}
+
+#[test]
 fn identity_init_and_install_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let identity = dir.path().join("identity");

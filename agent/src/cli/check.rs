@@ -1,5 +1,6 @@
 //! `fogd check`: validate a config file, compile its components and load its models.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -29,7 +30,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if !args.no_compile {
-        let problems: Vec<_> = compile(&config)?
+        // A scratch cache: checking must not touch the daemon's state.
+        let scratch = tempfile::tempdir()?;
+        let problems: Vec<_> = compile(&config, scratch.path())?
             .into_iter()
             .map(|(key, message)| error_at_key(path, &key, message))
             .collect();
@@ -47,13 +50,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Compiles every component and loads every model of `config` into scratch space (the
-/// daemon's state is not touched); returns each problem with its key.
-pub(super) fn compile(config: &Config) -> anyhow::Result<Vec<(String, String)>> {
+/// Compiles every component of `config` into `cache_dir` and loads every model, with a
+/// throw-away database; returns each problem with its key.
+pub(super) fn compile(config: &Config, cache_dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let state = StateDb::temporary(&config.state)?;
-    let scratch = tempfile::tempdir()?;
     let mut settings = RuntimeSettings::from_config(config);
-    settings.cache_dir = scratch.path().to_owned();
+    settings.cache_dir = cache_dir.to_owned();
     let mut problems = Vec::new();
     let models = Arc::new(ModelRegistry::for_config(config));
     match models.availability() {

@@ -60,7 +60,9 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         Err(error) => return refused(error.to_string()),
     };
     let problems = match deployment.configure(&config, &dir) {
-        Ok(effective) => super::check::compile(&effective)?
+        // Compiled into the daemon's cache (entries are content-addressed and written
+        // atomically), so switching to the revision loads instead of compiling.
+        Ok(effective) => super::check::compile(&effective, &effective.cache_dir())?
             .into_iter()
             .map(|(key, message)| format!("{key}: {message}"))
             .collect(),

@@ -124,10 +124,10 @@ impl ModelRegistry {
         }
     }
 
-    /// The registry for `config`'s models, loaded; the runtime library is only opened when
-    /// the config has models.
+    /// The registry for `config`'s models, loaded. The runtime library is only opened when
+    /// the config has models or trusts a fleet key (a deployment may bring models).
     pub fn for_config(config: &crate::config::Config) -> Self {
-        if config.models.is_empty() {
+        if config.models.is_empty() && config.sync.trusted_keys.is_empty() {
             return Self::none();
         }
         let registry = Self::new(&config.inference);

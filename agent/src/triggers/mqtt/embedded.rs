@@ -3,8 +3,9 @@
 //! own threads for the life of the process; fogd's functions reach it like any other broker,
 //! through a `[[broker]]` entry pointing at the same address.
 
-use std::collections::HashMap;
-use std::net::TcpListener;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Mutex;
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 use thiserror::Error;
@@ -15,15 +16,27 @@ use crate::config::EmbeddedBrokerSpec;
 pub enum EmbeddedError {
     #[error("the embedded broker cannot listen on {address}: {source}")]
     Listen {
-        address: std::net::SocketAddr,
+        address: SocketAddr,
         source: std::io::Error,
     },
     #[error("cannot start the embedded broker thread: {0}")]
     Thread(std::io::Error),
 }
 
-/// Starts the broker; returns once its address was free to bind.
+/// Addresses an embedded broker already serves in this process.
+static SERVING: Mutex<BTreeSet<SocketAddr>> = Mutex::new(BTreeSet::new());
+
+/// Starts the broker; returns once its address was free to bind. Does nothing when this
+/// process already serves one there: the agent restarts on reload and on a new deployment,
+/// rumqttd cannot be stopped, and its clients stay connected across the restart.
 pub fn start(spec: &EmbeddedBrokerSpec) -> Result<(), EmbeddedError> {
+    let mut serving = SERVING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if serving.contains(&spec.listen) {
+        tracing::debug!(listen = %spec.listen, "embedded broker already serving");
+        return Ok(());
+    }
     // Checked here, so a taken port is a clear start-up error rather than a log line from
     // the broker's thread.
     drop(
@@ -76,6 +89,7 @@ pub fn start(spec: &EmbeddedBrokerSpec) -> Result<(), EmbeddedError> {
             }
         })
         .map_err(EmbeddedError::Thread)?;
+    serving.insert(listen);
     tracing::info!(%listen, "embedded broker listening (MQTT 3.1.1)");
     Ok(())
 }
