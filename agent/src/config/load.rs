@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 
-use super::Config;
+use super::{Config, FunctionSpec, ModelSpec};
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +210,24 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+impl FunctionSpec {
+    /// Resolves the component's path against `base` (the config file's directory, or a
+    /// deployment's artifact directory).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        self.component = base.join(&self.component);
+    }
+}
+
+impl ModelSpec {
+    /// Resolves the model and reference files against `base`, as for functions.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        self.path = base.join(&self.path);
+        if let Some(reference) = &mut self.reference {
+            *reference = base.join(&*reference);
+        }
+    }
+}
+
 impl Config {
     fn resolve_paths(&mut self, base: &Path) {
         self.state_dir = base.join(&self.state_dir);
@@ -217,16 +235,13 @@ impl Config {
             *cache = base.join(&*cache);
         }
         for function in &mut self.functions {
-            function.component = base.join(&function.component);
+            function.resolve_paths(base);
         }
         if let Some(runtime) = &mut self.inference.runtime {
             *runtime = base.join(&*runtime);
         }
         for model in &mut self.models {
-            model.path = base.join(&model.path);
-            if let Some(reference) = &mut model.reference {
-                *reference = base.join(&*reference);
-            }
+            model.resolve_paths(base);
         }
         for user in self.snmp.iter_mut().flat_map(|snmp| snmp.users.iter_mut()) {
             for file in [

@@ -193,25 +193,17 @@ impl Deployment {
         config.functions = self.functions.clone();
         config.models = self.models.clone();
         for function in &mut config.functions {
-            function.component = artifact_dir.join(&function.component);
+            function.resolve_paths(artifact_dir);
         }
         for model in &mut config.models {
-            model.path = artifact_dir.join(&model.path);
-            if let Some(reference) = &mut model.reference {
-                *reference = artifact_dir.join(&*reference);
-            }
             if model.sha256.is_none() {
-                model.sha256 = self
-                    .artifacts
-                    .get(
-                        model
-                            .path
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .unwrap_or_default(),
-                    )
+                model.sha256 = model
+                    .path
+                    .to_str()
+                    .and_then(|name| self.artifacts.get(name))
                     .map(|artifact| artifact.sha256.clone());
             }
+            model.resolve_paths(artifact_dir);
         }
         let problems = config.validate();
         if problems.is_empty() {
