@@ -5,8 +5,6 @@
 //! started or watched when fogd stopped twice, is discarded and the device goes back to
 //! where it was.
 
-use std::path::Path;
-
 use crate::config::Config;
 
 use super::{Deployment, HealthGates, RevisionStore, TrustedKeys};
@@ -122,23 +120,12 @@ fn open(
             deployment.revision
         ));
     }
+    store
+        .verify(&deployment)
+        .map_err(|error| format!("{error} (changed after staging)"))?;
     let dir = store.revision_dir(revision);
-    verify_artifacts(&deployment, &dir)?;
     let config = deployment
         .configure(base, &dir)
         .map_err(|error| error.to_string())?;
     Ok((config, deployment.health))
-}
-
-fn verify_artifacts(deployment: &Deployment, dir: &Path) -> Result<(), String> {
-    use sha2::{Digest, Sha256};
-    for (name, artifact) in &deployment.artifacts {
-        let bytes =
-            std::fs::read(dir.join(name)).map_err(|error| format!("artifact {name}: {error}"))?;
-        let digest = hex::encode(Sha256::digest(&bytes));
-        if bytes.len() as u64 != artifact.size || !digest.eq_ignore_ascii_case(&artifact.sha256) {
-            return Err(format!("artifact {name} was changed after staging"));
-        }
-    }
-    Ok(())
 }

@@ -145,6 +145,16 @@ impl RevisionStore {
         Ok(attempts)
     }
 
+    /// Checks that a stored revision's artifacts are still the files its document pins.
+    pub fn verify(&self, deployment: &Deployment) -> Result<(), StoreError> {
+        let dir = self.revision_dir(deployment.revision);
+        for (name, artifact) in &deployment.artifacts {
+            let path = dir.join(name);
+            read_checked(name, artifact, &path, &mut std::io::sink(), &path)?;
+        }
+        Ok(())
+    }
+
     /// Removes a revision's directory (a refused or an old one).
     pub fn discard(&self, revision: u64) -> Result<(), StoreError> {
         remove_dir_if_present(&self.revision_dir(revision))
@@ -164,13 +174,28 @@ impl RevisionStore {
     }
 }
 
-/// Copies one artifact, refusing it as soon as it is longer than announced, and when its
-/// length or digest differ at the end.
+/// Copies one artifact into `dir`, checked as [`read_checked`] does.
 fn copy_checked(
     name: &str,
     artifact: &Artifact,
     from: &Path,
     dir: &Path,
+) -> Result<(), StoreError> {
+    let path = dir.join(name);
+    let mut output = std::fs::File::create(&path).map_err(io(&path))?;
+    read_checked(name, artifact, from, &mut output, &path)?;
+    output.sync_all().map_err(io(&path))
+}
+
+/// Streams the artifact in `from` to `output` (`output_path` names it in errors), refusing
+/// it as soon as it is longer than announced, and when its length or digest differ at the
+/// end.
+fn read_checked(
+    name: &str,
+    artifact: &Artifact,
+    from: &Path,
+    output: &mut dyn Write,
+    output_path: &Path,
 ) -> Result<(), StoreError> {
     let refuse = |reason: String| StoreError::Artifact {
         name: name.to_owned(),
@@ -178,8 +203,6 @@ fn copy_checked(
     };
     let mut input = std::fs::File::open(from)
         .map_err(|error| refuse(format!("cannot open {}: {error}", from.display())))?;
-    let path = dir.join(name);
-    let mut output = std::fs::File::create(&path).map_err(io(&path))?;
     let mut hasher = Sha256::new();
     let mut copied = 0u64;
     let mut buffer = vec![0u8; 64 * 1024];
@@ -198,7 +221,7 @@ fn copy_checked(
             )));
         }
         hasher.update(&buffer[..read]);
-        output.write_all(&buffer[..read]).map_err(io(&path))?;
+        output.write_all(&buffer[..read]).map_err(io(output_path))?;
     }
     if copied != artifact.size {
         return Err(refuse(format!(
@@ -213,7 +236,7 @@ fn copy_checked(
             artifact.sha256
         )));
     }
-    output.sync_all().map_err(io(&path))
+    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -279,6 +302,16 @@ mod tests {
             );
         }
         assert_eq!(store.pending().unwrap(), vec![4, 3, 2, 1]);
+        let fourth = deployment(4, b"component bytes");
+        store.verify(&fourth).unwrap();
+        std::fs::write(store.revision_dir(4).join("echo.wasm"), b"component bytez").unwrap();
+        assert!(
+            store
+                .verify(&fourth)
+                .unwrap_err()
+                .to_string()
+                .contains("sha256")
+        );
         store.commit(3, 2).unwrap();
         assert_eq!(store.committed().unwrap(), Some(3));
         assert_eq!(store.pending().unwrap(), vec![4]);
