@@ -59,8 +59,7 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                 match config::load_file(path) {
                     Ok(new_config) => {
                         tracing::info!(config = %path.display(), "reloading: draining, then starting on the new config");
-                        let selected = activate::select(&new_config);
-                        models.sync(&selected.config.models);
+                        let selected = select(&new_config, &models);
                         agent.shutdown().await;
                         config = new_config;
                         (agent, watching) = start_selected(&config, selected, &models).await?;
@@ -77,8 +76,7 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                     Verdict::Healthy => activate::commit(&config, revision),
                     Verdict::Tripped { reason, at } => {
                         activate::refuse(&config, revision, &reason);
-                        let previous = activate::select(&config);
-                        models.sync(&previous.config.models);
+                        let previous = select(&config, &models);
                         agent.shutdown().await;
                         (agent, watching) = start_selected(&config, previous, &models).await?;
                         tracing::info!(revision, elapsed_ms = at.elapsed().as_millis() as u64, "rolled back from the revision whose gate tripped");
@@ -94,6 +92,14 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// What to run on top of `config` (see [`activate::select`]), with the model registry
+/// brought in line with it before the agent restarts.
+fn select(config: &Config, models: &ModelRegistry) -> activate::Selected {
+    let selected = activate::select(config);
+    models.sync(&selected.config.models);
+    selected
 }
 
 /// A staged revision running through its watch window before it is committed.
@@ -143,8 +149,7 @@ async fn start_selected(
         }
         Err(error) => {
             activate::refuse(base, revision, &format!("{error:#}"));
-            let previous = activate::select(base);
-            models.sync(&previous.config.models);
+            let previous = select(base, models);
             Box::pin(start_selected(base, previous, models)).await
         }
     }
