@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -89,8 +89,14 @@ pub struct ModelStatus {
     pub shadow: Option<ShadowReport>,
 }
 
+/// Why inference is unavailable before any model was loaded.
+const NO_MODELS: &str = "no models are configured";
+
 pub struct ModelRegistry {
-    runtime: Result<Arc<LiteRt>, String>,
+    /// The runtime library, opened when the first model is loaded (or at once by `new`).
+    runtime: OnceLock<Result<Arc<LiteRt>, String>>,
+    /// Where to look for the library; `None` for a registry that never opens it.
+    inference: Option<InferenceConfig>,
     max_bytes: u64,
     slots: RwLock<BTreeMap<String, Arc<ModelSlot>>>,
     /// Why the last attempt to load each model's configured version failed.
@@ -102,54 +108,74 @@ impl ModelRegistry {
     /// Opens the runtime library. Without it the registry still exists and every call
     /// reports why inference is unavailable.
     pub fn new(config: &InferenceConfig) -> Self {
-        let runtime = locate_library(config.runtime.as_deref())
-            .and_then(|path| LiteRt::open(&path).map_err(|e| format!("{}: {e}", path.display())));
-        let metrics = InferenceMetrics::new();
-        match &runtime {
-            Ok(runtime) => {
-                tracing::info!(library = %runtime.path().display(), "inference runtime loaded");
-                metrics.set_available(true);
-            }
-            Err(reason) => {
-                tracing::warn!(%reason, "inference unavailable");
-                metrics.set_available(false);
-            }
-        }
-        Self {
-            runtime,
-            max_bytes: u64::from(config.max_model_mib) * 1024 * 1024,
-            slots: RwLock::new(BTreeMap::new()),
-            failures: Mutex::new(BTreeMap::new()),
-            metrics,
-        }
+        let registry = Self::deferred(Some(config.clone()));
+        registry.runtime();
+        registry
     }
 
-    /// The registry for `config`'s models, loaded. The runtime library is only opened when
-    /// the config has models or trusts a fleet key (a deployment may bring models).
+    /// The registry for `config`'s models, loaded. The runtime library is opened with the
+    /// first model, so a host without models (yet: a reload or a deployment may bring some)
+    /// does not map it.
     pub fn for_config(config: &crate::config::Config) -> Self {
-        if config.models.is_empty() && config.sync.trusted_keys.is_empty() {
-            return Self::none();
-        }
-        let registry = Self::new(&config.inference);
+        let registry = Self::deferred(Some(config.inference.clone()));
         registry.sync(&config.models);
         registry
     }
 
-    /// A registry with no runtime, for hosts that configure no models.
+    /// A registry that never opens the runtime, for hosts that run no models.
     pub fn none() -> Self {
+        Self::deferred(None)
+    }
+
+    fn deferred(inference: Option<InferenceConfig>) -> Self {
         Self {
-            runtime: Err("no models are configured".to_owned()),
-            max_bytes: 0,
+            runtime: OnceLock::new(),
+            max_bytes: inference
+                .as_ref()
+                .map_or(0, |config| u64::from(config.max_model_mib) * 1024 * 1024),
+            inference,
             slots: RwLock::new(BTreeMap::new()),
             failures: Mutex::new(BTreeMap::new()),
             metrics: InferenceMetrics::new(),
         }
     }
 
+    /// The runtime, opened on first use.
+    fn runtime(&self) -> &Result<Arc<LiteRt>, String> {
+        self.runtime.get_or_init(|| {
+            let Some(config) = &self.inference else {
+                return Err(NO_MODELS.to_owned());
+            };
+            let runtime = locate_library(config.runtime.as_deref()).and_then(|path| {
+                LiteRt::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+            });
+            match &runtime {
+                Ok(runtime) => {
+                    tracing::info!(library = %runtime.path().display(), "inference runtime loaded");
+                    self.metrics.set_available(true);
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "inference unavailable");
+                    self.metrics.set_available(false);
+                }
+            }
+            runtime
+        })
+    }
+
+    /// The runtime if it was opened; why inference is unavailable otherwise.
+    fn opened(&self) -> Result<&Arc<LiteRt>, &str> {
+        match self.runtime.get() {
+            Some(Ok(runtime)) => Ok(runtime),
+            Some(Err(reason)) => Err(reason),
+            None => Err(NO_MODELS),
+        }
+    }
+
     pub fn availability(&self) -> Availability {
-        match &self.runtime {
+        match self.opened() {
             Ok(runtime) => Availability::Available(runtime.path().to_path_buf()),
-            Err(reason) => Availability::Unavailable(reason.clone()),
+            Err(reason) => Availability::Unavailable(reason.to_owned()),
         }
     }
 
@@ -296,7 +322,7 @@ impl ModelRegistry {
 
     fn load(&self, spec: &ModelSpec) -> Result<ModelVersion, String> {
         let runtime = self
-            .runtime
+            .runtime()
             .as_ref()
             .map_err(|reason| format!("inference unavailable: {reason}"))?;
         let at = |e: String| format!("{}: {e}", spec.path.display());
@@ -322,8 +348,8 @@ impl ModelRegistry {
 
     /// The active version of `name`.
     pub fn active(&self, name: &str) -> Result<Arc<ModelVersion>, InferenceError> {
-        if let Err(reason) = &self.runtime {
-            return Err(InferenceError::Unavailable(reason.clone()));
+        if let Err(reason) = self.opened() {
+            return Err(InferenceError::Unavailable(reason.to_owned()));
         }
         self.slot(name)
             .map(|slot| read(&slot.active))
@@ -333,9 +359,9 @@ impl ModelRegistry {
     /// Runs the active version of `name` on raw input tensors. If a shadow version is set,
     /// it runs on the same inputs afterwards; only its agreement and latency are kept.
     pub fn run(&self, name: &str, inputs: &[&[u8]]) -> Result<Vec<Vec<u8>>, InferenceError> {
-        if let Err(reason) = &self.runtime {
+        if let Err(reason) = self.opened() {
             self.metrics.record(name, "", "unavailable", None);
-            return Err(InferenceError::Unavailable(reason.clone()));
+            return Err(InferenceError::Unavailable(reason.to_owned()));
         }
         let slot = self
             .slot(name)
