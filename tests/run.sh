@@ -11,7 +11,7 @@ cd "$root"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the tests start or call.
-packages=(mosquitto mosquitto-clients snmp snmpd snmptrapd systemd python3-pip)
+packages=(mosquitto mosquitto-clients snmp snmpd snmptrapd systemd python3-pip nginx)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -21,10 +21,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Tests start their own brokers on free ports; keep the packaged one from holding 1883.
-if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
-    as_root systemctl stop mosquitto || true
-fi
+# Tests start their own brokers and file servers on free ports; keep the packaged ones from
+# holding their ports.
+for service in mosquitto nginx; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+        as_root systemctl stop "$service" || true
+    fi
+done
 
 echo "==> rust targets"
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod logs;
 pub mod mosquitto;
 pub mod mqtt_client;
+pub mod nginx;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

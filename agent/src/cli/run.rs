@@ -11,8 +11,9 @@ use super::ConfigArg;
 use fogd::agent::Agent;
 use fogd::config::{self, Config};
 use fogd::inference::ModelRegistry;
-use fogd::sync::activate;
-use fogd::sync::watch::{Verdict, Watch};
+use fogd::sync::cloud::{CloudSync, Reporter};
+use fogd::sync::watch::{Verdict, Watch, function_health};
+use fogd::sync::{RevisionStore, SyncState, activate};
 use fogd::telemetry::{self, systemd};
 use std::sync::Arc;
 
@@ -49,20 +50,30 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
     // one and swapped in, unchanged ones are kept as they are.
     let models = Arc::new(ModelRegistry::for_config(&selected.config));
     let (mut agent, mut watching) = start_selected(&config, selected, &models).await?;
+    // Settings of the sync connection take effect at the next start, not on reload.
+    let mut cloud = CloudSync::start(&config, Arc::new(super::deploy::probe))?;
+    let reporter = cloud
+        .as_ref()
+        .map(|cloud| cloud.reporter.clone())
+        .unwrap_or_default();
+    report_start(&reporter, &config, &agent, &watching, None);
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
+    let mut report_health = tokio::time::interval(config.sync.report_every.as_duration());
     loop {
         tokio::select! {
-            _ = terminate.recv() => return stop(agent, &config, "SIGTERM").await,
-            _ = interrupt.recv() => return stop(agent, &config, "SIGINT").await,
+            _ = terminate.recv() => return stop(agent, cloud, &config, "SIGTERM").await,
+            _ = interrupt.recv() => return stop(agent, cloud, &config, "SIGINT").await,
             _ = hangup.recv() => {
                 systemd::reloading();
                 match config::load_file(path) {
                     Ok(new_config) => {
                         tracing::info!(config = %path.display(), "reloading: draining, then starting on the new config");
                         let selected = select(&new_config, &models);
+                        let activated = selected.staged.as_ref().and(selected.revision);
                         agent.shutdown().await;
                         config = new_config;
                         (agent, watching) = start_selected(&config, selected, &models).await?;
+                        report_start(&reporter, &config, &agent, &watching, activated);
                     }
                     Err(errors) => {
                         tracing::error!(%errors, "reload refused: the config file is invalid; still running the previous one");
@@ -70,19 +81,33 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            Some(revision) = activation(&mut cloud) => {
+                tracing::info!(revision, "activating the fleet's desired revision");
+                let selected = select(&config, &models);
+                agent.shutdown().await;
+                (agent, watching) = start_selected(&config, selected, &models).await?;
+                report_start(&reporter, &config, &agent, &watching, Some(revision));
+            }
             (revision, verdict) = verdict(&mut watching) => {
                 watching = None;
                 match verdict {
-                    Verdict::Healthy => activate::commit(&config, revision),
+                    Verdict::Healthy => {
+                        activate::commit(&config, revision);
+                        report_start(&reporter, &config, &agent, &watching, None);
+                    }
                     Verdict::Tripped { reason, at } => {
                         activate::refuse(&config, revision, &reason);
                         let previous = select(&config, &models);
                         agent.shutdown().await;
                         (agent, watching) = start_selected(&config, previous, &models).await?;
                         tracing::info!(revision, elapsed_ms = at.elapsed().as_millis() as u64, "rolled back from the revision whose gate tripped");
+                        report_start(&reporter, &config, &agent, &watching, Some(revision));
                     }
                 }
             }
+            _ = report_health.tick() => reporter.update(|report| {
+                report.functions = function_health(&agent.metrics, &config.functions);
+            }),
             _ = tick(&mut watchdog) => {
                 if agent.is_alive().await {
                     systemd::watchdog();
@@ -100,6 +125,64 @@ fn select(config: &Config, models: &ModelRegistry) -> activate::Selected {
     let selected = activate::select(config);
     models.sync(&selected.config.models);
     selected
+}
+
+/// The next revision the fleet's sync staged; never resolves without cloud sync.
+async fn activation(cloud: &mut Option<CloudSync>) -> Option<u64> {
+    match cloud {
+        Some(cloud) => cloud.activations.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells the fleet what the device runs after a (re)start or a verdict. `activated` is the
+/// revision the restart was meant to run: if the device is not watching it now, it was
+/// rolled back.
+fn report_start(
+    reporter: &Reporter,
+    config: &Config,
+    agent: &Agent,
+    watching: &Option<Watching>,
+    activated: Option<u64>,
+) {
+    let store = RevisionStore::new(&config.state_dir);
+    let committed = store.committed().ok().flatten();
+    let refused = store.refused();
+    reporter.update(|report| {
+        report.committed = committed;
+        report.functions = function_health(&agent.metrics, &config.functions);
+        if let Some(watching) = watching {
+            report.enter(SyncState::Watching, Some(watching.revision));
+            report.running = Some(watching.revision);
+            return;
+        }
+        report.running = committed;
+        let rolled_back = match (activated, refused) {
+            (Some(revision), Some((refused, reason))) if refused == revision => {
+                Some((revision, reason))
+            }
+            (None, Some((refused, reason))) if Some(refused) > committed => Some((refused, reason)),
+            _ => None,
+        };
+        match rolled_back {
+            Some((revision, reason)) => {
+                report.enter(SyncState::RolledBack, Some(revision));
+                report.reason = Some(reason);
+            }
+            // Leaves a rejection or a download in progress on record.
+            None if matches!(report.state, SyncState::Idle | SyncState::Committed)
+                || report.target == committed =>
+            {
+                let state = if committed.is_some() {
+                    SyncState::Committed
+                } else {
+                    SyncState::Idle
+                };
+                report.enter(state, committed);
+            }
+            None => {}
+        }
+    });
 }
 
 /// A staged revision running through its watch window before it is committed.
@@ -174,10 +257,18 @@ async fn start(config: &Config, models: &Arc<ModelRegistry>) -> anyhow::Result<A
     Ok(agent)
 }
 
-async fn stop(agent: Agent, config: &Config, signal: &str) -> anyhow::Result<ExitCode> {
+async fn stop(
+    agent: Agent,
+    cloud: Option<CloudSync>,
+    config: &Config,
+    signal: &str,
+) -> anyhow::Result<ExitCode> {
     tracing::info!(signal, "stop requested");
     systemd::stopping();
     agent.shutdown().await;
+    if let Some(cloud) = cloud {
+        cloud.stop().await;
+    }
     let _ = std::fs::remove_file(pid_file(config));
     Ok(ExitCode::SUCCESS)
 }

@@ -254,6 +254,9 @@ impl Config {
                 *file = base.join(&*file);
             }
         }
+        if let Some(ca) = &mut self.sync.artifact_ca {
+            *ca = base.join(&*ca);
+        }
         for broker in &mut self.brokers {
             if let Some(file) = &mut broker.password_file {
                 *file = base.join(&*file);

@@ -68,6 +68,37 @@ pub struct SyncConfig {
     /// Revisions whose files are kept: the committed one and those before it, for rollback.
     #[serde(default = "default_keep_revisions")]
     pub keep_revisions: u32,
+    /// The `[[broker]]` on which the device follows its desired state
+    /// (`fogd/v1/devices/<id>/desired` and its groups' `fogd/v1/groups/<group>/desired`) and
+    /// publishes its report (`fogd/v1/devices/<id>/reported`). None: only `fogd deploy`.
+    pub broker: Option<String>,
+    /// The device's id in those topics; defaults to the host name.
+    pub device_id: Option<String>,
+    /// Groups whose desired documents the device follows too.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// PEM CA file for the artifact server's certificate; without it, the system's roots.
+    pub artifact_ca: Option<PathBuf>,
+    /// How often the report's function health is refreshed between state changes.
+    #[serde(default = "default_report_every")]
+    pub report_every: Millis,
+}
+
+fn default_report_every() -> Millis {
+    Millis(60_000)
+}
+
+impl SyncConfig {
+    /// The device id: `device_id`, else the host name.
+    pub fn device_id(&self) -> String {
+        self.device_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_owned())
+                .ok()
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "device".to_owned())
+        })
+    }
 }
 
 fn default_keep_revisions() -> u32 {
@@ -79,6 +110,11 @@ impl Default for SyncConfig {
         Self {
             trusted_keys: Vec::new(),
             keep_revisions: default_keep_revisions(),
+            broker: None,
+            device_id: None,
+            groups: Vec::new(),
+            artifact_ca: None,
+            report_every: default_report_every(),
         }
     }
 }

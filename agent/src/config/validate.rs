@@ -112,6 +112,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_sync(&mut problems);
         if self.sync.keep_revisions < 2 {
             problems.push((
                 "sync.keep_revisions".into(),
@@ -119,6 +120,45 @@ impl Config {
             ));
         }
         problems
+    }
+
+    fn validate_sync(&self, problems: &mut Vec<Problem>) {
+        let sync = &self.sync;
+        let Some(broker) = &sync.broker else {
+            return;
+        };
+        if !self.brokers.iter().any(|spec| &spec.name == broker) {
+            problems.push((
+                "sync.broker".into(),
+                format!("no [[broker]] is named {broker:?}"),
+            ));
+        }
+        if sync.trusted_keys.is_empty() {
+            problems.push((
+                "sync.trusted_keys".into(),
+                "is empty: a device that follows the fleet must trust its key".into(),
+            ));
+        }
+        if !crate::sync::topics::is_valid_id(&sync.device_id()) {
+            problems.push((
+                "sync.device_id".into(),
+                format!(
+                    "{:?} cannot stand in a topic (no '/', '+', '#', '$')",
+                    sync.device_id()
+                ),
+            ));
+        }
+        for (index, group) in sync.groups.iter().enumerate() {
+            if !crate::sync::topics::is_valid_id(group) {
+                problems.push((
+                    format!("sync.groups[{index}]"),
+                    format!("{group:?} cannot stand in a topic (no '/', '+', '#', '$')"),
+                ));
+            }
+        }
+        if sync.report_every.0 == 0 {
+            problems.push(("sync.report_every".into(), "must be at least 1ms".into()));
+        }
     }
 
     fn validate_models(&self, problems: &mut Vec<Problem>) {

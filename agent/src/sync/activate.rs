@@ -50,9 +50,7 @@ pub fn select(base: &Config) -> Selected {
             }
             Err(reason) => {
                 tracing::warn!(revision, %reason, "staged deployment refused; discarding it");
-                if let Err(error) = store.discard(revision) {
-                    tracing::error!(revision, %error, "cannot remove the refused revision");
-                }
+                forget(base, revision, &reason);
             }
         }
     }
@@ -86,7 +84,16 @@ pub fn commit(base: &Config, revision: u64) {
 /// Discards a staged revision that did not start or tripped a health gate.
 pub fn refuse(base: &Config, revision: u64, reason: &str) {
     tracing::warn!(revision, reason, "deployment rolled back; discarding it");
-    if let Err(error) = RevisionStore::new(&base.state_dir).discard(revision) {
+    forget(base, revision, reason);
+}
+
+/// Records why a revision is refused, so it is not tried again, and removes its files.
+fn forget(base: &Config, revision: u64, reason: &str) {
+    let store = RevisionStore::new(&base.state_dir);
+    if let Err(error) = store.record_refusal(revision, reason) {
+        tracing::error!(revision, %error, "cannot record the rolled-back revision");
+    }
+    if let Err(error) = store.discard(revision) {
         tracing::error!(revision, %error, "cannot remove the failed revision");
     }
 }

@@ -15,6 +15,7 @@ use super::document::{Artifact, Deployment};
 pub const DOCUMENT_FILE: &str = "deployment.json";
 const COMMITTED_FILE: &str = "committed";
 const ATTEMPTS_FILE: &str = "attempts";
+const REFUSED_FILE: &str = "refused";
 const STAGING_SUFFIX: &str = ".staging";
 
 #[derive(Debug, Error)]
@@ -153,6 +154,34 @@ impl RevisionStore {
             read_checked(name, artifact, &path, &mut std::io::sink(), &path)?;
         }
         Ok(())
+    }
+
+    /// Records that `revision` was refused or rolled back, and why, unless a higher one
+    /// already was: the device does not try it, or any revision below it, again.
+    pub fn record_refusal(&self, revision: u64, reason: &str) -> Result<(), StoreError> {
+        if self
+            .refused()
+            .is_some_and(|(refused, _)| refused >= revision)
+        {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let path = self.dir.join(REFUSED_FILE);
+        let temporary = self.dir.join(format!("{REFUSED_FILE}.tmp"));
+        write_synced(&temporary, format!("{revision}\n{reason}\n").as_bytes())?;
+        std::fs::rename(&temporary, &path).map_err(io(&path))
+    }
+
+    /// The highest revision refused or rolled back, and why.
+    pub fn refused(&self) -> Option<(u64, String)> {
+        let text = std::fs::read_to_string(self.dir.join(REFUSED_FILE)).ok()?;
+        let (revision, reason) = text.split_once('\n')?;
+        Some((revision.trim().parse().ok()?, reason.trim_end().to_owned()))
+    }
+
+    /// Where a revision's artifacts are downloaded before it is staged.
+    pub fn download_dir(&self, revision: u64) -> PathBuf {
+        self.dir.join(format!("{revision}.download"))
     }
 
     /// Removes a revision's directory (a refused or an old one).
@@ -311,6 +340,15 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("sha256")
+        );
+        assert_eq!(store.refused(), None);
+        store
+            .record_refusal(5, "function echo: 9 of 20 events failed")
+            .unwrap();
+        store.record_refusal(2, "older").unwrap();
+        assert_eq!(
+            store.refused(),
+            Some((5, "function echo: 9 of 20 events failed".to_owned()))
         );
         store.commit(3, 2).unwrap();
         assert_eq!(store.committed().unwrap(), Some(3));

@@ -2,6 +2,7 @@
 //! (faults of the function itself, not backpressure) is compared with the document's gate,
 //! often enough that a tripped gate is seen within [`CHECK_EVERY`].
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::config::FunctionSpec;
@@ -9,6 +10,7 @@ use crate::runtime::InvokeError;
 use crate::telemetry::{FunctionMetrics, Metrics};
 
 use super::HealthGates;
+use super::report::FunctionHealth;
 
 /// How often the gates are evaluated during the window.
 pub const CHECK_EVERY: Duration = Duration::from_millis(20);
@@ -80,6 +82,20 @@ impl Watch {
                 })
             })
     }
+}
+
+/// Each function's events and faults since the agent started, for the device report.
+pub fn function_health(
+    metrics: &Metrics,
+    functions: &[FunctionSpec],
+) -> BTreeMap<String, FunctionHealth> {
+    functions
+        .iter()
+        .map(|spec| {
+            let (events, failures) = counts(&metrics.function(&spec.name));
+            (spec.name.clone(), FunctionHealth { events, failures })
+        })
+        .collect()
 }
 
 fn counts(function: &FunctionMetrics) -> (u64, u64) {

@@ -4,6 +4,7 @@
 mod ack_order;
 mod backoff;
 mod client;
+pub mod control;
 pub mod embedded;
 mod inbound;
 mod options;

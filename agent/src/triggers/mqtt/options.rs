@@ -106,6 +106,20 @@ impl ConnectionSettings {
         })
     }
 
+    /// The same broker and credentials for a second connection: the client id gets
+    /// `suffix`, as the broker allows one connection per client id.
+    pub fn second_connection(&self, suffix: &str) -> Self {
+        Self {
+            name: self.name.clone(),
+            spec: self.spec.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            client_id: format!("{}-{suffix}", self.client_id),
+            password: self.password.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
     /// A fresh client and event loop (no state carried over from earlier connections).
     pub fn connect(&self) -> (MqttClient, MqttEventLoop) {
         let spec = &self.spec;

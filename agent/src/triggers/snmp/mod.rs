@@ -159,7 +159,9 @@ pub(crate) fn required_levels(users: &[SnmpUser]) -> HashMap<Vec<u8>, SecurityLe
 }
 
 /// Receives until shutdown. The counter sync runs beside it rather than in the same
-/// `select!`: dropping a `recv` future mid-datagram could lose that notification.
+/// `select!`: dropping a `recv` future mid-datagram could lose that notification. The
+/// counters' starting values are taken here, before the first `recv`: taken in the sync
+/// task, they could already include datagrams rejected before that task first ran.
 async fn receive(
     receiver: NotificationReceiver,
     socket: Option<BoundSocket>,
@@ -167,7 +169,9 @@ async fn receive(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let counters = RejectionCounters::new(&receiver, socket.as_ref());
     let sync = tokio::spawn(sync_counters(
+        counters,
         receiver.clone(),
         socket,
         metrics.clone(),
@@ -192,12 +196,12 @@ async fn receive(
 }
 
 async fn sync_counters(
+    mut counters: RejectionCounters,
     receiver: NotificationReceiver,
     socket: Option<BoundSocket>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut counters = RejectionCounters::new(&receiver, socket.as_ref());
     let mut tick = tokio::time::interval(COUNTER_SYNC);
     loop {
         tokio::select! {

@@ -1,0 +1,263 @@
+//! Artifact downloads over HTTPS (rustls): resumable with a `Range` request from what a
+//! previous attempt left on disk, never reading more than the document announced. The
+//! digest is checked when the revision is staged ([`super::RevisionStore::stage`]).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::StatusCode;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+
+use super::Artifact;
+
+/// Time allowed to connect, and between two pieces of a body, before a download is
+/// abandoned (to be resumed on the next attempt).
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum DownloadError {
+    #[error("{url}: {reason}")]
+    Failed { url: String, reason: String },
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("artifact CA file {path}: {reason}")]
+    Ca { path: String, reason: String },
+}
+
+pub struct Downloader {
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Downloader {
+    /// Trusts the CA certificates in `ca_file`, or the system's roots without one.
+    pub fn new(ca_file: Option<&Path>) -> Result<Self, DownloadError> {
+        let mut roots = RootCertStore::empty();
+        match ca_file {
+            Some(path) => {
+                let ca_error = |reason: String| DownloadError::Ca {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let pem = std::fs::read(path).map_err(|error| ca_error(error.to_string()))?;
+                for certificate in CertificateDer::pem_slice_iter(&pem).flatten() {
+                    roots
+                        .add(certificate)
+                        .map_err(|error| ca_error(error.to_string()))?;
+                }
+                if roots.is_empty() {
+                    return Err(ca_error("holds no certificate".to_owned()));
+                }
+            }
+            None => {
+                for certificate in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(certificate);
+                }
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| DownloadError::Ca {
+            path: String::new(),
+            reason: error.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Self {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// Brings `target` to the artifact's full length, continuing from what is already in
+    /// it; `progress` is told the bytes held after each piece.
+    pub async fn fetch(
+        &self,
+        artifact: &Artifact,
+        target: &Path,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), DownloadError> {
+        let file_error = |source| DownloadError::File {
+            path: target.display().to_string(),
+            source,
+        };
+        let mut held = match tokio::fs::metadata(target).await {
+            Ok(metadata) if metadata.len() <= artifact.size => metadata.len(),
+            Ok(_) => {
+                tokio::fs::remove_file(target).await.map_err(file_error)?;
+                0
+            }
+            Err(_) => 0,
+        };
+        if held == artifact.size {
+            progress(held);
+            return Ok(());
+        }
+        let failed = |reason: String| DownloadError::Failed {
+            url: artifact.url.clone(),
+            reason,
+        };
+        let location = Location::parse(&artifact.url).map_err(failed)?;
+        let mut response = tokio::time::timeout(STALL_TIMEOUT, self.request(&location, held))
+            .await
+            .map_err(|_| failed("timed out connecting".to_owned()))?
+            .map_err(failed)?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(target)
+            .await
+            .map_err(file_error)?;
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT => {}
+            StatusCode::OK => {
+                // The server ignored the range: start over.
+                file.set_len(0).await.map_err(file_error)?;
+                held = 0;
+            }
+            status => return Err(failed(format!("the server answered {status}"))),
+        }
+        let body = response.body_mut();
+        loop {
+            let frame = tokio::time::timeout(STALL_TIMEOUT, body.frame())
+                .await
+                .map_err(|_| failed(format!("stalled after {held} bytes")))?;
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|error| failed(error.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            held += data.len() as u64;
+            if held > artifact.size {
+                return Err(failed(format!(
+                    "longer than the {} bytes the document gives",
+                    artifact.size
+                )));
+            }
+            file.write_all(&data).await.map_err(file_error)?;
+            progress(held);
+        }
+        file.sync_all().await.map_err(file_error)?;
+        if held != artifact.size {
+            return Err(failed(format!(
+                "ended after {held} of {} bytes",
+                artifact.size
+            )));
+        }
+        Ok(())
+    }
+
+    async fn request(
+        &self,
+        location: &Location,
+        from: u64,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+        let tcp = tokio::net::TcpStream::connect((location.host.as_str(), location.port))
+            .await
+            .map_err(|error| format!("cannot connect: {error}"))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(location.host.clone())
+            .map_err(|error| format!("host {}: {error}", location.host))?;
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|error| format!("TLS: {error}"))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|error| error.to_string())?;
+        tokio::spawn(connection);
+        let mut request = hyper::Request::get(location.path.as_str())
+            .header(hyper::header::HOST, location.authority.as_str())
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("fogd/", env!("CARGO_PKG_VERSION")),
+            );
+        if from > 0 {
+            request = request.header(hyper::header::RANGE, format!("bytes={from}-"));
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|error| error.to_string())?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// The parts of an `https://` URL a request needs.
+#[derive(Debug, PartialEq, Eq)]
+struct Location {
+    authority: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Location {
+    fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| "only https:// URLs are fetched".to_owned())?;
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(at) if rest[at..].starts_with('/') => (&rest[..at], rest[at..].to_owned()),
+            Some(at) => (&rest[..at], format!("/{}", &rest[at..])),
+            None => (rest, "/".to_owned()),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (
+                host,
+                port.parse()
+                    .map_err(|_| format!("port {port:?} is not a number"))?,
+            ),
+            _ => (authority, 443),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || authority.contains('@') {
+            return Err("the URL names no host, or carries credentials".to_owned());
+        }
+        Ok(Self {
+            authority: authority.to_owned(),
+            host: host.to_owned(),
+            port,
+            path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Location;
+
+    #[test]
+    fn urls_split_into_host_port_and_path() {
+        let location = Location::parse("https://files.example:8443/fleet/echo.wasm?v=2").unwrap();
+        assert_eq!(location.host, "files.example");
+        assert_eq!(location.port, 8443);
+        assert_eq!(location.path, "/fleet/echo.wasm?v=2");
+        assert_eq!(location.authority, "files.example:8443");
+        let location = Location::parse("https://[::1]/a").unwrap();
+        assert_eq!((location.host.as_str(), location.port), ("::1", 443));
+        assert_eq!(Location::parse("https://h").unwrap().path, "/");
+        for refused in [
+            "http://files.example/a",
+            "https:///a",
+            "https://user:pw@files.example/a",
+            "https://files.example:http/a",
+        ] {
+            assert!(Location::parse(refused).is_err(), "{refused}");
+        }
+    }
+}

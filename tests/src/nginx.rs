@@ -1,0 +1,93 @@
+//! A real nginx per test, serving a directory over HTTPS on a free port with the test's
+//! generated server certificate.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::certs::Pki;
+use crate::mosquitto::free_port;
+
+pub struct Nginx {
+    pub port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Serves `root` at `https://127.0.0.1:<port>/`.
+    pub fn serve(root: &Path, pki: &Pki) -> Self {
+        Self::serve_limited(root, pki, None)
+    }
+
+    /// Like [`serve`](Self::serve), sending each response at most `bytes_per_second`.
+    pub fn serve_limited(root: &Path, pki: &Pki, bytes_per_second: Option<u32>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        pki.write_server_files(dir.path());
+        let port = free_port();
+        let prefix = dir.path().display();
+        // One process, so that killing it stops it all. Running as root, nginx would switch
+        // to an unprivileged user, which cannot read the test's files.
+        // SAFETY: geteuid has no preconditions.
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root;\n"
+        } else {
+            ""
+        };
+        let config = format!(
+            "{user}daemon off;\nmaster_process off;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log {prefix}/access.log;\n  client_body_temp_path {prefix}/body;\n  \
+             proxy_temp_path {prefix}/proxy;\n  fastcgi_temp_path {prefix}/fastcgi;\n  \
+             uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n  \
+             server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {prefix}/server.pem;\n    \
+             ssl_certificate_key {prefix}/server.key;\n    root {root};\n    limit_rate {rate};\n  }}\n}}\n",
+            root = root.display(),
+            rate = bytes_per_second.unwrap_or(0)
+        );
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, config).expect("nginx config written");
+        let child = Command::new("/usr/sbin/nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx runs (Debian package `nginx`)");
+        let mut nginx = Self { port, child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                panic!(
+                    "nginx exited ({status}): {}",
+                    std::fs::read_to_string(nginx.dir.path().join("error.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen within 10 s"
+            );
+            std::thread::yield_now();
+        }
+        nginx
+    }
+
+    /// Lines of the access log: one per request served.
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,491 @@
+//! Fleet sync end to end with real parts: Mosquitto with mutual TLS as the fleet's broker,
+//! nginx serving artifacts over HTTPS, three `fogd run` processes following their desired
+//! state, and `fogctl` rolling out, reading status and rolling back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fogd::sync::{FleetKey, Report, SyncState};
+use fogd_tests::certs::Pki;
+use fogd_tests::daemon::Daemon;
+use fogd_tests::mosquitto::{BrokerOptions, Mosquitto};
+use fogd_tests::nginx::Nginx;
+use fogd_tests::{components, fogctl_bin};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    broker: Mosquitto,
+    files: Nginx,
+    key: FleetKey,
+    key_file: PathBuf,
+    tls: fogd_tests::certs::ClientFiles,
+}
+
+impl Fleet {
+    fn new() -> Self {
+        Self::with_artifact_rate(None)
+    }
+
+    /// A fleet whose artifact server sends at most `bytes_per_second` per download.
+    fn with_artifact_rate(bytes_per_second: Option<u32>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate("fleet");
+        let broker = Mosquitto::with(BrokerOptions {
+            tls: Some(pki.clone()),
+            require_client_certificate: true,
+            ..BrokerOptions::default()
+        });
+        let artifacts = dir.path().join("artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let files = Nginx::serve_limited(&artifacts, &pki, bytes_per_second);
+        let (pem, key) = FleetKey::generate().unwrap();
+        let key_file = dir.path().join("fleet.key");
+        std::fs::write(&key_file, pem).unwrap();
+        let tls = pki.write_client_files(dir.path(), "fleet");
+        Self {
+            dir,
+            broker,
+            files,
+            key,
+            key_file,
+            tls,
+        }
+    }
+
+    /// Writes a device's config: no functions of its own, following the fleet on the mTLS
+    /// listener, in group `site-a`.
+    fn device(&self, id: &str) -> PathBuf {
+        let home = self.dir.path().join(id);
+        std::fs::create_dir_all(&home).unwrap();
+        let config = home.join("fogd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"state\"\n[metrics]\naddress = \"127.0.0.1:0\"\n\
+                 [[broker]]\nname = \"cloud\"\naddress = \"127.0.0.1:{port}\"\nclient_id = \"fogd-{id}\"\n\
+                 reconnect_max = \"300ms\"\n\
+                 tls = {{ ca_file = \"{ca}\", cert_file = \"{cert}\", key_file = \"{key}\" }}\n\
+                 [sync]\nbroker = \"cloud\"\ndevice_id = \"{id}\"\ngroups = [\"site-a\"]\n\
+                 trusted_keys = [\"{trusted}\"]\nartifact_ca = \"{ca}\"\nreport_every = \"1s\"\n",
+                port = self.broker.tls_port.unwrap(),
+                ca = self.tls.ca.display(),
+                cert = self.tls.cert.display(),
+                key = self.tls.key.display(),
+                trusted = self.key.public_hex(),
+            ),
+        )
+        .unwrap();
+        config
+    }
+
+    fn start(&self, id: &str) -> Daemon {
+        let mut daemon = Daemon::start(&self.device(id));
+        daemon.wait_for(&["sync connection up"]);
+        daemon
+    }
+
+    /// Puts `bytes` on the artifact server as `name`; returns its artifact entry.
+    fn serve(&self, name: &str, bytes: &[u8]) -> Value {
+        std::fs::write(self.dir.path().join("artifacts").join(name), bytes).unwrap();
+        json!({
+            "url": format!("https://127.0.0.1:{}/{name}", self.files.port),
+            "sha256": hex::encode(Sha256::digest(bytes)),
+            "size": bytes.len()
+        })
+    }
+
+    /// A revision running `component` (served as `file`) as function `echo` on a timer.
+    fn document(&self, revision: u64, file: &str, component: &[u8], timer: &str) -> Value {
+        json!({
+            "schema": "fogd.deployment/v1",
+            "revision": revision,
+            "artifacts": {file: self.serve(file, component)},
+            "function": [{
+                "name": "echo",
+                "component": file,
+                "trigger": [{"timer": {"every": "20ms", "name": timer}}]
+            }],
+            "health": {"window": "400ms", "min_events": 5, "max_error_rate": 0.5}
+        })
+    }
+
+    fn sign(&self, name: &str, document: Value) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.signed.json"));
+        std::fs::write(&path, serde_json::to_vec(&self.key.sign(document)).unwrap()).unwrap();
+        path
+    }
+
+    fn fogctl(&self, args: &[&str]) -> Output {
+        Command::new(fogctl_bin())
+            .args(args)
+            .arg("--broker")
+            .arg(format!("127.0.0.1:{}", self.broker.tls_port.unwrap()))
+            .arg("--ca")
+            .arg(&self.tls.ca)
+            .arg("--cert")
+            .arg(&self.tls.cert)
+            .arg("--key-file")
+            .arg(&self.tls.key)
+            .args(["--settle-ms", "300"])
+            .output()
+            .expect("fogctl runs")
+    }
+
+    fn status(&self) -> BTreeMap<String, Report> {
+        let output = self.fogctl(&["status", "--json"]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// Publishes raw bytes, retained, on the plain listener (as anyone with broker access
+    /// could).
+    fn publish_raw(&self, topic: &str, payload: &Path) {
+        let output = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.broker.port.to_string()])
+            .args(["-t", topic, "-q", "1", "-r", "-f"])
+            .arg(payload)
+            .output()
+            .expect("mosquitto_pub runs (Debian package `mosquitto-clients`)");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `component` with a custom section of `size` bytes appended: a larger artifact that
+/// still compiles.
+fn with_custom_section(component: &[u8], size: u32) -> Vec<u8> {
+    let name = b"padding";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend((0..size).map(|i| (i % 251) as u8));
+    let mut padded = component.to_vec();
+    padded.push(0);
+    let mut length = section.len() as u32;
+    loop {
+        let byte = (length & 0x7f) as u8;
+        length >>= 7;
+        if length == 0 {
+            padded.push(byte);
+            break;
+        }
+        padded.push(byte | 0x80);
+    }
+    padded.extend(section);
+    padded
+}
+
+fn terminate_all(devices: Vec<Daemon>) {
+    for daemon in devices {
+        let (status, log) = daemon.terminate();
+        assert!(status.success(), "{}", log.join("\n"));
+    }
+}
+
+fn committed(status: &BTreeMap<String, Report>, device: &str) -> Option<u64> {
+    status.get(device).and_then(|report| report.committed)
+}
+
+#[test]
+fn a_rollout_reaches_every_device_and_a_failing_canary_stops_the_next_one() {
+    let fleet = Fleet::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let probe = std::fs::read(&components().probe).unwrap();
+    let mut devices: Vec<Daemon> = ["gw-1", "gw-2", "gw-3"]
+        .iter()
+        .map(|id| fleet.start(id))
+        .collect();
+    let status = fleet.status();
+    assert_eq!(status.len(), 3, "{status:?}");
+    assert!(
+        status
+            .values()
+            .all(|report| report.state == SyncState::Idle)
+    );
+
+    let good = fleet.sign("rev1", fleet.document(1, "echo.wasm", &echo, "tick"));
+    let output = fleet.fogctl(&[
+        "rollout",
+        good.to_str().unwrap(),
+        "--group",
+        "site-a",
+        "--canary",
+        "1",
+        "--waves",
+        "50%,100%",
+        "--wave-timeout",
+        "60s",
+    ]);
+    let progress = text(&output.stderr);
+    assert!(output.status.success(), "{progress}");
+    assert!(
+        progress.contains("wave 1/3 (canary): 1 device(s): gw-1"),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("done: 3 of 3 device(s) committed revision 1"),
+        "{progress}"
+    );
+    for daemon in &mut devices {
+        daemon.wait_for(&["deployment committed", "revision=1"]);
+    }
+    let status = fleet.status();
+    for device in ["gw-1", "gw-2", "gw-3"] {
+        assert_eq!(committed(&status, device), Some(1), "{status:?}");
+        assert_eq!(status[device].state, SyncState::Committed);
+    }
+    let table = fleet.fogctl(&["status"]);
+    assert!(
+        text(&table.stdout)
+            .lines()
+            .any(|line| line.starts_with("gw-2") && line.contains("committed")),
+        "{}",
+        text(&table.stdout)
+    );
+    // Each device downloaded the artifact once.
+    assert_eq!(
+        fleet
+            .files
+            .requests()
+            .iter()
+            .filter(|line| line.contains("GET /echo.wasm"))
+            .count(),
+        3
+    );
+
+    // The probe fails every event whose subject is "fail": the canary's gate trips, it
+    // rolls back by itself, and the rollout stops before anyone else changes.
+    let bad = fleet.sign("rev2", fleet.document(2, "probe.wasm", &probe, "fail"));
+    let output = fleet.fogctl(&[
+        "rollout",
+        bad.to_str().unwrap(),
+        "--devices",
+        "gw-1,gw-2,gw-3",
+        "--canary",
+        "1",
+        "--waves",
+        "100%",
+        "--wave-timeout",
+        "60s",
+    ]);
+    let progress = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{progress}");
+    assert!(
+        progress.contains("gw-1: FAILED (rolled-back: function echo: "),
+        "{progress}"
+    );
+    assert!(progress.contains("stopping the rollout"), "{progress}");
+    assert!(!progress.contains("wave 2/2"), "{progress}");
+    devices[0].wait_for(&[
+        "rolled back from the revision whose gate tripped",
+        "revision=2",
+    ]);
+    let status = fleet.status();
+    assert_eq!(committed(&status, "gw-1"), Some(1));
+    assert_eq!(status["gw-1"].state, SyncState::RolledBack);
+    assert_eq!(status["gw-1"].target, Some(2));
+    for device in ["gw-2", "gw-3"] {
+        assert_eq!(status[device].committed, Some(1), "{status:?}");
+        assert_eq!(status[device].target, Some(1), "{status:?}");
+    }
+    assert_eq!(
+        fleet
+            .files
+            .requests()
+            .iter()
+            .filter(|line| line.contains("GET /probe.wasm"))
+            .count(),
+        1,
+        "only the canary fetched the failing revision"
+    );
+
+    // Rolling back to revision 1's content issues it as revision 3 (devices never go down).
+    let output = fleet.fogctl(&[
+        "rollback",
+        "--to",
+        "1",
+        "--key",
+        fleet.key_file.to_str().unwrap(),
+        "--devices",
+        "gw-1",
+        "--waves",
+        "100%",
+        "--wave-timeout",
+        "60s",
+    ]);
+    let progress = text(&output.stderr);
+    assert!(output.status.success(), "{progress}");
+    assert!(
+        progress.contains("restoring the content of revision 1 as revision 3"),
+        "{progress}"
+    );
+    assert_eq!(committed(&fleet.status(), "gw-1"), Some(3));
+    terminate_all(devices);
+}
+
+#[test]
+fn tampered_foreign_and_replayed_documents_are_rejected_and_an_offline_device_converges() {
+    let fleet = Fleet::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let mut devices: Vec<Daemon> = ["gw-1", "gw-2", "gw-3"]
+        .iter()
+        .map(|id| fleet.start(id))
+        .collect();
+    let first = fleet.document(1, "echo.wasm", &echo, "tick");
+    let first_signed = fleet.sign("rev1", first);
+    let all_at_once = ["--canary", "0", "--waves", "100%", "--wave-timeout", "60s"];
+    let output = fleet.fogctl(
+        &[
+            &[
+                "rollout",
+                first_signed.to_str().unwrap(),
+                "--group",
+                "site-a",
+            ][..],
+            &all_at_once,
+        ]
+        .concat(),
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    // The artifact server hands out a file with one byte changed.
+    let tampered = fleet.document(2, "tampered.wasm", &echo, "tick");
+    let mut changed = echo.clone();
+    changed[100] ^= 0xff;
+    std::fs::write(fleet.dir.path().join("artifacts/tampered.wasm"), &changed).unwrap();
+    let signed = fleet.sign("rev2", tampered);
+    let output = fleet.fogctl(
+        &[
+            &["rollout", signed.to_str().unwrap(), "--devices", "gw-2"][..],
+            &all_at_once,
+        ]
+        .concat(),
+    );
+    let progress = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{progress}");
+    assert!(
+        progress.contains("gw-2: FAILED (rejected: artifact tampered.wasm: sha256"),
+        "{progress}"
+    );
+
+    // A document signed by a key the devices do not trust, straight onto gw-3's topic.
+    let (_, stranger) = FleetKey::generate().unwrap();
+    let foreign = fleet.dir.path().join("foreign.json");
+    let document = fleet.document(3, "echo.wasm", &echo, "tick");
+    std::fs::write(
+        &foreign,
+        serde_json::to_vec(&stranger.sign(document)).unwrap(),
+    )
+    .unwrap();
+    fleet.publish_raw("fogd/v1/devices/gw-3/desired", &foreign);
+    devices[2].wait_for(&["desired document refused", "does not trust"]);
+
+    let status = fleet.status();
+    assert_eq!(status["gw-2"].state, SyncState::Rejected);
+    assert_eq!(status["gw-2"].target, Some(2));
+    assert_eq!(status["gw-3"].state, SyncState::Rejected);
+    assert!(
+        status["gw-3"]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("does not trust"),
+        "{status:?}"
+    );
+    for device in ["gw-1", "gw-2", "gw-3"] {
+        assert_eq!(committed(&status, device), Some(1), "{status:?}");
+    }
+
+    // gw-3 is away during the next rollout; the others go ahead, and gw-3 takes the
+    // revision when it comes back.
+    let (exit, _) = devices.pop().unwrap().terminate();
+    assert!(exit.success());
+    let fourth = fleet.sign("rev4", fleet.document(4, "echo.wasm", &echo, "tock"));
+    let output = fleet.fogctl(&[
+        "rollout",
+        fourth.to_str().unwrap(),
+        "--group",
+        "site-a",
+        "--canary",
+        "1",
+        "--waves",
+        "100%",
+        "--failure-threshold",
+        "50%",
+        "--wave-timeout",
+        "5s",
+    ]);
+    let progress = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{progress}");
+    assert!(progress.contains("gw-3: FAILED (timed out"), "{progress}");
+    assert!(
+        progress.contains("done: 2 of 3 device(s) committed revision 4"),
+        "{progress}"
+    );
+    let mut returning = Daemon::start(&fleet.device("gw-3"));
+    returning.wait_for(&["deployment committed", "revision=4"]);
+    let status = fleet.status();
+    for device in ["gw-1", "gw-2", "gw-3"] {
+        assert_eq!(committed(&status, device), Some(4), "{status:?}");
+    }
+
+    // An old revision, correctly signed, replayed onto gw-3.
+    fleet.publish_raw("fogd/v1/devices/gw-3/desired", &first_signed);
+    returning.wait_for(&[
+        "desired revision refused",
+        "is not above the committed revision 4",
+    ]);
+    assert_eq!(committed(&fleet.status(), "gw-3"), Some(4));
+    devices.push(returning);
+    terminate_all(devices);
+}
+
+#[test]
+fn a_download_cut_by_kill_9_resumes_where_it_stopped() {
+    // 256 KiB/s: the 1 MiB artifact takes four seconds to arrive.
+    let fleet = Fleet::with_artifact_rate(Some(256 * 1024));
+    let echo = std::fs::read(&components().echo).unwrap();
+    let config = fleet.device("gw-1");
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for(&["sync connection up"]);
+    let padded = with_custom_section(&echo, 1024 * 1024);
+    let signed = fleet.sign("rev1", fleet.document(1, "padded.wasm", &padded, "tick"));
+    fleet.publish_raw("fogd/v1/devices/gw-1/desired", &signed);
+    daemon.wait_for(&["applying desired revision", "revision=1"]);
+
+    let partial = config
+        .parent()
+        .unwrap()
+        .join("state/revisions/1.download/padded.wasm");
+    let deadline = std::time::Instant::now() + fogd_tests::daemon::PATIENCE;
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 256 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(daemon.pid(), libc::SIGKILL) };
+    drop(daemon);
+    let held = std::fs::metadata(&partial).unwrap().len();
+    assert!(held < padded.len() as u64, "{held}");
+
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for(&["deployment committed", "revision=1"]);
+    let requests = fleet.files.requests();
+    let downloads: Vec<&String> = requests
+        .iter()
+        .filter(|l| l.contains("GET /padded.wasm"))
+        .collect();
+    assert_eq!(downloads.len(), 2, "{requests:?}");
+    // The second request asked for the rest only: nginx answered 206 Partial Content.
+    assert!(downloads[1].contains("\" 206 "), "{requests:?}");
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}
