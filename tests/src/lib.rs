@@ -37,6 +37,35 @@ pub struct Components {
     pub threshold_alert: PathBuf,
 }
 
+/// A deployment document (revision 1) running ddos-detector on a timer with the
+/// flow-anomaly model and `reference` as its reference vectors; `pin` gives each artifact's
+/// entry (URL, digest, size) from its file name and content.
+pub fn detector_deployment(
+    reference: &[u8],
+    pin: impl Fn(&str, &[u8]) -> serde_json::Value,
+) -> serde_json::Value {
+    let model = std::fs::read(root().join("models/flow-anomaly/flow-anomaly.tflite"))
+        .expect("the shipped model");
+    let detector = std::fs::read(&components().ddos_detector).expect("the built detector");
+    serde_json::json!({
+        "schema": "fogd.deployment/v1",
+        "revision": 1,
+        "artifacts": {
+            "ddos_detector.wasm": pin("ddos_detector.wasm", &detector),
+            "flow-anomaly.tflite": pin("flow-anomaly.tflite", &model),
+            "flow-anomaly.reference.json": pin("flow-anomaly.reference.json", reference)
+        },
+        "function": [{
+            "name": "ddos-detector", "component": "ddos_detector.wasm",
+            "grants": {"models": ["flow-anomaly"]},
+            "trigger": [{"timer": {"every": "1s"}}]
+        }],
+        "model": [{"name": "flow-anomaly", "version": "1", "path": "flow-anomaly.tflite",
+                   "reference": "flow-anomaly.reference.json"}],
+        "health": {"window": "300ms"}
+    })
+}
+
 /// Builds `wasi-functions/` once per test binary and returns the component paths.
 pub fn components() -> &'static Components {
     static BUILT: OnceLock<Components> = OnceLock::new();

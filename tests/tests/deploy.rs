@@ -345,24 +345,8 @@ fn a_revision_brings_a_model_to_a_device_that_had_none() {
     let model = std::fs::read(model_dir.join("flow-anomaly.tflite")).unwrap();
     let reference = std::fs::read(model_dir.join("reference.json")).unwrap();
     let detector = std::fs::read(&components().ddos_detector).unwrap();
-    let pin = |bytes: &[u8]| json!({"url": "https://artifacts.example/file", "sha256": hex::encode(Sha256::digest(bytes)), "size": bytes.len()});
-    let document = json!({
-        "schema": "fogd.deployment/v1",
-        "revision": 1,
-        "artifacts": {
-            "ddos_detector.wasm": pin(&detector),
-            "flow-anomaly.tflite": pin(&model),
-            "flow-anomaly.reference.json": pin(&reference)
-        },
-        "function": [{
-            "name": "ddos-detector", "component": "ddos_detector.wasm",
-            "grants": {"models": ["flow-anomaly"]},
-            "trigger": [{"timer": {"every": "1s"}}]
-        }],
-        "model": [{"name": "flow-anomaly", "version": "1", "path": "flow-anomaly.tflite",
-                   "reference": "flow-anomaly.reference.json"}],
-        "health": {"window": "300ms"}
-    });
+    let pin = |_: &str, bytes: &[u8]| json!({"url": "https://artifacts.example/file", "sha256": hex::encode(Sha256::digest(bytes)), "size": bytes.len()});
+    let document = fogd_tests::detector_deployment(&reference, pin);
     let (signed, artifacts) = site.write("model", &site.key, document, &detector);
     std::fs::rename(
         artifacts.join("echo.wasm"),

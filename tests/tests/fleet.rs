@@ -15,6 +15,11 @@ use fogd_tests::{components, fogctl_bin};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+/// The devices of group `site-a`, as fogctl finds them from their reports.
+const GROUP: &[&str] = &["--group", "site-a"];
+/// One canary, then everyone else.
+const CANARY_FIRST: &[&str] = &["--canary", "1", "--waves", "100%", "--wave-timeout", "60s"];
+
 struct Fleet {
     dir: tempfile::TempDir,
     broker: Mosquitto,
@@ -69,12 +74,14 @@ impl Fleet {
                  reconnect_max = \"300ms\"\n\
                  tls = {{ ca_file = \"{ca}\", cert_file = \"{cert}\", key_file = \"{key}\" }}\n\
                  [sync]\nbroker = \"cloud\"\ndevice_id = \"{id}\"\ngroups = [\"site-a\"]\n\
-                 trusted_keys = [\"{trusted}\"]\nartifact_ca = \"{ca}\"\nreport_every = \"1s\"\n",
+                 trusted_keys = [\"{trusted}\"]\nartifact_ca = \"{ca}\"\nreport_every = \"1s\"\n\
+                 [inference]\nruntime = \"{litert}\"\n",
                 port = self.broker.tls_port.unwrap(),
                 ca = self.tls.ca.display(),
                 cert = self.tls.cert.display(),
                 key = self.tls.key.display(),
                 trusted = self.key.public_hex(),
+                litert = fogd_tests::litert_library().display(),
             ),
         )
         .unwrap();
@@ -132,6 +139,14 @@ impl Fleet {
             .args(["--settle-ms", "300"])
             .output()
             .expect("fogctl runs")
+    }
+
+    /// `fogctl rollout SIGNED` to `devices` (`--group G` or `--devices ...`) with `plan`;
+    /// its exit code and progress output.
+    fn rollout(&self, signed: &Path, devices: &[&str], plan: &[&str]) -> (Option<i32>, String) {
+        let output =
+            self.fogctl(&[&["rollout", signed.to_str().unwrap()][..], devices, plan].concat());
+        (output.status.code(), text(&output.stderr))
     }
 
     fn status(&self) -> BTreeMap<String, Report> {
@@ -209,20 +224,16 @@ fn a_rollout_reaches_every_device_and_a_failing_canary_stops_the_next_one() {
     );
 
     let good = fleet.sign("rev1", fleet.document(1, "echo.wasm", &echo, "tick"));
-    let output = fleet.fogctl(&[
-        "rollout",
-        good.to_str().unwrap(),
-        "--group",
-        "site-a",
+    let plan = [
         "--canary",
         "1",
         "--waves",
         "50%,100%",
         "--wave-timeout",
         "60s",
-    ]);
-    let progress = text(&output.stderr);
-    assert!(output.status.success(), "{progress}");
+    ];
+    let (code, progress) = fleet.rollout(&good, GROUP, &plan);
+    assert_eq!(code, Some(0), "{progress}");
     assert!(
         progress.contains("wave 1/3 (canary): 1 device(s): gw-1"),
         "{progress}"
@@ -261,20 +272,8 @@ fn a_rollout_reaches_every_device_and_a_failing_canary_stops_the_next_one() {
     // The probe fails every event whose subject is "fail": the canary's gate trips, it
     // rolls back by itself, and the rollout stops before anyone else changes.
     let bad = fleet.sign("rev2", fleet.document(2, "probe.wasm", &probe, "fail"));
-    let output = fleet.fogctl(&[
-        "rollout",
-        bad.to_str().unwrap(),
-        "--devices",
-        "gw-1,gw-2,gw-3",
-        "--canary",
-        "1",
-        "--waves",
-        "100%",
-        "--wave-timeout",
-        "60s",
-    ]);
-    let progress = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{progress}");
+    let (code, progress) = fleet.rollout(&bad, &["--devices", "gw-1,gw-2,gw-3"], CANARY_FIRST);
+    assert_eq!(code, Some(1), "{progress}");
     assert!(
         progress.contains("gw-1: FAILED (rolled-back: function echo: "),
         "{progress}"
@@ -339,19 +338,8 @@ fn tampered_foreign_and_replayed_documents_are_rejected_and_an_offline_device_co
     let first = fleet.document(1, "echo.wasm", &echo, "tick");
     let first_signed = fleet.sign("rev1", first);
     let all_at_once = ["--canary", "0", "--waves", "100%", "--wave-timeout", "60s"];
-    let output = fleet.fogctl(
-        &[
-            &[
-                "rollout",
-                first_signed.to_str().unwrap(),
-                "--group",
-                "site-a",
-            ][..],
-            &all_at_once,
-        ]
-        .concat(),
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    let (code, progress) = fleet.rollout(&first_signed, GROUP, &all_at_once);
+    assert_eq!(code, Some(0), "{progress}");
 
     // The artifact server hands out a file with one byte changed.
     let tampered = fleet.document(2, "tampered.wasm", &echo, "tick");
@@ -359,15 +347,8 @@ fn tampered_foreign_and_replayed_documents_are_rejected_and_an_offline_device_co
     changed[100] ^= 0xff;
     std::fs::write(fleet.dir.path().join("artifacts/tampered.wasm"), &changed).unwrap();
     let signed = fleet.sign("rev2", tampered);
-    let output = fleet.fogctl(
-        &[
-            &["rollout", signed.to_str().unwrap(), "--devices", "gw-2"][..],
-            &all_at_once,
-        ]
-        .concat(),
-    );
-    let progress = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{progress}");
+    let (code, progress) = fleet.rollout(&signed, &["--devices", "gw-2"], &all_at_once);
+    assert_eq!(code, Some(1), "{progress}");
     assert!(
         progress.contains("gw-2: FAILED (rejected: artifact tampered.wasm: sha256"),
         "{progress}"
@@ -406,22 +387,16 @@ fn tampered_foreign_and_replayed_documents_are_rejected_and_an_offline_device_co
     let (exit, _) = devices.pop().unwrap().terminate();
     assert!(exit.success());
     let fourth = fleet.sign("rev4", fleet.document(4, "echo.wasm", &echo, "tock"));
-    let output = fleet.fogctl(&[
-        "rollout",
-        fourth.to_str().unwrap(),
-        "--group",
-        "site-a",
+    let plan = [
         "--canary",
         "1",
-        "--waves",
-        "100%",
         "--failure-threshold",
         "50%",
         "--wave-timeout",
         "5s",
-    ]);
-    let progress = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{progress}");
+    ];
+    let (code, progress) = fleet.rollout(&fourth, GROUP, &plan);
+    assert_eq!(code, Some(1), "{progress}");
     assert!(progress.contains("gw-3: FAILED (timed out"), "{progress}");
     assert!(
         progress.contains("done: 2 of 3 device(s) committed revision 4"),
@@ -488,4 +463,40 @@ fn a_download_cut_by_kill_9_resumes_where_it_stopped() {
     assert!(downloads[1].contains("\" 206 "), "{requests:?}");
     let (status, _) = daemon.terminate();
     assert!(status.success());
+}
+
+#[test]
+fn a_model_that_misses_its_reference_vectors_stops_the_rollout_at_the_canary() {
+    let fleet = Fleet::new();
+    let mut devices: Vec<Daemon> = ["gw-1", "gw-2"].iter().map(|id| fleet.start(id)).collect();
+    // The reference vectors expect another class for the first case than the model gives.
+    let path = fogd_tests::root().join("models/flow-anomaly/reference.json");
+    let mut reference: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    reference["cases"][0]["output_i8"] = json!([-128, 127, -128, -128]);
+    let reference = serde_json::to_vec(&reference).unwrap();
+    let document =
+        fogd_tests::detector_deployment(&reference, |name, bytes| fleet.serve(name, bytes));
+    let signed = fleet.sign("model", document);
+    let (code, progress) = fleet.rollout(&signed, GROUP, CANARY_FIRST);
+    assert_eq!(code, Some(1), "{progress}");
+    assert!(progress.contains("gw-1: probing"), "{progress}");
+    assert!(
+        progress.contains("gw-1: FAILED (rejected: model[0].path: ")
+            && progress.contains("reference"),
+        "{progress}"
+    );
+    assert!(progress.contains("stopping the rollout"), "{progress}");
+    let status = fleet.status();
+    assert_eq!(status["gw-1"].state, SyncState::Rejected);
+    assert_eq!(status["gw-1"].committed, None);
+    assert_eq!(status["gw-2"].state, SyncState::Idle, "{status:?}");
+    let fetched = fleet
+        .files
+        .requests()
+        .iter()
+        .filter(|line| line.contains("GET /flow-anomaly.tflite"))
+        .count();
+    assert_eq!(fetched, 1, "only the canary fetched the model");
+    devices[0].wait_for(&["desired revision rejected", "revision=1"]);
+    terminate_all(std::mem::take(&mut devices));
 }
