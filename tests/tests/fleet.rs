@@ -126,7 +126,12 @@ impl Fleet {
     }
 
     fn fogctl(&self, args: &[&str]) -> Output {
-        Command::new(fogctl_bin())
+        self.fogctl_command(args).output().expect("fogctl runs")
+    }
+
+    fn fogctl_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(fogctl_bin());
+        command
             .args(args)
             .arg("--broker")
             .arg(format!("127.0.0.1:{}", self.broker.tls_port.unwrap()))
@@ -136,9 +141,8 @@ impl Fleet {
             .arg(&self.tls.cert)
             .arg("--key-file")
             .arg(&self.tls.key)
-            .args(["--settle-ms", "300"])
-            .output()
-            .expect("fogctl runs")
+            .args(["--settle-ms", "300"]);
+        command
     }
 
     /// `fogctl rollout SIGNED` to `devices` (`--group G` or `--devices ...`) with `plan`;
@@ -499,4 +503,87 @@ fn a_model_that_misses_its_reference_vectors_stops_the_rollout_at_the_canary() {
     assert_eq!(fetched, 1, "only the canary fetched the model");
     devices[0].wait_for(&["desired revision rejected", "revision=1"]);
     terminate_all(std::mem::take(&mut devices));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_event_fails_while_a_device_switches_revisions_under_load() {
+    let fleet = Fleet::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let device = fleet.start("gw-1");
+    // echo answers every message on load/+ with a result on results/load/<n>.
+    let document = |revision: u64| {
+        let mut document = fleet.document(revision, "echo.wasm", &echo, "tick");
+        document["function"][0]["trigger"] =
+            json!([{"mqtt": {"topic": "load/+", "qos": 1, "broker": "cloud"}}]);
+        document["function"][0]["output"] = json!("results/{subject}");
+        document
+    };
+    let first = fleet.sign("rev1", document(1));
+    let all_at_once = ["--canary", "0", "--waves", "100%", "--wave-timeout", "60s"];
+    let devices = ["--devices", "gw-1"];
+    let (code, progress) = fleet.rollout(&first, &devices, &all_at_once);
+    assert_eq!(code, Some(0), "{progress}");
+
+    let mut results =
+        fogd_tests::mqtt_client::TestClient::connect(fleet.broker.port, "results", &["results/#"])
+            .await;
+    let publisher =
+        fogd_tests::mqtt_client::TestClient::connect(fleet.broker.port, "load", &[]).await;
+    // Messages flow, about one per millisecond, from before the switch to revision 2 starts
+    // until after it ended.
+    let second = fleet.sign("rev2", document(2));
+    let mut command = Some(
+        fleet.fogctl_command(
+            &[
+                &["rollout", second.to_str().unwrap()][..],
+                &devices,
+                &all_at_once,
+            ]
+            .concat(),
+        ),
+    );
+    let mut switch = None;
+    let mut sent = 0;
+    let mut after_switch = 0;
+    while after_switch < 200 {
+        publisher
+            .publish(&format!("load/{sent}"), sent.to_string(), 1)
+            .await;
+        sent += 1;
+        if sent == 200
+            && let Some(mut command) = command.take()
+        {
+            switch = Some(tokio::task::spawn_blocking(move || command.output()));
+        }
+        if switch.as_ref().is_some_and(|task| task.is_finished()) {
+            after_switch += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let output = switch.unwrap().await.unwrap().expect("fogctl runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let mut answered = std::collections::BTreeSet::new();
+    results
+        .collect_until(std::time::Duration::from_secs(60), |received| {
+            if let Some(last) = received.last() {
+                answered.insert(last.topic.clone());
+            }
+            answered.len() == sent
+        })
+        .await;
+    let status = fleet.status();
+    assert_eq!(committed(&status, "gw-1"), Some(2), "{status:?}");
+    let (exit, log) = device.terminate();
+    assert!(exit.success());
+    assert!(
+        log.iter()
+            .any(|line| line.contains("deployment committed") && line.contains("revision=2")),
+        "{}",
+        log.join("\n")
+    );
+    assert!(
+        !log.iter().any(|line| line.contains("event failed")),
+        "{}",
+        log.join("\n")
+    );
 }
