@@ -140,6 +140,14 @@ impl TestClient {
             .expect("request queued");
     }
 
+    /// The next message, or `None` if none arrived within `patience`.
+    pub async fn try_next(&mut self, patience: Duration) -> Option<Received> {
+        tokio::time::timeout(patience, self.received.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Waits for the next message, failing after `patience`.
     pub async fn next(&mut self, patience: Duration) -> Received {
         tokio::time::timeout(patience, self.received.recv())

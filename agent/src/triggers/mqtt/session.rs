@@ -130,6 +130,7 @@ impl Session {
                         if awaiting_subacks == 0 {
                             // Healthy only once every trigger is really subscribed.
                             self.status.set_connected(true, &None);
+                            tracing::info!(broker = %self.settings.name, filters = self.subscriptions.len(), "triggers subscribed");
                         }
                     }
                     Ok(SessionEvent::Message(message)) => {
