@@ -49,7 +49,7 @@ impl BrokerArgs {
         let spec: BrokerSpec = serde_json::from_value(serde_json::json!({
             "name": "fleet",
             "address": self.broker,
-            "client_id": format!("fogctl-{}-{}", hostname(), std::process::id()),
+            "client_id": format!("fogctl-{}-{}", fogd::config::hostname(), std::process::id()),
             "username": self.username,
             "password_file": self.password_file,
             "tls": tls,
@@ -68,12 +68,6 @@ impl BrokerArgs {
     pub fn settle(&self) -> Duration {
         Duration::from_millis(self.settle_ms)
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_default()
 }
 
 /// What the broker held when fogctl looked.

@@ -91,14 +91,18 @@ fn default_report_every() -> Millis {
 impl SyncConfig {
     /// The device id: `device_id`, else the host name.
     pub fn device_id(&self) -> String {
-        self.device_id.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|name| name.trim().to_owned())
-                .ok()
-                .filter(|name| !name.is_empty())
-                .unwrap_or_else(|| "device".to_owned())
-        })
+        self.device_id.clone().unwrap_or_else(hostname)
     }
+}
+
+/// The host name, or `device` where it cannot be read: the default device id and part of
+/// default MQTT client ids.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "device".to_owned())
 }
 
 fn default_keep_revisions() -> u32 {

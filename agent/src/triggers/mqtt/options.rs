@@ -97,7 +97,7 @@ impl ConnectionSettings {
             client_id: spec
                 .client_id
                 .clone()
-                .unwrap_or_else(|| format!("fogd-{}-{}", hostname(), spec.name)),
+                .unwrap_or_else(|| format!("fogd-{}-{}", crate::config::hostname(), spec.name)),
             spec: spec.clone(),
             host,
             port,
@@ -242,12 +242,4 @@ fn tls_config(spec: &BrokerSpec, tls: &TlsSpec) -> Result<Arc<rustls::ClientConf
         _ => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "device".to_owned())
 }
