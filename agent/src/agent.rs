@@ -38,6 +38,8 @@ pub struct Agent {
     pub metrics_address: Option<SocketAddr>,
     /// Where SNMP traps and informs are received, if enabled.
     pub snmp_address: Option<SocketAddr>,
+    loaded_functions: usize,
+    brokers: usize,
 }
 
 impl Agent {
@@ -175,12 +177,6 @@ impl Agent {
             ),
             None => None,
         };
-        tracing::info!(
-            functions = loaded_specs.len(),
-            brokers = broker_count,
-            metrics = ?metrics_address,
-            "fogd ready"
-        );
         Ok(Self {
             executor,
             state,
@@ -192,7 +188,20 @@ impl Agent {
             health,
             metrics_address,
             snmp_address,
+            loaded_functions: loaded_specs.len(),
+            brokers: broker_count,
         })
+    }
+
+    /// Says the agent serves. The caller logs it once everything a user may act on next (the
+    /// pid file `fogd reload` reads) is in place.
+    pub fn announce_ready(&self) {
+        tracing::info!(
+            functions = self.loaded_functions,
+            brokers = self.brokers,
+            metrics = ?self.metrics_address,
+            "fogd ready"
+        );
     }
 
     /// Whether the executor, the triggers and the guest worker pool all still work: what

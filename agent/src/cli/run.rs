@@ -253,6 +253,7 @@ async fn start(config: &Config, models: &Arc<ModelRegistry>) -> anyhow::Result<A
     if let Err(error) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
         tracing::warn!(path = %pid_file.display(), %error, "cannot write the pid file; `fogd reload` will not find this process");
     }
+    agent.announce_ready();
     systemd::ready();
     Ok(agent)
 }
