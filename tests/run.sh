@@ -8,6 +8,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# Each step says how long the run has taken so far, so slow steps show in CI logs.
+step() { echo "==> $* (at $((SECONDS / 60))m$((SECONDS % 60))s)"; }
+
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the tests start or call.
@@ -17,7 +20,7 @@ for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-    echo "==> installing ${missing[*]}"
+    step "installing ${missing[*]}"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -29,25 +32,26 @@ for service in mosquitto nginx; do
     fi
 done
 
-echo "==> rust targets"
+step "rust targets"
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-echo "==> LiteRT runtime (ai-edge-litert wheel)"
+step "LiteRT runtime (ai-edge-litert wheel)"
 models/fetch-runtime.sh
 
-echo "==> formatting"
+step "formatting"
 cargo fmt --all --check
 (cd wasi-functions && cargo fmt --all --check)
 
-echo "==> guest functions"
+step "guest functions"
 wasi-functions/build.sh --quiet >/dev/null
 
-echo "==> tests"
+step "tests"
 cargo test --release --workspace --no-fail-fast
 
 for arch in aarch64:arm64 armv7:armhf; do
-    echo "==> ${arch%:*} cross build, qemu smoke test and .deb"
+    step "${arch%:*} cross build, qemu smoke test and .deb"
     cross/build.sh "${arch%:*}" --quiet
     cross/smoke.sh "${arch%:*}"
     dpkg-deb --info "$(cross/deb.sh "${arch#*:}")" | grep -E "Package|Architecture|Version"
 done
+step "done"

@@ -57,7 +57,7 @@ enum Command {
 #[derive(clap::Args, Clone)]
 struct ConfigArg {
     /// Path of the config file.
-    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    #[arg(short, long, value_name = "FILE", env = "FOGD_CONFIG", default_value = DEFAULT_CONFIG)]
     config: PathBuf,
 }
 
