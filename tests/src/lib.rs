@@ -71,7 +71,7 @@ pub fn components() -> &'static Components {
     static BUILT: OnceLock<Components> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = root().join("wasi-functions");
-        let status = Command::new("cargo")
+        let status = nested_cargo()
             .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
             .current_dir(&dir)
             .env_remove("CARGO_TARGET_DIR")
@@ -105,6 +105,29 @@ pub fn fogctl_bin() -> PathBuf {
 }
 
 /// Builds the package's binary of the same name with the test's own profile and target dir.
+/// `cargo` without the variables `cargo test` sets for a test process: build scripts that
+/// watch them (ring's watches `CARGO_MANIFEST_DIR`) would otherwise see a change and rebuild
+/// their crate and everything above it, fogd included.
+fn nested_cargo() -> Command {
+    let mut cargo = Command::new("cargo");
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&name.as_ref())
+        {
+            cargo.env_remove(name.as_ref());
+        }
+    }
+    cargo
+}
+
 fn build_binary(package: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
@@ -116,7 +139,7 @@ fn build_binary(package: &str) -> PathBuf {
         .and_then(|n| n.to_str())
         .expect("profile name");
     let target_dir = profile_dir.parent().expect("target dir");
-    let mut build = Command::new("cargo");
+    let mut build = nested_cargo();
     build
         .args([
             "build",

@@ -35,6 +35,17 @@ impl Site {
         Self { dir, key, config }
     }
 
+    /// The site with LiteRT configured, for revisions that bring models.
+    fn with_inference(self) -> Self {
+        let mut config = std::fs::read_to_string(&self.config).unwrap();
+        config.push_str(&format!(
+            "[inference]\nruntime = \"{}\"\n",
+            fogd_tests::litert_library().display()
+        ));
+        std::fs::write(&self.config, config).unwrap();
+        self
+    }
+
     /// A revision running echo every 50 ms, with `component` as its artifact.
     fn document(&self, revision: u64, component: &[u8], extra: Value) -> Value {
         let mut function = json!({
@@ -99,6 +110,46 @@ impl Site {
         assert!(self.deploy(&signed, &artifacts).status.success());
         daemon.wait_for(&["deployment committed", "revision=1"]);
         daemon
+    }
+
+    /// Revision `revision` running the probe every 20 ms on `subject` with `payload` (and
+    /// the flow-anomaly model's `version` from the shipped `file` if given), signed and
+    /// written with its artifacts.
+    fn probe_revision(
+        &self,
+        revision: u64,
+        subject: &str,
+        payload: &str,
+        model: Option<(&str, &str)>,
+        health: Value,
+    ) -> (PathBuf, PathBuf) {
+        let probe = std::fs::read(&components().probe).unwrap();
+        let mut document = self.document(
+            revision,
+            &probe,
+            json!({
+                "trigger": [{"timer": {"every": "20ms", "name": subject, "payloads": [payload]}}]
+            }),
+        );
+        document["health"] = health;
+        let model_file = model.map(|(version, file)| {
+            document["function"][0]["grants"] = json!({"models": ["flow-anomaly"]});
+            let bytes =
+                std::fs::read(fogd_tests::root().join("models/flow-anomaly").join(file)).unwrap();
+            document["artifacts"][file] = json!({
+                "url": format!("https://artifacts.example/{file}"),
+                "sha256": hex::encode(Sha256::digest(&bytes)),
+                "size": bytes.len()
+            });
+            document["model"] = json!([{"name": "flow-anomaly", "version": version, "path": file}]);
+            (file, bytes)
+        });
+        let (signed, artifacts) =
+            self.write(&format!("rev{revision}"), &self.key, document, &probe);
+        if let Some((file, bytes)) = model_file {
+            std::fs::write(artifacts.join(file), bytes).unwrap();
+        }
+        (signed, artifacts)
     }
 
     /// Revision 1 is committed and revision 2 is gone.
@@ -306,6 +357,89 @@ fn a_revision_whose_functions_fail_is_rolled_back_to_the_committed_one() {
 }
 
 #[test]
+fn a_revision_whose_p99_event_time_passes_its_gate_is_rolled_back() {
+    let site = Site::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let mut daemon = site.running_revision_1(&echo);
+
+    // Each event keeps the probe busy for 15 ms; the gate allows a p99 of 5 ms.
+    let (signed, artifacts) = site.probe_revision(
+        2,
+        "busy",
+        "15",
+        None,
+        json!({"window": "30s", "min_events": 5, "max_p99_latency": "5ms"}),
+    );
+    assert!(site.deploy(&signed, &artifacts).status.success());
+    let tripped = daemon.wait_for_next(&["deployment rolled back", "revision=2"]);
+    assert!(
+        tripped.contains("function echo: p99 event time") && tripped.contains("(the gate is 5 ms)"),
+        "{tripped}"
+    );
+    daemon.wait_for(&["running deployment revision=1"]);
+    site.assert_back_on_revision_1();
+    daemon.terminate();
+}
+
+#[test]
+fn a_model_version_whose_confidence_drifts_from_the_previous_one_is_rolled_back() {
+    let site = Site::new().with_inference();
+    // Half way between a UDP flood and a scan from the reference vectors: version 1 is
+    // sure of it (0.96), version 2 much less (0.58).
+    let reference: Value = serde_json::from_slice(
+        &std::fs::read(fogd_tests::root().join("models/flow-anomaly/reference.json")).unwrap(),
+    )
+    .unwrap();
+    let features = |case: usize| {
+        reference["cases"][case]["input_f32"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let between: Vec<f64> = features(16)
+        .iter()
+        .zip(features(24))
+        .map(|(a, b)| (a.as_f64().unwrap() + b.as_f64().unwrap()) / 2.0)
+        .collect();
+    let request = json!({"model": "flow-anomaly", "inputs": [between]}).to_string();
+    let gates = |window: &str| json!({"window": window, "min_events": 5, "max_p99_latency": "2s", "max_confidence_drift": 0.2});
+
+    let mut daemon = Daemon::start(&site.config);
+    let (signed, artifacts) = site.probe_revision(
+        1,
+        "infer",
+        &request,
+        Some(("1", "flow-anomaly.tflite")),
+        gates("300ms"),
+    );
+    assert!(site.deploy(&signed, &artifacts).status.success());
+    daemon.wait_for(&["deployment committed", "revision=1"]);
+    // Version 1 needs the gate's minimum of runs to be a baseline.
+    for _ in 0..5 {
+        daemon.wait_for_next(&["publish", "deployed/infer"]);
+    }
+
+    let (signed, artifacts) = site.probe_revision(
+        2,
+        "infer",
+        &request,
+        Some(("2", "flow-anomaly-v2.tflite")),
+        gates("30s"),
+    );
+    assert!(site.deploy(&signed, &artifacts).status.success());
+    let tripped = daemon.wait_for_next(&["deployment rolled back", "revision=2"]);
+    assert!(
+        tripped.contains("model flow-anomaly: mean confidence 0.58")
+            && tripped.contains("of version 2 against 0.96 for version 1")
+            && tripped.contains("the gate is 0.20"),
+        "{tripped}"
+    );
+    daemon.wait_for_next(&["running deployment revision=1"]);
+    site.assert_back_on_revision_1();
+    daemon.terminate();
+}
+
+#[test]
 fn a_revision_fogd_was_killed_under_twice_is_not_tried_a_third_time() {
     let site = Site::new();
     let echo = std::fs::read(&components().echo).unwrap();
@@ -334,13 +468,7 @@ fn a_revision_fogd_was_killed_under_twice_is_not_tried_a_third_time() {
 
 #[test]
 fn a_revision_brings_a_model_to_a_device_that_had_none() {
-    let site = Site::new();
-    let mut config = std::fs::read_to_string(&site.config).unwrap();
-    config.push_str(&format!(
-        "[inference]\nruntime = \"{}\"\n",
-        fogd_tests::litert_library().display()
-    ));
-    std::fs::write(&site.config, config).unwrap();
+    let site = Site::new().with_inference();
     let model_dir = fogd_tests::root().join("models/flow-anomaly");
     let model = std::fs::read(model_dir.join("flow-anomaly.tflite")).unwrap();
     let reference = std::fs::read(model_dir.join("reference.json")).unwrap();

@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::ConfigArg;
 use fogd::agent::Agent;
 use fogd::config::{self, Config};
-use fogd::inference::ModelRegistry;
+use fogd::inference::{ModelRegistry, SyncAction};
 use fogd::sync::cloud::{CloudSync, Reporter};
 use fogd::sync::watch::{Verdict, Watch, function_health};
 use fogd::sync::{RevisionStore, SyncState, activate};
@@ -49,7 +49,11 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
     // The registry outlives reloads: a changed model version is loaded beside the active
     // one and swapped in, unchanged ones are kept as they are.
     let models = Arc::new(ModelRegistry::for_config(&selected.config));
-    let (mut agent, mut watching) = start_selected(&config, selected, &models).await?;
+    let next = Next {
+        selected,
+        replaced_models: Vec::new(),
+    };
+    let (mut agent, mut watching) = start_selected(&config, next, &models).await?;
     // Settings of the sync connection take effect at the next start, not on reload.
     let mut cloud = CloudSync::start(&config, Arc::new(super::deploy::probe))?;
     let reporter = cloud
@@ -68,11 +72,11 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                 match config::load_file(path) {
                     Ok(new_config) => {
                         tracing::info!(config = %path.display(), "reloading: draining, then starting on the new config");
-                        let selected = select(&new_config, &models);
-                        let activated = selected.staged.as_ref().and(selected.revision);
+                        let next = select(&new_config, &models);
+                        let activated = next.selected.staged.as_ref().and(next.selected.revision);
                         agent.shutdown().await;
                         config = new_config;
-                        (agent, watching) = start_selected(&config, selected, &models).await?;
+                        (agent, watching) = start_selected(&config, next, &models).await?;
                         report_start(&reporter, &config, &agent, &watching, activated);
                     }
                     Err(errors) => {
@@ -83,9 +87,9 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
             }
             Some(revision) = activation(&mut cloud) => {
                 tracing::info!(revision, "activating the fleet's desired revision");
-                let selected = select(&config, &models);
+                let next = select(&config, &models);
                 agent.shutdown().await;
-                (agent, watching) = start_selected(&config, selected, &models).await?;
+                (agent, watching) = start_selected(&config, next, &models).await?;
                 report_start(&reporter, &config, &agent, &watching, Some(revision));
             }
             (revision, verdict) = verdict(&mut watching) => {
@@ -119,12 +123,26 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What to run next, with the models whose version the registry sync replaced for it.
+struct Next {
+    selected: activate::Selected,
+    replaced_models: Vec<String>,
+}
+
 /// What to run on top of `config` (see [`activate::select`]), with the model registry
 /// brought in line with it before the agent restarts.
-fn select(config: &Config, models: &ModelRegistry) -> activate::Selected {
+fn select(config: &Config, models: &ModelRegistry) -> Next {
     let selected = activate::select(config);
-    models.sync(&selected.config.models);
-    selected
+    let replaced_models = models
+        .sync(&selected.config.models)
+        .into_iter()
+        .filter(|(_, action)| matches!(action, Ok(SyncAction::Swapped { .. })))
+        .map(|(name, _)| name)
+        .collect();
+    Next {
+        selected,
+        replaced_models,
+    }
 }
 
 /// The next revision the fleet's sync staged; never resolves without cloud sync.
@@ -204,14 +222,14 @@ async fn verdict(watching: &mut Option<Watching>) -> (u64, Verdict) {
 /// starts on what the device ran before.
 async fn start_selected(
     base: &Config,
-    selected: activate::Selected,
+    next: Next,
     models: &Arc<ModelRegistry>,
 ) -> anyhow::Result<(Agent, Option<Watching>)> {
     let activate::Selected {
         config,
         revision,
         staged,
-    } = selected;
+    } = next.selected;
     let (Some(revision), Some(gates)) = (revision, staged) else {
         let agent = start(&config, models).await?;
         if let Some(revision) = revision {
@@ -226,7 +244,13 @@ async fn start_selected(
                 window_ms = gates.window.0,
                 "running deployment; watching it before committing"
             );
-            let watch = Watch::start(gates, &agent.metrics, &config.functions);
+            let watch = Watch::start(
+                gates,
+                &agent.metrics,
+                &config.functions,
+                models,
+                &next.replaced_models,
+            );
             let verdict = Box::pin(watch.run());
             Ok((agent, Some(Watching { revision, verdict })))
         }

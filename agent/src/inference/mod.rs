@@ -2,6 +2,7 @@
 //! library, memory-mapped and checked model files, and the registry that swaps versions
 //! and runs shadows. Nothing outside this module knows LiteRT is reached through FFI.
 
+mod confidence;
 mod ffi;
 mod litert;
 mod metrics;
@@ -13,10 +14,14 @@ mod tensor;
 
 use thiserror::Error;
 
+pub use confidence::ConfidenceSnapshot;
 pub use litert::{LIBRARY_ENV, STANDARD_LOCATIONS, locate_library};
 pub use metrics::InferenceMetrics;
 pub use reference::inputs as reference_inputs;
-pub use registry::{Availability, ModelRegistry, ModelStatus, ModelVersion, SyncAction};
+pub use registry::{
+    Availability, ModelConfidence, ModelRegistry, ModelStatus, ModelVersion, SyncAction,
+    VersionConfidence,
+};
 pub use shadow::ShadowReport;
 pub use tensor::{ElementType, Quantization, TensorSpec, argmax};
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::confidence::{ConfidenceRecord, ConfidenceSnapshot};
 use super::litert::{LiteRt, LoadedModel, locate_library};
 use super::metrics::InferenceMetrics;
 use super::model_file::ModelFile;
@@ -25,6 +26,7 @@ pub struct ModelVersion {
     pub sha256: String,
     pub path: PathBuf,
     model: LoadedModel,
+    confidence: ConfidenceRecord,
 }
 
 impl ModelVersion {
@@ -57,6 +59,20 @@ struct ModelSlot {
     active: RwLock<Arc<ModelVersion>>,
     previous: Mutex<Option<Arc<ModelVersion>>>,
     shadow: RwLock<Option<(Arc<ModelVersion>, Arc<ShadowStats>)>>,
+}
+
+/// One version's confidence record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionConfidence {
+    pub version: String,
+    pub confidence: ConfidenceSnapshot,
+}
+
+/// A model's active version and the one it replaced, as [`ModelRegistry::confidence`] reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfidence {
+    pub active: VersionConfidence,
+    pub previous: Option<VersionConfidence>,
 }
 
 /// What `sync` did to one model.
@@ -339,6 +355,7 @@ impl ModelRegistry {
             sha256: file.sha256,
             path: spec.path.clone(),
             model,
+            confidence: ConfidenceRecord::default(),
         })
     }
 
@@ -376,6 +393,7 @@ impl ModelRegistry {
         let Ok(outputs) = &result else {
             return result;
         };
+        active.confidence.record(active.outputs(), outputs);
         let shadow = slot.shadow.read().ok().and_then(|s| s.clone());
         if let Some((shadow, stats)) = shadow {
             let started = Instant::now();
@@ -391,6 +409,25 @@ impl ModelRegistry {
             self.metrics.record_shadow(name, &shadow.version, agreed);
         }
         result
+    }
+
+    /// The top-class confidence of `name`'s active version and of the version it replaced,
+    /// each over the runs it served; `None` for an unknown model.
+    pub fn confidence(&self, name: &str) -> Option<ModelConfidence> {
+        let slot = self.slot(name)?;
+        let of = |version: &ModelVersion| VersionConfidence {
+            version: version.version.clone(),
+            confidence: version.confidence.snapshot(),
+        };
+        let previous = slot
+            .previous
+            .lock()
+            .ok()
+            .and_then(|previous| previous.as_deref().map(of));
+        Some(ModelConfidence {
+            active: of(&read(&slot.active)),
+            previous,
+        })
     }
 
     /// Every model with its signature, previous version and shadow report.

@@ -241,6 +241,7 @@ fn run(queue: &FunctionQueue, job: Job) {
     metrics.invocations.inc();
     metrics.cold_start.observe(report.instantiate.as_secs_f64());
     metrics.duration.observe(report.total.as_secs_f64());
+    metrics.latency.record(report.total);
     match &report.outcome {
         Ok(Some(output)) => match function.result_message(event, output.clone()) {
             Some(message) => {

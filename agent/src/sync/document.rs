@@ -60,6 +60,13 @@ pub struct HealthGates {
     /// Highest share of failed events per function, 0 to 1.
     #[serde(default = "default_max_error_rate")]
     pub max_error_rate: f64,
+    /// Highest 99th percentile of a function's event time in the window; no gate if unset.
+    #[serde(default)]
+    pub max_p99_latency: Option<Millis>,
+    /// Highest change, 0 to 1, of a model's mean top-class confidence against the version
+    /// this revision replaced (over the runs each served); no gate if unset.
+    #[serde(default)]
+    pub max_confidence_drift: Option<f64>,
 }
 
 fn default_window() -> Millis {
@@ -80,6 +87,8 @@ impl Default for HealthGates {
             window: default_window(),
             min_events: default_min_events(),
             max_error_rate: default_max_error_rate(),
+            max_p99_latency: None,
+            max_confidence_drift: None,
         }
     }
 }
@@ -181,6 +190,18 @@ impl Deployment {
                 "health.max_error_rate".into(),
                 "must be within 0 to 1".into(),
             ));
+        }
+        if health
+            .max_confidence_drift
+            .is_some_and(|drift| !(0.0..=1.0).contains(&drift))
+        {
+            problems.push((
+                "health.max_confidence_drift".into(),
+                "must be within 0 to 1".into(),
+            ));
+        }
+        if health.max_p99_latency == Some(Millis(0)) {
+            problems.push(("health.max_p99_latency".into(), "must be above 0ms".into()));
         }
         problems
     }
@@ -291,6 +312,25 @@ mod tests {
                 "artifacts.echo.wasm"
             ]
         );
+    }
+
+    #[test]
+    fn health_gates_are_checked() {
+        let mut value = document(1);
+        value["health"] = json!({"max_p99_latency": "0ms", "max_confidence_drift": 1.5});
+        let DocumentError::Invalid(problems) = Deployment::parse(value, None).unwrap_err() else {
+            panic!("expected problems");
+        };
+        let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["health.max_confidence_drift", "health.max_p99_latency"]
+        );
+        let mut value = document(1);
+        value["health"] = json!({"max_p99_latency": "25ms", "max_confidence_drift": 0.2});
+        let health = Deployment::parse(value, None).unwrap().health;
+        assert_eq!(health.max_p99_latency, Some(Millis(25)));
+        assert_eq!(health.max_confidence_drift, Some(0.2));
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! Prometheus metrics. Per-function handles are resolved once when a function is loaded, so
 //! the event path only touches atomics.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use super::latency::LatencyRecord;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabel {
@@ -64,6 +69,8 @@ pub struct Metrics {
     published: Family<BrokerLabel, Counter>,
     outbox_depth: Family<BrokerLabel, Gauge>,
     outbox_dropped: Family<BrokerReasonLabel, Counter>,
+    /// Per function, for percentiles over a window (the watch after a deployment).
+    latencies: Mutex<HashMap<String, Arc<LatencyRecord>>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -176,6 +183,7 @@ impl Metrics {
             published,
             outbox_depth,
             outbox_dropped,
+            latencies: Mutex::default(),
         }
     }
 
@@ -224,6 +232,11 @@ impl Metrics {
             duration: self.duration.get_or_create_owned(&label),
             cold_start: self.cold_start.get_or_create_owned(&label),
             queue_depth: self.queue_depth.get_or_create_owned(&label),
+            latency: self
+                .latencies
+                .lock()
+                .map(|mut latencies| latencies.entry(name.to_owned()).or_default().clone())
+                .unwrap_or_default(),
             errors: self.errors.clone(),
             dropped: self.dropped.clone(),
         }
@@ -269,6 +282,7 @@ pub struct FunctionMetrics {
     pub duration: Histogram,
     pub cold_start: Histogram,
     pub queue_depth: Gauge,
+    pub latency: Arc<LatencyRecord>,
     errors: Family<FunctionKindLabel, Counter>,
     dropped: Family<FunctionReasonLabel, Counter>,
 }

@@ -2,6 +2,7 @@
 
 mod health;
 mod http;
+mod latency;
 mod metrics;
 pub mod systemd;
 
@@ -16,6 +17,7 @@ use crate::config::{LogConfig, LogFormat};
 
 pub use health::{ComponentHealth, Health, HealthReport};
 pub use http::serve;
+pub use latency::{LatencyRecord, LatencySnapshot};
 pub use metrics::{BrokerMetrics, FunctionMetrics, Metrics};
 
 /// Installs the global log subscriber. `RUST_LOG` overrides the configured level. Logs go to
