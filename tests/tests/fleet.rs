@@ -199,6 +199,16 @@ fn with_custom_section(component: &[u8], size: u32) -> Vec<u8> {
     padded
 }
 
+/// Polls a file-system condition every millisecond (the daemon logs nothing at these
+/// moments); fails with `never` after the daemon's patience.
+fn wait_until(never: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + fogd_tests::daemon::PATIENCE;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{never}");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 fn terminate_all(devices: Vec<Daemon>) {
     for daemon in devices {
         let (status, log) = daemon.terminate();
@@ -441,14 +451,9 @@ fn a_download_cut_by_kill_9_resumes_where_it_stopped() {
         .parent()
         .unwrap()
         .join("state/revisions/1.download/padded.wasm");
-    let deadline = std::time::Instant::now() + fogd_tests::daemon::PATIENCE;
-    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 256 * 1024 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the download never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until("the download never started", || {
+        std::fs::metadata(&partial).map_or(0, |m| m.len()) >= 256 * 1024
+    });
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(daemon.pid(), libc::SIGKILL) };
     drop(daemon);
@@ -465,6 +470,59 @@ fn a_download_cut_by_kill_9_resumes_where_it_stopped() {
     assert_eq!(downloads.len(), 2, "{requests:?}");
     // The second request asked for the rest only: nginx answered 206 Partial Content.
     assert!(downloads[1].contains("\" 206 "), "{requests:?}");
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn kill_9_while_a_revision_is_probed_leaves_the_committed_one_and_it_applies_after_restart() {
+    let fleet = Fleet::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let config = fleet.device("gw-1");
+    let state = config.parent().unwrap().join("state/revisions");
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for(&["sync connection up"]);
+    let desired = "fogd/v1/devices/gw-1/desired";
+    fleet.publish_raw(
+        desired,
+        &fleet.sign("rev1", fleet.document(1, "echo.wasm", &echo, "tick")),
+    );
+    daemon.wait_for(&["deployment committed", "revision=1"]);
+
+    // Revision 2 brings the detector and the model: probing compiles the component and runs
+    // the model's reference vectors, which is when fogd is killed.
+    let reference =
+        std::fs::read(fogd_tests::root().join("models/flow-anomaly/reference.json")).unwrap();
+    let mut second =
+        fogd_tests::detector_deployment(&reference, |name, bytes| fleet.serve(name, bytes));
+    second["revision"] = json!(2);
+    fleet.publish_raw(desired, &fleet.sign("rev2", second));
+    let probing = state.join("2.staging/deployment.json");
+    wait_until("revision 2 was never staged", || probing.exists());
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(daemon.pid(), libc::SIGKILL) };
+    drop(daemon);
+    assert!(
+        probing.exists() && !state.join("2").exists(),
+        "fogd was killed after revision 2 was probed; the test needs a slower probe"
+    );
+
+    let mut daemon = Daemon::start(&config);
+    // The half-staged revision is not run: the device starts on what it committed, then
+    // stages and probes revision 2 again from the downloads it kept.
+    daemon.wait_for(&["running deployment revision=1"]);
+    daemon.wait_for(&["deployment committed", "revision=2"]);
+    assert!(!state.join("2.staging").exists());
+    assert!(!state.join("2.download").exists());
+    for artifact in ["ddos_detector.wasm", "flow-anomaly.tflite"] {
+        let fetched = fleet
+            .files
+            .requests()
+            .iter()
+            .filter(|line| line.contains(&format!("GET /{artifact}")))
+            .count();
+        assert_eq!(fetched, 1, "{artifact} was downloaded {fetched} times");
+    }
     let (status, _) = daemon.terminate();
     assert!(status.success());
 }

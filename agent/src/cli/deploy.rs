@@ -55,15 +55,15 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         Err(error) => return refused(error.to_string()),
     };
     let revision = deployment.revision;
-    let dir = match store.stage(&signed, &deployment, &args.artifacts) {
-        Ok(dir) => dir,
+    let staged = match store.prepare(&signed, &deployment, &args.artifacts) {
+        Ok(staged) => staged,
         Err(error) => return refused(error.to_string()),
     };
-    let problems = probe(&config, &deployment, &dir);
+    let problems = probe(&config, &deployment, staged.dir());
     if !problems.is_empty() {
-        store.discard(revision)?;
         return refused(problems.join("; "));
     }
+    staged.seal()?;
     match super::reload::signal_daemon(&config)? {
         Some(pid) => println!("revision {revision} staged; fogd (pid {pid}) is switching to it"),
         None => println!("revision {revision} staged; fogd runs it when it starts"),

@@ -339,35 +339,56 @@ impl Apply {
         self.reporter
             .update(|report| report.enter(SyncState::Staging, Some(revision)));
         let store = RevisionStore::new(&self.base.state_dir);
-        let staged = {
+        let prepared = {
             let (signed, deployment, downloads) =
                 (signed.clone(), deployment.clone(), downloads.clone());
-            tokio::task::spawn_blocking(move || store.stage(&signed, &deployment, &downloads)).await
+            tokio::task::spawn_blocking(move || store.prepare(&signed, &deployment, &downloads))
+                .await
         };
-        let _ = tokio::fs::remove_dir_all(&downloads).await;
-        let dir = match staged {
-            Ok(Ok(dir)) => dir,
-            Ok(Err(error)) => return Outcome::Refused(error.to_string()),
-            Err(error) => return Outcome::Refused(error.to_string()),
+        let staged = match prepared {
+            Ok(Ok(staged)) => staged,
+            Ok(Err(error)) => return self.refuse_downloaded(&downloads, error.to_string()).await,
+            Err(error) => return self.refuse_downloaded(&downloads, error.to_string()).await,
         };
         self.reporter
             .update(|report| report.enter(SyncState::Probing, Some(revision)));
+        // Probed where it was staged: a crash before it is sealed leaves no revision to run
+        // unprobed at the next start, and the downloads to stage it again from.
         let probed = {
             let (probe, base, deployment) =
                 (self.probe.clone(), self.base.clone(), deployment.clone());
-            tokio::task::spawn_blocking(move || probe(&base, &deployment, &dir)).await
+            tokio::task::spawn_blocking(move || {
+                let problems = probe(&base, &deployment, staged.dir());
+                if problems.is_empty() {
+                    staged
+                        .seal()
+                        .map(|_| ())
+                        .map_err(|error| vec![error.to_string()])
+                } else {
+                    Err(problems)
+                }
+            })
+            .await
         };
-        let problems = match probed {
-            Ok(problems) => problems,
-            Err(error) => vec![error.to_string()],
+        let sealed = match probed {
+            Ok(sealed) => sealed,
+            Err(error) => Err(vec![error.to_string()]),
         };
-        if !problems.is_empty() {
-            let _ = self.store.discard(revision);
-            return Outcome::Refused(problems.join("; "));
+        if let Err(problems) = sealed {
+            return self
+                .refuse_downloaded(&downloads, problems.join("; "))
+                .await;
         }
+        let _ = tokio::fs::remove_dir_all(&downloads).await;
         // Fails only when the daemon is stopping; the staged revision is selected at start.
         let _ = self.activate.send(revision).await;
         Outcome::Done
+    }
+
+    /// Refuses a revision whose downloads are no use any more.
+    async fn refuse_downloaded(&self, downloads: &Path, reason: String) -> Outcome {
+        let _ = tokio::fs::remove_dir_all(downloads).await;
+        Outcome::Refused(reason)
     }
 
     /// Downloads every artifact, retrying with backoff until it succeeds or a newer document

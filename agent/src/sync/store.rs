@@ -1,7 +1,8 @@
 //! Revisions on disk: `<state_dir>/revisions/<revision>/` holds a revision's artifacts and
 //! its signed document; `committed` names the revision the device runs. A revision directory
-//! appears by rename once every artifact in it is checked, and `committed` is replaced by
-//! rename, so a crash at any point leaves either the old or the new state.
+//! appears by rename once every artifact in it is checked and the revision was probed, and
+//! `committed` is replaced by rename, so a crash at any point leaves either the old or the
+//! new state.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -67,32 +68,31 @@ impl RevisionStore {
         }
     }
 
-    /// Copies the deployment's artifacts from `source` into a new revision directory,
-    /// checking each one's size and SHA-256, and stores the signed document beside them.
-    pub fn stage(
+    /// Copies the deployment's artifacts from `source` into `<revision>.staging/`, checking
+    /// each one's size and SHA-256, and stores the signed document beside them. The revision
+    /// exists for the daemon only once the result is [sealed](Staged::seal): what is still
+    /// being staged or probed when the process dies is thrown away by the next attempt.
+    pub fn prepare(
         &self,
         signed: &[u8],
         deployment: &Deployment,
         source: &Path,
-    ) -> Result<PathBuf, StoreError> {
-        let target = self.revision_dir(deployment.revision);
+    ) -> Result<Staged, StoreError> {
         let staging = self
             .dir
             .join(format!("{}{STAGING_SUFFIX}", deployment.revision));
         remove_dir_if_present(&staging)?;
         std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let staged = Staged {
+            dir: staging,
+            target: self.revision_dir(deployment.revision),
+            store: self.dir.clone(),
+        };
         for (name, artifact) in &deployment.artifacts {
-            if let Err(error) = copy_checked(name, artifact, &source.join(name), &staging) {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(error);
-            }
+            copy_checked(name, artifact, &source.join(name), &staged.dir)?;
         }
-        let document = staging.join(DOCUMENT_FILE);
-        write_synced(&document, signed)?;
-        remove_dir_if_present(&target)?;
-        std::fs::rename(&staging, &target).map_err(io(&target))?;
-        sync_dir(&self.dir)?;
-        Ok(target)
+        write_synced(&staged.dir.join(DOCUMENT_FILE), signed)?;
+        Ok(staged)
     }
 
     /// Staged revisions above the committed one, newest first.
@@ -200,6 +200,36 @@ impl RevisionStore {
             .filter(|entry| entry.path().join(DOCUMENT_FILE).is_file())
             .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
             .collect())
+    }
+}
+
+/// A revision being staged: complete and checked, not yet visible as a revision. Dropping
+/// it removes it.
+pub struct Staged {
+    dir: PathBuf,
+    target: PathBuf,
+    store: PathBuf,
+}
+
+impl Staged {
+    /// Where its artifacts are while it is probed.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes it a pending revision by renaming it into place.
+    pub fn seal(self) -> Result<PathBuf, StoreError> {
+        remove_dir_if_present(&self.target)?;
+        std::fs::rename(&self.dir, &self.target).map_err(io(&self.target))?;
+        sync_dir(&self.store)?;
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // Gone already once sealed.
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -318,13 +348,15 @@ mod tests {
         let store = RevisionStore::new(state.path());
         assert_eq!(store.committed().unwrap(), None);
         for revision in 1..=4 {
-            let dir = store
-                .stage(
+            let staged = store
+                .prepare(
                     b"{}",
                     &deployment(revision, b"component bytes"),
                     source.path(),
                 )
                 .unwrap();
+            assert!(store.pending().unwrap().iter().all(|r| *r < revision));
+            let dir = staged.seal().unwrap();
             assert_eq!(
                 std::fs::read(dir.join("echo.wasm")).unwrap(),
                 b"component bytes"
@@ -359,6 +391,21 @@ mod tests {
     }
 
     #[test]
+    fn a_revision_dropped_before_it_is_sealed_leaves_nothing() {
+        let state = tempfile::tempdir().unwrap();
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("echo.wasm"), b"component bytes").unwrap();
+        let store = RevisionStore::new(state.path());
+        let staged = store
+            .prepare(b"{}", &deployment(1, b"component bytes"), source.path())
+            .unwrap();
+        assert!(staged.dir().join("echo.wasm").is_file());
+        drop(staged);
+        assert!(store.pending().unwrap().is_empty());
+        assert!(!state.path().join("revisions/1.staging").exists());
+    }
+
+    #[test]
     fn a_tampered_or_truncated_artifact_is_refused_and_nothing_is_staged() {
         let state = tempfile::tempdir().unwrap();
         let source = tempfile::tempdir().unwrap();
@@ -369,9 +416,11 @@ mod tests {
             (&b"component bytes and more"[..], "longer than the 15 bytes"),
         ] {
             std::fs::write(source.path().join("echo.wasm"), content).unwrap();
-            let error = store
-                .stage(b"{}", &deployment(1, b"component bytes"), source.path())
-                .unwrap_err();
+            let Err(error) =
+                store.prepare(b"{}", &deployment(1, b"component bytes"), source.path())
+            else {
+                panic!("{content:?} was staged");
+            };
             assert!(error.to_string().contains(expected), "{error}");
             assert!(store.pending().unwrap().is_empty());
             assert!(!state.path().join("revisions/1.staging").exists());
