@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod certs;
 pub mod daemon;
+pub mod fleet;
 pub mod logs;
 pub mod mosquitto;
 pub mod mqtt_client;
