@@ -72,9 +72,9 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                 match config::load_file(path) {
                     Ok(new_config) => {
                         tracing::info!(config = %path.display(), "reloading: draining, then starting on the new config");
+                        agent.shutdown().await;
                         let next = select(&new_config, &models);
                         let activated = next.selected.staged.as_ref().and(next.selected.revision);
-                        agent.shutdown().await;
                         config = new_config;
                         (agent, watching) = start_selected(&config, next, &models).await?;
                         report_start(&reporter, &config, &agent, &watching, activated);
@@ -87,8 +87,8 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
             }
             Some(revision) = activation(&mut cloud) => {
                 tracing::info!(revision, "activating the fleet's desired revision");
-                let next = select(&config, &models);
                 agent.shutdown().await;
+                let next = select(&config, &models);
                 (agent, watching) = start_selected(&config, next, &models).await?;
                 report_start(&reporter, &config, &agent, &watching, Some(revision));
             }
@@ -101,8 +101,8 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                     }
                     Verdict::Tripped { reason, at } => {
                         activate::refuse(&config, revision, &reason);
-                        let previous = select(&config, &models);
                         agent.shutdown().await;
+                        let previous = select(&config, &models);
                         (agent, watching) = start_selected(&config, previous, &models).await?;
                         tracing::info!(revision, elapsed_ms = at.elapsed().as_millis() as u64, "rolled back from the revision whose gate tripped");
                         report_start(&reporter, &config, &agent, &watching, Some(revision));
@@ -130,7 +130,8 @@ struct Next {
 }
 
 /// What to run on top of `config` (see [`activate::select`]), with the model registry
-/// brought in line with it before the agent restarts.
+/// brought in line with it. Called once the old agent has drained, so that events in flight
+/// finish on the functions and model versions they started with.
 fn select(config: &Config, models: &ModelRegistry) -> Next {
     let selected = activate::select(config);
     let replaced_models = models
