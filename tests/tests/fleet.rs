@@ -344,6 +344,35 @@ fn kill_9_while_a_revision_is_probed_leaves_the_committed_one_and_it_applies_aft
 }
 
 #[test]
+fn a_reload_moves_a_device_to_another_group() {
+    let fleet = Fleet::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let config = fleet.device("gw-1");
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for(&["sync connection up"]);
+    let moved = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("groups = [\"site-a\"]", "groups = [\"site-b\"]");
+    std::fs::write(&config, moved).unwrap();
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(daemon.pid(), libc::SIGHUP) };
+    daemon.wait_for_next(&[
+        "following the fleet's desired state",
+        "groups/site-b/desired",
+    ]);
+    daemon.wait_for_next(&["sync connection up"]);
+
+    let signed = fleet.sign("rev1", fleet.document(1, "echo.wasm", &echo, "tick"));
+    fleet.publish_raw("fogd/v1/groups/site-b/desired", &signed);
+    daemon.wait_for_next(&["deployment committed", "revision=1"]);
+    let status = fleet.status();
+    assert_eq!(status["gw-1"].groups, ["site-b"], "{status:?}");
+    assert_eq!(committed(&status, "gw-1"), Some(1));
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{}", log.join("\n"));
+}
+
+#[test]
 fn a_model_that_misses_its_reference_vectors_stops_the_rollout_at_the_canary() {
     let fleet = Fleet::new();
     let mut devices: Vec<Daemon> = ["gw-1", "gw-2"].iter().map(|id| fleet.start(id)).collect();

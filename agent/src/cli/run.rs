@@ -54,12 +54,8 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
         replaced_models: Vec::new(),
     };
     let (mut agent, mut watching) = start_selected(&config, next, &models).await?;
-    // Settings of the sync connection take effect at the next start, not on reload.
     let mut cloud = CloudSync::start(&config, Arc::new(super::deploy::probe))?;
-    let reporter = cloud
-        .as_ref()
-        .map(|cloud| cloud.reporter.clone())
-        .unwrap_or_default();
+    let mut reporter = reporter_of(&cloud);
     report_start(&reporter, &config, &agent, &watching, None);
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
     let mut report_health = tokio::time::interval(config.sync.report_every.as_duration());
@@ -77,6 +73,9 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                         let activated = next.selected.staged.as_ref().and(next.selected.revision);
                         config = new_config;
                         (agent, watching) = start_selected(&config, next, &models).await?;
+                        cloud = restart_sync(cloud, &config).await;
+                        reporter = reporter_of(&cloud);
+                        report_health = tokio::time::interval(config.sync.report_every.as_duration());
                         report_start(&reporter, &config, &agent, &watching, activated);
                     }
                     Err(errors) => {
@@ -144,6 +143,28 @@ fn select(config: &Config, models: &ModelRegistry) -> Next {
         selected,
         replaced_models,
     }
+}
+
+/// Follows the fleet with a reloaded config's sync settings and device config (what new
+/// revisions are checked against). A download in progress resumes on the new connection.
+async fn restart_sync(cloud: Option<CloudSync>, config: &Config) -> Option<CloudSync> {
+    if let Some(cloud) = cloud {
+        cloud.stop().await;
+    }
+    match CloudSync::start(config, Arc::new(super::deploy::probe)) {
+        Ok(cloud) => cloud,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "cannot follow the fleet with the reloaded config; running without fleet sync");
+            None
+        }
+    }
+}
+
+fn reporter_of(cloud: &Option<CloudSync>) -> Reporter {
+    cloud
+        .as_ref()
+        .map(|cloud| cloud.reporter.clone())
+        .unwrap_or_default()
 }
 
 /// The next revision the fleet's sync staged; never resolves without cloud sync.
