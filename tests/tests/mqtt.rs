@@ -364,6 +364,28 @@ async fn mqtt_3_1_1_connections_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_produced_while_the_broker_is_down_arrive_in_order_after_it_returns() {
+    let (_, connections) = results_arrive_in_order_after_an_outage("").await;
+    assert_eq!(connections, ["broker/local", "broker/local/publish"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_single_connection_results_arrive_in_order_after_an_outage() {
+    let (mosquitto, connections) =
+        results_arrive_in_order_after_an_outage("separate_publisher = false").await;
+    assert_eq!(connections, ["broker/local"]);
+    let logged = mosquitto
+        .log()
+        .lines()
+        .filter(|line| line.contains("New client connected") && line.contains(" as fogd-"))
+        .count();
+    // The log covers the broker's run after the outage.
+    assert_eq!(logged, 1, "{}", mosquitto.log());
+}
+
+/// Stops the broker while a timer function publishes, restarts it, and checks that every
+/// result arrives in order. Returns the broker and fogd's connections to it, once all are
+/// back.
+async fn results_arrive_in_order_after_an_outage(broker_extra: &str) -> (Mosquitto, Vec<String>) {
     let mut mosquitto = Mosquitto::with(BrokerOptions {
         persistence: true,
         ..Default::default()
@@ -371,7 +393,7 @@ async fn results_produced_while_the_broker_is_down_arrive_in_order_after_it_retu
     let mut client = TestClient::connect(mosquitto.port, "observer-9", &["ticks"]).await;
     let running = start_one(
         &mosquitto.address(),
-        "",
+        broker_extra,
         "ticker",
         &components().echo,
         "output = \"ticks\"\n[[function.trigger]]\ntimer = { every = \"10ms\" }",
@@ -420,7 +442,21 @@ async fn results_produced_while_the_broker_is_down_arrive_in_order_after_it_retu
         ticks.len(),
         ticks.len() - distinct.len()
     );
+    let connections = || {
+        let report = health.report();
+        report
+            .components
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("broker/"))
+            .collect::<Vec<_>>()
+    };
+    wait_until("every connection is back", || {
+        connections().iter().all(|(_, state)| state.ok)
+    })
+    .await;
+    let names = connections().into_iter().map(|(name, _)| name).collect();
     running.agent.shutdown().await;
+    (mosquitto, names)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

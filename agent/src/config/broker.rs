@@ -54,6 +54,11 @@ pub struct BrokerSpec {
     pub reconnect_max: Millis,
     #[serde(default)]
     pub outbox: OutboxLimits,
+    /// Publish on a second connection (client id `<client_id>-publish`), so that
+    /// acknowledging a stream of trigger messages never waits behind publishing results.
+    /// Turn off for brokers that allow a device a single connection.
+    #[serde(default = "default_separate_publisher")]
+    pub separate_publisher: bool,
 }
 
 fn default_keep_alive() -> Millis {
@@ -67,6 +72,9 @@ fn default_max_message_bytes() -> u32 {
 }
 fn default_inflight() -> u16 {
     100
+}
+fn default_separate_publisher() -> bool {
+    true
 }
 fn default_reconnect_min() -> Millis {
     Millis(100)

@@ -1,9 +1,14 @@
 //! A durable, ordered, bounded queue of outbound records for one broker connection. Records
 //! are opaque bytes (the encoding belongs to the outbound layer) keyed by a rising sequence
 //! number, so they leave in the order they were queued, across restarts.
+//!
+//! The newest records are also kept in memory, as pushed: a publisher that keeps up reads
+//! them from there instead of scanning the tree (a tenth of the MQTT path's time when every
+//! read went to sled), and reads the tree after a restart or once it fell behind.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
@@ -12,6 +17,9 @@ use crate::config::OutboxLimits;
 use crate::event::now_millis;
 
 const HEADER: usize = 8;
+/// At most this many records, and this many bytes of them, are kept in memory.
+const RECENT_RECORDS: usize = 1024;
+const RECENT_BYTES: usize = 1024 * 1024;
 
 /// One queued record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +27,7 @@ pub struct OutboxEntry {
     pub seq: u64,
     /// When it was queued, in milliseconds since the epoch.
     pub queued_at: u64,
-    pub record: Vec<u8>,
+    pub record: Arc<[u8]>,
 }
 
 /// What `push` had to do to stay within the limits.
@@ -43,6 +51,46 @@ struct Inner {
     len: AtomicU64,
     bytes: AtomicU64,
     pushed: Notify,
+    recent: Mutex<Recent>,
+}
+
+/// The newest records, the same as in the tree from `covers_from` on.
+struct Recent {
+    entries: VecDeque<OutboxEntry>,
+    bytes: usize,
+    /// Every record in the tree from this sequence number on is in `entries`.
+    covers_from: u64,
+}
+
+impl Recent {
+    fn push(&mut self, entry: OutboxEntry) {
+        self.bytes += entry.record.len();
+        self.entries.push_back(entry);
+        while self.entries.len() > RECENT_RECORDS || self.bytes > RECENT_BYTES {
+            let Some(evicted) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= evicted.record.len();
+            self.covers_from = evicted.seq + 1;
+        }
+    }
+
+    fn remove(&mut self, seq: u64) {
+        if let Ok(index) = self.entries.binary_search_by_key(&seq, |entry| entry.seq)
+            && let Some(removed) = self.entries.remove(index)
+        {
+            self.bytes -= removed.record.len();
+        }
+    }
+
+    /// The records from `start` on, if they are all here.
+    fn read(&self, start: u64, limit: usize) -> Option<Vec<OutboxEntry>> {
+        if start < self.covers_from {
+            return None;
+        }
+        let first = self.entries.partition_point(|entry| entry.seq < start);
+        Some(self.entries.range(first..).take(limit).cloned().collect())
+    }
 }
 
 impl Outbox {
@@ -66,6 +114,11 @@ impl Outbox {
                 len: AtomicU64::new(len),
                 bytes: AtomicU64::new(bytes),
                 pushed: Notify::new(),
+                recent: Mutex::new(Recent {
+                    entries: VecDeque::new(),
+                    bytes: 0,
+                    covers_from: next_seq,
+                }),
             }),
         })
     }
@@ -87,8 +140,9 @@ impl Outbox {
                 None => break,
             }
         }
+        let queued_at = now_millis();
         let mut value = Vec::with_capacity(size as usize);
-        value.extend_from_slice(&now_millis().to_be_bytes());
+        value.extend_from_slice(&queued_at.to_be_bytes());
         value.extend_from_slice(record);
         {
             let mut next_seq = inner
@@ -96,6 +150,11 @@ impl Outbox {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             inner.tree.insert(next_seq.to_be_bytes(), value)?;
+            self.recent().push(OutboxEntry {
+                seq: *next_seq,
+                queued_at,
+                record: Arc::from(record),
+            });
             *next_seq += 1;
         }
         inner.len.fetch_add(1, Ordering::AcqRel);
@@ -111,6 +170,9 @@ impl Outbox {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StateError> {
         let start = after.map_or(0, |seq| seq.saturating_add(1));
+        if let Some(entries) = self.recent().read(start, limit) {
+            return Ok(entries);
+        }
         let mut entries = Vec::new();
         for item in self.inner.tree.range(start.to_be_bytes()..).take(limit) {
             let (key, value) = item?;
@@ -122,7 +184,7 @@ impl Outbox {
             entries.push(OutboxEntry {
                 seq,
                 queued_at: u64::from_be_bytes(*header),
-                record: record.to_vec(),
+                record: Arc::from(record),
             });
         }
         Ok(entries)
@@ -135,6 +197,9 @@ impl Outbox {
     }
 
     fn remove_key(&self, key: &[u8]) -> Result<bool, StateError> {
+        if let Some(seq) = decode_seq(key) {
+            self.recent().remove(seq);
+        }
         match self.inner.tree.remove(key)? {
             Some(value) => {
                 self.inner.len.fetch_sub(1, Ordering::AcqRel);
@@ -145,6 +210,13 @@ impl Outbox {
             }
             None => Ok(false),
         }
+    }
+
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records waiting.
@@ -186,7 +258,7 @@ mod tests {
             .read_after(None, 100)
             .unwrap()
             .into_iter()
-            .map(|e| e.record)
+            .map(|e| e.record.to_vec())
             .collect()
     }
 
@@ -243,6 +315,45 @@ mod tests {
                 }
             }
         });
+    }
+
+    #[test]
+    fn reads_from_memory_and_from_the_tree_agree() {
+        let db = StateDb::temporary(&StateConfig::default()).unwrap();
+        let outbox = outbox(&db, OutboxLimits::default());
+        let total = RECENT_RECORDS as u64 + 10;
+        for index in 0..total {
+            outbox.push(&index.to_be_bytes()).unwrap();
+        }
+        outbox.remove(total - 3).unwrap();
+        outbox.remove(5).unwrap();
+        let expected: Vec<u64> = (0..total).filter(|i| ![5, total - 3].contains(i)).collect();
+        let mut read = Vec::new();
+        let mut cursor = None;
+        loop {
+            let entries = outbox.read_after(cursor, 64).unwrap();
+            let Some(last) = entries.last() else { break };
+            cursor = Some(last.seq);
+            read.extend(entries.iter().map(|entry| {
+                assert_eq!(entry.record[..], entry.seq.to_be_bytes());
+                entry.seq
+            }));
+        }
+        assert_eq!(read, expected);
+        assert!(
+            outbox.recent().read(0, 1).is_none(),
+            "the first records left memory"
+        );
+        assert_eq!(
+            outbox
+                .recent()
+                .read(total - 4, 2)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>(),
+            [total - 4, total - 2]
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::config::{FunctionSpec, TriggerSpec};
 use crate::outbound::Outboxes;
 use crate::router::Dispatch;
 use crate::state::StateDb;
-use crate::telemetry::{BrokerMetrics, Health};
+use crate::telemetry::{BrokerMetrics, Health, Metrics};
 
 use ack_order::Settle;
 use inbound::{Inbound, PendingAcks};
@@ -50,19 +50,48 @@ impl AckRequest {
 /// A connection's state as seen from outside: metrics and health.
 pub struct BrokerStatus {
     name: Arc<str>,
+    /// The connection's own name in `/healthz` and its connection metrics: the broker's name,
+    /// or `<name>/publish` for its publishing connection.
+    connection: String,
+    /// Connection state.
+    link: BrokerMetrics,
+    /// What the broker's outbox delivered, whichever connection publishes it.
     metrics: BrokerMetrics,
     health: Arc<Health>,
 }
 
 impl BrokerStatus {
+    fn new(name: Arc<str>, metrics: &Metrics, health: Arc<Health>) -> Self {
+        let broker = metrics.broker(&name);
+        Self {
+            connection: name.to_string(),
+            name,
+            link: broker.clone(),
+            metrics: broker,
+            health,
+        }
+    }
+
+    /// The status of the broker's separate publishing connection.
+    fn publishing(&self, metrics: &Metrics) -> Self {
+        let connection = format!("{}/publish", self.name);
+        Self {
+            name: self.name.clone(),
+            link: metrics.broker(&connection),
+            connection,
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+        }
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
 
     fn set_connected(&self, connected: bool, error: &Option<String>) {
-        self.metrics.connected.set(i64::from(connected));
+        self.link.connected.set(i64::from(connected));
         if connected {
-            self.metrics.connects.inc();
+            self.link.connects.inc();
         }
         let detail = match (connected, error) {
             (true, _) => "connected".to_owned(),
@@ -70,12 +99,12 @@ impl BrokerStatus {
             (false, None) => "disconnected".to_owned(),
         };
         self.health
-            .set(format!("broker/{}", self.name), connected, detail);
+            .set(format!("broker/{}", self.connection), connected, detail);
     }
 
     fn connecting(&self) {
         self.health
-            .set(format!("broker/{}", self.name), false, "connecting");
+            .set(format!("broker/{}", self.connection), false, "connecting");
     }
 
     fn published(&self, queued: u64) {
@@ -143,30 +172,49 @@ impl MqttTriggers {
                 continue;
             };
             let (acks, acks_rx) = mpsc::unbounded_channel();
-            let status = BrokerStatus {
-                metrics: context.dispatch.metrics().broker(&name),
-                health: context.health.clone(),
-                name: name.clone(),
-            };
+            let status = BrokerStatus::new(
+                name.clone(),
+                context.dispatch.metrics(),
+                context.health.clone(),
+            );
             status.connecting();
-            let session = Session {
+            let inbound = Inbound {
+                broker: name,
+                dispatch: context.dispatch.clone(),
+                outboxes: context.outboxes.clone(),
+                state: context.state.clone(),
+                acks,
+                max_bytes,
+                pending: pending.clone(),
+            };
+            let subscriptions = subscriptions.remove(&inbound.broker).unwrap_or_default();
+            // The subscribing connection publishes too, unless the broker gets a second
+            // connection for it.
+            let mut outbox = Some(outbox);
+            if settings.spec.separate_publisher {
+                let publishing = status.publishing(context.dispatch.metrics());
+                publishing.connecting();
+                let publisher = Session {
+                    settings: settings.second_connection("publish"),
+                    subscriptions: Vec::new(),
+                    inbound: None,
+                    outbox: outbox.take(),
+                    acks: mpsc::unbounded_channel().1,
+                    status: publishing,
+                    phase: phase_rx.clone(),
+                };
+                sessions.push(tokio::spawn(publisher.run()));
+            }
+            let subscriber = Session {
                 settings,
-                subscriptions: subscriptions.remove(&name).unwrap_or_default(),
-                inbound: Inbound {
-                    broker: name,
-                    dispatch: context.dispatch.clone(),
-                    outboxes: context.outboxes.clone(),
-                    state: context.state.clone(),
-                    acks,
-                    max_bytes,
-                    pending: pending.clone(),
-                },
+                subscriptions,
+                inbound: Some(inbound),
                 outbox,
                 acks: acks_rx,
                 status,
                 phase: phase_rx.clone(),
             };
-            sessions.push(tokio::spawn(session.run()));
+            sessions.push(tokio::spawn(subscriber.run()));
         }
         Self {
             phase,

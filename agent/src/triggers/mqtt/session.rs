@@ -1,5 +1,7 @@
 //! One broker connection's life: connect (with backoff), subscribe, hand inbound messages to
-//! the [`Inbound`] handler, send acknowledgements it asks for, and publish the outbox.
+//! the [`Inbound`] handler, send acknowledgements it asks for, and publish the outbox. A
+//! broker has one such connection doing all of it, or two: one subscribing and
+//! acknowledging, one publishing (`separate_publisher`).
 //!
 //! The outbox is the truth for outbound delivery: each connection starts a fresh client and
 //! publishes from the oldest entry still queued; an entry is removed only once the broker
@@ -35,8 +37,10 @@ pub enum Phase {
 pub struct Session {
     pub settings: ConnectionSettings,
     pub subscriptions: Vec<(String, u8)>,
-    pub inbound: Inbound,
-    pub outbox: Outbox,
+    /// Where messages go; `None` on a connection that only publishes.
+    pub inbound: Option<Inbound>,
+    /// What this connection publishes; `None` when another connection publishes it.
+    pub outbox: Option<Outbox>,
     pub acks: mpsc::UnboundedReceiver<AckRequest>,
     pub status: BrokerStatus,
     pub phase: watch::Receiver<Phase>,
@@ -67,7 +71,10 @@ impl Session {
     /// One connection, until it fails (`Some(reason)`) or the agent stops (`None`).
     async fn connection(&mut self, generation: u64, backoff: &mut Backoff) -> Option<String> {
         let (client, mut eventloop) = self.settings.connect();
-        let mut publisher = Publisher::new(usize::from(self.settings.spec.inflight));
+        let mut publisher = self
+            .outbox
+            .as_ref()
+            .map(|_| Publisher::new(usize::from(self.settings.spec.inflight)));
         let mut connected = false;
         let mut awaiting_subacks = usize::MAX;
         // Acknowledgements the client could not take yet (its queue was full): they are
@@ -81,9 +88,15 @@ impl Session {
                 }
                 unsent_acks.pop_front();
             }
-            if connected && unsent_acks.is_empty() {
-                publisher.fill(&client, &self.outbox, &self.status);
+            if let (true, true, Some(publisher), Some(outbox)) = (
+                connected,
+                unsent_acks.is_empty(),
+                publisher.as_mut(),
+                &self.outbox,
+            ) {
+                publisher.fill(&client, outbox, &self.status);
             }
+            let room = connected && publisher.as_ref().is_some_and(Publisher::has_room);
             let draining = *self.phase.borrow() != Phase::Running;
             tokio::select! {
                 biased;
@@ -114,7 +127,7 @@ impl Session {
                     Ok(SessionEvent::Connected { session_present }) => {
                         connected = true;
                         backoff.reset();
-                        tracing::info!(broker = %self.settings.name, address = %self.settings.spec.address, session_present, queued = self.outbox.len(), "broker connected");
+                        tracing::info!(broker = %self.settings.name, address = %self.settings.spec.address, session_present, queued = self.outbox.as_ref().map(Outbox::len), "broker connected");
                         for (filter, qos) in &self.subscriptions {
                             if let Err(error) = client.subscribe(filter, *qos) {
                                 return Some(format!("cannot subscribe to {filter}: {error}"));
@@ -134,20 +147,37 @@ impl Session {
                         }
                     }
                     Ok(SessionEvent::Message(message)) => {
+                        let Some(inbound) = &self.inbound else { continue };
                         if draining {
                             // Not acknowledged: the broker keeps it for the next start.
                             continue;
                         }
                         let position = (message.qos > 0).then(|| order.admit());
-                        self.inbound.handle(message, generation, position).await;
+                        inbound.handle(message, generation, position).await;
                     }
-                    Ok(SessionEvent::Sent { pkid }) => publisher.sent(pkid, &self.outbox, &self.status),
-                    Ok(SessionEvent::Completed { pkid }) => publisher.completed(pkid, &self.outbox, &self.status),
+                    Ok(SessionEvent::Sent { pkid }) => {
+                        if let (Some(publisher), Some(outbox)) = (publisher.as_mut(), &self.outbox) {
+                            publisher.sent(pkid, outbox, &self.status);
+                        }
+                    }
+                    Ok(SessionEvent::Completed { pkid }) => {
+                        if let (Some(publisher), Some(outbox)) = (publisher.as_mut(), &self.outbox) {
+                            publisher.completed(pkid, outbox, &self.status);
+                        }
+                    }
                     Ok(SessionEvent::Other) => {}
                 },
-                _ = self.outbox.pushed(), if connected && publisher.has_room() => {}
+                _ = pushed(&self.outbox), if room => {}
             }
         }
+    }
+}
+
+/// Resolves when something is added to `outbox`; never without one.
+async fn pushed(outbox: &Option<Outbox>) {
+    match outbox {
+        Some(outbox) => outbox.pushed().await,
+        None => std::future::pending().await,
     }
 }
 
