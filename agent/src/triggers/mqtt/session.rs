@@ -60,7 +60,7 @@ impl Session {
             self.status.set_connected(false, &error);
             let Some(error) = error else { return };
             let delay = backoff.next_delay();
-            tracing::warn!(broker = %self.settings.name, %error, retry_in_ms = delay.as_millis() as u64, "broker connection lost");
+            tracing::warn!(broker = %self.settings.name, connection = %self.status.connection, %error, retry_in_ms = delay.as_millis() as u64, "broker connection lost");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = wait_for(&mut self.phase, Phase::Stopped) => return,
@@ -127,7 +127,7 @@ impl Session {
                     Ok(SessionEvent::Connected { session_present }) => {
                         connected = true;
                         backoff.reset();
-                        tracing::info!(broker = %self.settings.name, address = %self.settings.spec.address, session_present, queued = self.outbox.as_ref().map(Outbox::len), "broker connected");
+                        tracing::info!(broker = %self.settings.name, connection = %self.status.connection, address = %self.settings.spec.address, session_present, queued = self.outbox.as_ref().map(Outbox::len), "broker connected");
                         for (filter, qos) in &self.subscriptions {
                             if let Err(error) = client.subscribe(filter, *qos) {
                                 return Some(format!("cannot subscribe to {filter}: {error}"));
