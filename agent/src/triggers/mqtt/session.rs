@@ -73,8 +73,8 @@ impl Session {
         let (client, mut eventloop) = self.settings.connect();
         let mut publisher = self
             .outbox
-            .as_ref()
-            .map(|_| Publisher::new(usize::from(self.settings.spec.inflight)));
+            .clone()
+            .map(|outbox| Publisher::new(outbox, usize::from(self.settings.spec.inflight)));
         let mut connected = false;
         let mut awaiting_subacks = usize::MAX;
         // Acknowledgements the client could not take yet (its queue was full): they are
@@ -88,13 +88,11 @@ impl Session {
                 }
                 unsent_acks.pop_front();
             }
-            if let (true, true, Some(publisher), Some(outbox)) = (
-                connected,
-                unsent_acks.is_empty(),
-                publisher.as_mut(),
-                &self.outbox,
-            ) {
-                publisher.fill(&client, outbox, &self.status);
+            if connected
+                && unsent_acks.is_empty()
+                && let Some(publisher) = publisher.as_mut()
+            {
+                publisher.fill(&client, &self.status);
             }
             let room = connected && publisher.as_ref().is_some_and(Publisher::has_room);
             let draining = *self.phase.borrow() != Phase::Running;
@@ -156,13 +154,13 @@ impl Session {
                         inbound.handle(message, generation, position).await;
                     }
                     Ok(SessionEvent::Sent { pkid }) => {
-                        if let (Some(publisher), Some(outbox)) = (publisher.as_mut(), &self.outbox) {
-                            publisher.sent(pkid, outbox, &self.status);
+                        if let Some(publisher) = publisher.as_mut() {
+                            publisher.sent(pkid, &self.status);
                         }
                     }
                     Ok(SessionEvent::Completed { pkid }) => {
-                        if let (Some(publisher), Some(outbox)) = (publisher.as_mut(), &self.outbox) {
-                            publisher.completed(pkid, outbox, &self.status);
+                        if let Some(publisher) = publisher.as_mut() {
+                            publisher.completed(pkid, &self.status);
                         }
                     }
                     Ok(SessionEvent::Other) => {}
@@ -191,6 +189,7 @@ async fn wait_for(phase: &mut watch::Receiver<Phase>, wanted: Phase) {
 
 /// The outbox entries of one connection on their way to the broker.
 struct Publisher {
+    outbox: Outbox,
     window: usize,
     /// Last outbox entry handed to the client.
     cursor: Option<u64>,
@@ -201,8 +200,9 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn new(window: usize) -> Self {
+    fn new(outbox: Outbox, window: usize) -> Self {
         Self {
+            outbox,
             window: window.max(1),
             cursor: None,
             unsent: VecDeque::new(),
@@ -214,10 +214,10 @@ impl Publisher {
         self.unsent.len() + self.in_flight.len() < self.window
     }
 
-    fn fill(&mut self, client: &MqttClient, outbox: &Outbox, status: &BrokerStatus) {
+    fn fill(&mut self, client: &MqttClient, status: &BrokerStatus) {
         while self.has_room() {
             let room = self.window - self.unsent.len() - self.in_flight.len();
-            let entries = match outbox.read_after(self.cursor, room.min(READ_BATCH)) {
+            let entries = match self.outbox.read_after(self.cursor, room.min(READ_BATCH)) {
                 Ok(entries) => entries,
                 Err(error) => {
                     tracing::error!(broker = %status.name(), %error, "cannot read the outbox");
@@ -228,8 +228,8 @@ impl Publisher {
                 return;
             }
             for entry in entries {
-                if now_millis().saturating_sub(entry.queued_at) > outbox.max_age_ms() {
-                    self.discard(outbox, entry.seq, status, "expired");
+                if now_millis().saturating_sub(entry.queued_at) > self.outbox.max_age_ms() {
+                    self.discard(entry.seq, status, "expired");
                     self.cursor = Some(entry.seq);
                     continue;
                 }
@@ -237,7 +237,7 @@ impl Publisher {
                     Ok(message) => message,
                     Err(error) => {
                         tracing::error!(broker = %status.name(), seq = entry.seq, %error, "dropping a corrupt outbox record");
-                        self.discard(outbox, entry.seq, status, "corrupt");
+                        self.discard(entry.seq, status, "corrupt");
                         self.cursor = Some(entry.seq);
                         continue;
                     }
@@ -252,33 +252,33 @@ impl Publisher {
         }
     }
 
-    fn discard(&self, outbox: &Outbox, seq: u64, status: &BrokerStatus, reason: &str) {
-        if outbox.remove(seq).is_ok() {
+    fn discard(&self, seq: u64, status: &BrokerStatus, reason: &str) {
+        if self.outbox.remove(seq).is_ok() {
             status.outbox_dropped(reason, 1);
         }
     }
 
-    fn sent(&mut self, pkid: u16, outbox: &Outbox, status: &BrokerStatus) {
+    fn sent(&mut self, pkid: u16, status: &BrokerStatus) {
         let Some((seq, qos)) = self.unsent.pop_front() else {
             return;
         };
         if qos == 0 || pkid == 0 {
-            self.delivered(seq, outbox, status);
+            self.delivered(seq, status);
         } else {
             self.in_flight.insert(pkid, seq);
         }
     }
 
-    fn completed(&mut self, pkid: u16, outbox: &Outbox, status: &BrokerStatus) {
+    fn completed(&mut self, pkid: u16, status: &BrokerStatus) {
         if let Some(seq) = self.in_flight.remove(&pkid) {
-            self.delivered(seq, outbox, status);
+            self.delivered(seq, status);
         }
     }
 
-    fn delivered(&self, seq: u64, outbox: &Outbox, status: &BrokerStatus) {
-        if let Err(error) = outbox.remove(seq) {
+    fn delivered(&self, seq: u64, status: &BrokerStatus) {
+        if let Err(error) = self.outbox.remove(seq) {
             tracing::error!(broker = %status.name(), seq, %error, "cannot remove a delivered message from the outbox");
         }
-        status.published(outbox.len());
+        status.published(self.outbox.len());
     }
 }
