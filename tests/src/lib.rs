@@ -234,13 +234,26 @@ pub fn event(subject: &str, payload: impl Into<Vec<u8>>) -> Event {
 
 /// Waits until `condition` holds, checking every few milliseconds; fails after 30 s.
 pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + daemon::PATIENCE;
     while !condition() {
         assert!(
             std::time::Instant::now() < deadline,
             "timed out waiting until {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// [`wait_until`] for tests without a runtime, checking every millisecond: fine enough to
+/// catch a daemon in a state that lasts a moment (it logs nothing then).
+pub fn wait_until_blocking(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + daemon::PATIENCE;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 

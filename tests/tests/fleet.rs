@@ -5,25 +5,15 @@
 use std::collections::BTreeMap;
 
 use fogd::sync::{FleetKey, Report, SyncState};
-use fogd_tests::components;
 use fogd_tests::daemon::Daemon;
 use fogd_tests::fleet::{Fleet, text, with_custom_section};
+use fogd_tests::{components, wait_until_blocking};
 use serde_json::{Value, json};
 
 /// The devices of group `site-a`, as fogctl finds them from their reports.
 const GROUP: &[&str] = &["--group", "site-a"];
 /// One canary, then everyone else.
 const CANARY_FIRST: &[&str] = &["--canary", "1", "--waves", "100%", "--wave-timeout", "60s"];
-
-/// Polls a file-system condition every millisecond (the daemon logs nothing at these
-/// moments); fails with `never` after the daemon's patience.
-fn wait_until(never: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + fogd_tests::daemon::PATIENCE;
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "{never}");
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
 
 fn terminate_all(devices: Vec<Daemon>) {
     for daemon in devices {
@@ -267,7 +257,7 @@ fn a_download_cut_by_kill_9_resumes_where_it_stopped() {
         .parent()
         .unwrap()
         .join("state/revisions/1.download/padded.wasm");
-    wait_until("the download never started", || {
+    wait_until_blocking("the download starts", || {
         std::fs::metadata(&partial).map_or(0, |m| m.len()) >= 256 * 1024
     });
     // SAFETY: plain kill(2) on our own child's pid.
@@ -314,7 +304,7 @@ fn kill_9_while_a_revision_is_probed_leaves_the_committed_one_and_it_applies_aft
     second["revision"] = json!(2);
     fleet.publish_raw(desired, &fleet.sign("rev2", second));
     let probing = state.join("2.staging/deployment.json");
-    wait_until("revision 2 was never staged", || probing.exists());
+    wait_until_blocking("revision 2 is being staged", || probing.exists());
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(daemon.pid(), libc::SIGKILL) };
     drop(daemon);
