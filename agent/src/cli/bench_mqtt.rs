@@ -53,6 +53,16 @@ struct PathReport {
     /// The burst: per_second is messages in and results out per second.
     burst_per_second: f64,
     lost_in_burst: u64,
+    /// CPU time fogd spent per message at the fixed rate and in the burst, in microseconds
+    /// (user + system, all threads); absent for the broker alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_us_per_message: Option<CpuPerMessage>,
+}
+
+#[derive(Debug, Serialize)]
+struct CpuPerMessage {
+    at_rate: f64,
+    burst: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,7 +97,7 @@ pub async fn run(args: MqttBenchArgs) -> anyhow::Result<()> {
         .context("--broker must be host:port")?;
     let scratch = tempfile::tempdir()?;
     let mut daemon = spawn_daemon(scratch.path(), &args.broker, &component)?;
-    let result = measure(&args, &host, port).await;
+    let result = measure(&args, &host, port, daemon.id()).await;
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let _ = daemon.wait();
@@ -142,7 +152,12 @@ fn connect(host: &str, port: u16, id: &str) -> (AsyncClient, rumqttc::v5::EventL
     AsyncClient::new(options, 100_000)
 }
 
-async fn measure(args: &MqttBenchArgs, host: &str, port: u16) -> anyhow::Result<Report> {
+async fn measure(
+    args: &MqttBenchArgs,
+    host: &str,
+    port: u16,
+    daemon: u32,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
     let id = std::process::id();
@@ -199,8 +214,8 @@ async fn measure(args: &MqttBenchArgs, host: &str, port: u16) -> anyhow::Result<
         payload_bytes: args.payload_bytes,
     };
     bench.wait_for_fogd().await?;
-    let broker_alone = bench.path("bench/direct", args).await?;
-    let through_fogd = bench.path("bench/in", args).await?;
+    let broker_alone = bench.path("bench/direct", args, None).await?;
+    let through_fogd = bench.path("bench/in", args, Some(daemon)).await?;
     Ok(Report {
         rate: args.rate,
         seconds: args.seconds,
@@ -265,9 +280,17 @@ impl Bench {
         }
     }
 
-    async fn path(&self, topic: &str, args: &MqttBenchArgs) -> anyhow::Result<PathReport> {
+    /// Measures one path; `daemon` is the process whose CPU time it costs, if any.
+    async fn path(
+        &self,
+        topic: &str,
+        args: &MqttBenchArgs,
+        daemon: Option<u32>,
+    ) -> anyhow::Result<PathReport> {
+        let cpu = || daemon.and_then(cpu_time);
         // Fixed rate, paced per millisecond.
         let total = u64::from(args.rate) * args.seconds;
+        let cpu_before_rate = cpu();
         let began = Instant::now();
         let mut ticker = tokio::time::interval(Duration::from_millis(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -288,6 +311,7 @@ impl Bench {
         let latency = Summary::from_latencies(&mut at_rate.latencies_ns, sending);
 
         // Burst.
+        let cpu_before_burst = cpu();
         let began = Instant::now();
         for sequence in 0..u64::from(args.burst) {
             self.publisher
@@ -297,13 +321,35 @@ impl Bench {
         self.settle(u64::from(args.burst)).await;
         let elapsed = began.elapsed();
         let burst = self.reset();
+        let per_message = |before: Option<Duration>, after: Option<Duration>, messages: u64| {
+            Some((after? - before?).as_secs_f64() * 1e6 / messages.max(1) as f64)
+        };
+        let cpu_us_per_message = per_message(cpu_before_rate, cpu_before_burst, at_rate.received)
+            .zip(per_message(cpu_before_burst, cpu(), burst.received))
+            .map(|(at_rate, burst)| CpuPerMessage { at_rate, burst });
         Ok(PathReport {
+            cpu_us_per_message,
             lost_at_rate: total.saturating_sub(at_rate.received),
             latency,
             burst_per_second: burst.received as f64 / elapsed.as_secs_f64(),
             lost_in_burst: u64::from(args.burst).saturating_sub(burst.received),
         })
     }
+}
+
+/// User + system CPU time of a process so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state is field 3, utime 14, stime 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    Some(Duration::from_secs_f64(
+        (user + system) as f64 / ticks_per_second.max(1) as f64,
+    ))
 }
 
 fn print_report(report: &Report) {
@@ -336,4 +382,10 @@ fn print_report(report: &Report) {
         report.p99_ratio,
         report.throughput_share * 100.0
     );
+    if let Some(cpu) = &report.through_fogd.cpu_us_per_message {
+        println!(
+            "fogd CPU per message: {:.1} µs at the fixed rate, {:.1} µs in the burst",
+            cpu.at_rate, cpu.burst
+        );
+    }
 }

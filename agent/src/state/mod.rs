@@ -2,7 +2,9 @@
 //! parts of the agent add (outbox, deployments, artifacts).
 //!
 //! Durability: sled buffers writes and flushes them every `state.flush_every`; a crash loses
-//! at most that window of kv writes. `flush_every = "0ms"` flushes after every write.
+//! at most that window of kv writes. `flush_every = "0ms"` flushes after every write. Outbox
+//! records are written in batches before each flush and every `state.flush_every`;
+//! [`StateDb::sync`] returns once the records pushed before it are on disk.
 
 mod kv;
 mod outbox;
@@ -17,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::{OutboxLimits, StateConfig};
 
 pub use kv::{KvError, KvStore};
+use outbox::OutboxRegistry;
 pub use outbox::{Outbox, OutboxEntry, PushReport};
 
 #[derive(Debug, Error)]
@@ -35,6 +38,7 @@ pub struct StateDb {
     db: sled::Db,
     limits: KvLimits,
     durability: Arc<GroupFlush>,
+    outboxes: Arc<OutboxRegistry>,
 }
 
 /// Group commit: callers of [`StateDb::sync`] that arrive while a flush runs share the next one.
@@ -99,6 +103,16 @@ impl StateDb {
                 }
             }
         };
+        let outboxes = Arc::new(OutboxRegistry::default());
+        if !flush_each_write {
+            OutboxRegistry::persist_periodically(
+                Arc::downgrade(&outboxes),
+                config.flush_every.as_duration(),
+            )
+            .map_err(|error| {
+                StateError::Flush(format!("cannot start the outbox writer: {error}"))
+            })?;
+        }
         Ok(Self {
             db,
             limits: KvLimits {
@@ -107,6 +121,7 @@ impl StateDb {
                 flush_each_write,
             },
             durability: Arc::default(),
+            outboxes,
         })
     }
 
@@ -125,6 +140,7 @@ impl StateDb {
                 flush_each_write: false,
             },
             durability: Arc::default(),
+            outboxes: Arc::default(),
         })
     }
 
@@ -148,11 +164,19 @@ impl StateDb {
 
     /// The outbox of one broker connection.
     pub fn outbox(&self, broker: &str, limits: OutboxLimits) -> Result<Outbox, StateError> {
-        Outbox::open(self.db.open_tree(format!("outbox/{broker}"))?, limits)
+        // With a flush after every write, every outbox record is written as it is pushed.
+        let outbox = Outbox::open(
+            self.db.open_tree(format!("outbox/{broker}"))?,
+            limits,
+            self.limits.flush_each_write,
+        )?;
+        self.outboxes.register(&outbox);
+        Ok(outbox)
     }
 
-    /// Writes everything buffered to disk.
+    /// Writes everything buffered, outbox records included, to disk.
     pub fn flush(&self) -> Result<(), StateError> {
+        self.outboxes.persist_all()?;
         self.db.flush()?;
         Ok(())
     }
@@ -173,16 +197,16 @@ impl StateDb {
                 .is_ok()
             {
                 let target = group.requested.load(Ordering::Acquire);
-                let db = self.db.clone();
+                let db = self.clone();
                 let flushed = tokio::task::spawn_blocking(move || db.flush()).await;
                 // Clear the flag before announcing, so a waiter woken by the announcement can
                 // lead the next flush.
                 group.flushing.store(false, Ordering::Release);
                 match flushed {
-                    Ok(Ok(_)) => group.done.send_modify(|done| *done = (*done).max(target)),
+                    Ok(Ok(())) => group.done.send_modify(|done| *done = (*done).max(target)),
                     Ok(Err(error)) => {
                         group.done.send_modify(|_| {});
-                        return Err(error.into());
+                        return Err(error);
                     }
                     Err(join) => {
                         group.done.send_modify(|_| {});
