@@ -95,6 +95,9 @@ struct Queue {
     pending_bytes: u64,
     /// Batches in the tree that lost some of their records, by key: the records left.
     partial: BTreeMap<u64, PartialBatch>,
+    /// Key and last sequence number of the batch the last tree read ended in: a publisher
+    /// reading on from there needs no backward search for the batch holding its start.
+    last_read: Option<(u64, u64)>,
     recent: Recent,
 }
 
@@ -187,6 +190,7 @@ impl Outbox {
                     pending: VecDeque::new(),
                     pending_bytes: 0,
                     partial: BTreeMap::new(),
+                    last_read: None,
                     recent: Recent {
                         entries: VecDeque::new(),
                         bytes: 0,
@@ -250,21 +254,30 @@ impl Outbox {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let queue = self.queue();
+        let mut queue = self.queue();
         if let Some(entries) = queue.recent.read(start, limit) {
             return Ok(entries);
         }
         let mut entries = Vec::new();
         let tree = &self.inner.tree;
-        let first_key = match tree.range(..=start.to_be_bytes()).next_back() {
-            Some(item) => item?.0,
-            None => sled::IVec::from(&start.to_be_bytes()),
+        // Batches do not overlap, so none but the last one read can hold `start` if it lies
+        // between that batch's key and the sequence number right after it.
+        let first_key = match queue.last_read {
+            Some((key, last)) if (key..=last).contains(&start) => key,
+            Some((_, last)) if start == last + 1 => start,
+            _ => match tree.range(..=start.to_be_bytes()).next_back() {
+                Some(item) => decode_seq(&item?.0).unwrap_or(start),
+                None => start,
+            },
         };
-        for item in tree.range(first_key..) {
+        for item in tree.range(first_key.to_be_bytes()..) {
             let (key, value) = item?;
             let (Some(key), Some(records)) = (decode_seq(&key), batch::decode(&key, &value)) else {
                 continue;
             };
+            if let Some(last) = records.last() {
+                queue.last_read = Some((key, last.seq));
+            }
             let partial = queue.partial.get(&key);
             for record in records {
                 let live = partial.is_none_or(|batch| {
