@@ -215,9 +215,10 @@ impl Outbox {
                 let Some(oldest) = inner.oldest(&queue)? else {
                     break;
                 };
-                if inner.remove(&mut queue, oldest)? {
-                    report.dropped_oldest += 1;
+                if !inner.remove(&mut queue, oldest)? {
+                    break;
                 }
+                report.dropped_oldest += 1;
             }
             let entry = OutboxEntry {
                 seq: queue.next_seq,
