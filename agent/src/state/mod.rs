@@ -30,6 +30,8 @@ pub enum StateError {
     Sled(#[from] sled::Error),
     #[error("flushing the state database failed: {0}")]
     Flush(String),
+    #[error("cannot start the outbox writer thread: {0}")]
+    OutboxWriter(std::io::Error),
 }
 
 /// The open state database.
@@ -109,9 +111,7 @@ impl StateDb {
                 Arc::downgrade(&outboxes),
                 config.flush_every.as_duration(),
             )
-            .map_err(|error| {
-                StateError::Flush(format!("cannot start the outbox writer: {error}"))
-            })?;
+            .map_err(StateError::OutboxWriter)?;
         }
         Ok(Self {
             db,

@@ -338,9 +338,7 @@ impl Outbox {
 
 impl Inner {
     fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.queue)
     }
 
     fn write_pending(&self, queue: &mut Queue) -> Result<usize, StateError> {
@@ -460,9 +458,7 @@ impl OutboxRegistry {
     }
 
     fn outboxes(&self) -> MutexGuard<'_, Vec<Weak<Inner>>> {
-        self.outboxes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.outboxes)
     }
 
     /// Persists the outboxes every `every` until the registry is dropped, so records pushed
@@ -487,6 +483,14 @@ impl OutboxRegistry {
             })
             .map(drop)
     }
+}
+
+/// Locks a mutex, going on with its data if a holder panicked, so that one panic does not
+/// fail every later push and delivery.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn decode_seq(key: &[u8]) -> Option<u64> {
