@@ -5,20 +5,23 @@
 # five functions (the demo's four plus a second threshold-alert) on the embedded broker,
 # timers publishing every 300-500 ms, and the flow-anomaly model loaded.
 #
-#   provisioning/footprint.sh [--seconds 60] [--binary target/release/fogd]
+#   provisioning/footprint.sh [--seconds 60] [--binary target/release/fogd] [--keep-startup-pages]
 #
-# Pass --binary target/dist/fogd to measure the size-tuned build that packages ship. Prints
+# Pass --binary target/dist/fogd to measure the size-tuned build that packages ship, and
+# --keep-startup-pages to measure with runtime.release_startup_pages off. Prints
 # one JSON line: totals and PSS by what is mapped. Needs the built functions and LiteRT's
 # runtime (provisioning/demo.sh fetches both).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds=60
 binary="$root/target/release/fogd"
+release_startup_pages=true
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds="$2"; shift 2 ;;
         --binary) binary="$2"; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --keep-startup-pages) release_startup_pages=false; shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "footprint.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -30,6 +33,9 @@ sed -e "s|\.\./|$root/|g" \
     -e 's|127.0.0.1:1883|127.0.0.1:18830|g' \
     "$root/provisioning/demo.toml" > "$work/fogd.toml"
 cat >> "$work/fogd.toml" <<TOML
+
+[runtime]
+release_startup_pages = $release_startup_pages
 
 [[function]]
 name = "flow-threshold"
@@ -63,6 +69,8 @@ grep -q "functions=5" "$work/log" || { echo "not all five functions loaded:" >&2
 sleep "$seconds"
 rss_kib=$(awk '/^Rss:/ {print $2}' "/proc/$pid/smaps_rollup")
 pss_kib=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")
+# Faults that had to read from disk: what paging out start-up's pages costs later.
+major_faults=$(awk '{print $12}' "/proc/$pid/stat")
 # PSS by what is mapped: fogd's own code, LiteRT (with the libstdc++ it pulls in), other
 # shared libraries, compiled components, and anonymous memory (heap, stacks, guest memories).
 breakdown=$(awk -v binary="$(readlink -f "$binary")" '
@@ -79,6 +87,6 @@ breakdown=$(awk -v binary="$(readlink -f "$binary")" '
         printf "\"pss_binary_kib\": %d, \"pss_litert_kib\": %d, \"pss_libraries_kib\": %d, \"pss_components_kib\": %d, \"pss_anonymous_kib\": %d",
             pss["binary"], pss["litert"], pss["libraries"], pss["components"], pss["anonymous"]
     }' "/proc/$pid/smaps")
-printf '{"ready_first_ms": %d, "ready_cached_ms": %d, "rss_kib": %d, "pss_kib": %d, %s, "seconds": %d, "binary_bytes": %d}\n' \
-    "$(cat "$work/first")" "$(cat "$work/cached")" "$rss_kib" "$pss_kib" "$breakdown" "$seconds" "$(stat -c %s "$binary")"
+printf '{"ready_first_ms": %d, "ready_cached_ms": %d, "rss_kib": %d, "pss_kib": %d, %s, "seconds": %d, "binary_bytes": %d, "major_faults": %d, "release_startup_pages": %s}\n' \
+    "$(cat "$work/first")" "$(cat "$work/cached")" "$rss_kib" "$pss_kib" "$breakdown" "$seconds" "$(stat -c %s "$binary")" "$major_faults" "$release_startup_pages"
 stop_fogd

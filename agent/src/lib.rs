@@ -13,6 +13,7 @@ pub mod host;
 pub mod identity;
 pub mod inference;
 pub mod outbound;
+pub mod residency;
 pub mod router;
 pub mod runtime;
 pub mod state;

@@ -1,5 +1,6 @@
-//! The real `fogd run` process: timer triggers drive the shipped functions, metrics and
-//! health are served, SIGTERM drains and exits cleanly.
+//! The real `fogd run` process: timer triggers drive the shipped functions (also after it
+//! paged out what start-up touched), metrics and health are served, SIGTERM drains and
+//! exits cleanly.
 
 use fogd_tests::components;
 use fogd_tests::daemon::{Daemon, http_get, metrics_address};
@@ -46,6 +47,9 @@ component = "{missing}"
     daemon.wait_for(&["function not loaded", "broken", "missing.wasm"]);
     let ready = daemon.wait_for(&["fogd ready", "functions=2"]);
     let address = metrics_address(&ready);
+    daemon.wait_for(&["released the pages start-up touched", "resident_after_kib="]);
+    // Code paged out after start-up comes back when events need it.
+    daemon.wait_for_next(&["publish", "out/echo", "{\"tick\":"]);
 
     let alert = daemon.wait_for(&["publish", "alerts/cpu", "\"state\":\"alert\""]);
     assert!(alert.contains("\"value\":95"), "{alert}");

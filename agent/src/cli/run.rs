@@ -11,6 +11,7 @@ use super::ConfigArg;
 use fogd::agent::Agent;
 use fogd::config::{self, Config};
 use fogd::inference::{ModelRegistry, SyncAction};
+use fogd::residency;
 use fogd::sync::cloud::{CloudSync, Reporter};
 use fogd::sync::watch::{Verdict, Watch, function_health};
 use fogd::sync::{RevisionStore, SyncState, activate};
@@ -301,7 +302,22 @@ async fn start(config: &Config, models: &Arc<ModelRegistry>) -> anyhow::Result<A
     }
     agent.announce_ready();
     systemd::ready();
+    if config.runtime.release_startup_pages {
+        tokio::task::spawn_blocking(release_startup_pages);
+    }
     Ok(agent)
+}
+
+fn release_startup_pages() {
+    match residency::release_file_pages() {
+        Ok(released) => tracing::info!(
+            mappings = released.mappings,
+            resident_before_kib = released.resident_before_kib,
+            resident_after_kib = released.resident_after_kib,
+            "released the pages start-up touched"
+        ),
+        Err(error) => tracing::info!(%error, "start-up pages stay resident"),
+    }
 }
 
 async fn stop(

@@ -233,6 +233,10 @@ pub struct RuntimeConfig {
     /// Granularity of function deadlines.
     #[serde(default = "default_epoch_tick")]
     pub epoch_tick: Millis,
+    /// Once ready (and after each reload), page out the code and read-only data start-up
+    /// touched; what events need is read back on first use.
+    #[serde(default = "default_release_startup_pages")]
+    pub release_startup_pages: bool,
 }
 
 fn default_max_instances() -> u32 {
@@ -243,6 +247,10 @@ fn default_epoch_tick() -> Millis {
     Millis(10)
 }
 
+fn default_release_startup_pages() -> bool {
+    true
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
@@ -250,6 +258,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             max_instances: default_max_instances(),
             epoch_tick: default_epoch_tick(),
+            release_startup_pages: default_release_startup_pages(),
         }
     }
 }
