@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::state::Outbox;
+use crate::state::{Delivered, Outbox};
 
 /// MQTT delivery guarantee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +140,30 @@ impl Outboxes {
 
     pub fn get(&self, broker: &str) -> Option<&Outbox> {
         self.outboxes.get(broker)
+    }
+
+    /// Whether every message pushed before the call left its outbox (delivered, or dropped
+    /// and counted) within `patience`; false at once if some cannot leave soon.
+    pub async fn delivered_within(&self, patience: Duration) -> bool {
+        let mut waits = Vec::new();
+        for outbox in self.outboxes.values() {
+            match outbox.delivered() {
+                Delivered::Already => {}
+                Delivered::When(gone) => waits.push(gone),
+                Delivered::NotSoon => return false,
+            }
+        }
+        let all_gone = async {
+            for gone in waits {
+                if gone.await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(patience, all_gone)
+            .await
+            .unwrap_or(false)
     }
 
     /// Queues a message durably-ordered on `broker`'s outbox (durable after the next

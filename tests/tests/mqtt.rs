@@ -593,3 +593,50 @@ async fn acknowledgements_keep_arrival_order_when_a_later_message_finishes_first
     );
     running.agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_wait_for_the_broker_unless_kv_was_written() {
+    let mosquitto = Mosquitto::start();
+    let mut client = TestClient::connect(mosquitto.port, "observer-10", &["probe/out"]).await;
+    let running = start_one(
+        &mosquitto.address(),
+        "",
+        "probe",
+        &components().probe,
+        "output = \"probe/out\"\n[[function.trigger]]\nmqtt = { topic = \"echo\", qos = 1 }\n[[function.trigger]]\nmqtt = { topic = \"kv\", qos = 1 }",
+    )
+    .await;
+    let metrics = running.agent.metrics.clone();
+    let acknowledged = || {
+        metrics.acknowledged_count("local", "delivery")
+            + metrics.acknowledged_count("local", "flush")
+    };
+
+    for n in 0..10 {
+        client.publish("echo", n.to_string(), 1).await;
+    }
+    for _ in 0..10 {
+        client.next(PATIENCE).await;
+    }
+    wait_until("all 10 echoes are acknowledged", || acknowledged() == 10).await;
+    assert!(
+        metrics.acknowledged_count("local", "delivery") > 0,
+        "results the broker acknowledged need no flush"
+    );
+
+    let flushed_before = metrics.acknowledged_count("local", "flush");
+    for n in 0..5 {
+        let steps = format!(r#"[{{"op": "set", "key": "k{n}", "value": "v"}}]"#);
+        client.publish("kv", steps, 1).await;
+    }
+    for _ in 0..5 {
+        let result = client.next(PATIENCE).await.text();
+        assert!(result.contains("\"ok\""), "{result}");
+    }
+    wait_until("all 15 messages are acknowledged", || acknowledged() == 15).await;
+    assert!(
+        metrics.acknowledged_count("local", "flush") > flushed_before,
+        "a kv write is flushed before its message is acknowledged"
+    );
+    running.agent.shutdown().await;
+}

@@ -4,7 +4,9 @@
 
 use thiserror::Error;
 
-use super::KvLimits;
+use std::sync::Arc;
+
+use super::{KvLimits, KvWrites};
 use crate::event::now_millis;
 
 const HEADER: usize = 8;
@@ -61,11 +63,16 @@ fn live_value(raw: &[u8], now: u64) -> Option<&[u8]> {
 pub struct KvStore {
     tree: sled::Tree,
     limits: KvLimits,
+    writes: Arc<KvWrites>,
 }
 
 impl KvStore {
-    pub(super) fn new(tree: sled::Tree, limits: KvLimits) -> Self {
-        Self { tree, limits }
+    pub(super) fn new(tree: sled::Tree, limits: KvLimits, writes: Arc<KvWrites>) -> Self {
+        Self {
+            tree,
+            limits,
+            writes,
+        }
     }
 
     fn check_key(&self, key: &str) -> Result<(), KvError> {
@@ -91,6 +98,8 @@ impl KvStore {
     fn written(&self) -> Result<(), KvError> {
         if self.limits.flush_each_write {
             self.tree.flush()?;
+        } else {
+            self.writes.made();
         }
         Ok(())
     }
@@ -223,6 +232,21 @@ mod tests {
             ..StateConfig::default()
         };
         StateDb::temporary(&config).unwrap().kv("test").unwrap()
+    }
+
+    #[test]
+    fn writes_wait_for_a_flush_reads_do_not() {
+        let db = StateDb::temporary(&StateConfig::default()).unwrap();
+        let kv = db.kv("test").unwrap();
+        assert!(db.kv_durable());
+        kv.set("a", b"1", None).unwrap();
+        assert!(!db.kv_durable());
+        db.flush().unwrap();
+        assert!(db.kv_durable());
+        assert_eq!(kv.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert!(db.kv_durable());
+        assert_eq!(kv.incr("n", 1).unwrap(), 1);
+        assert!(!db.kv_durable());
     }
 
     #[test]

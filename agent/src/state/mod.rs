@@ -20,7 +20,7 @@ use crate::config::{OutboxLimits, StateConfig};
 
 pub use kv::{KvError, KvStore};
 use outbox::OutboxRegistry;
-pub use outbox::{Outbox, OutboxEntry, PushReport};
+pub use outbox::{Delivered, Outbox, OutboxEntry, PushReport};
 
 #[derive(Debug, Error)]
 pub enum StateError {
@@ -41,6 +41,20 @@ pub struct StateDb {
     limits: KvLimits,
     durability: Arc<GroupFlush>,
     outboxes: Arc<OutboxRegistry>,
+    kv_writes: Arc<KvWrites>,
+}
+
+/// kv writes made, and how many of them a flush has put on disk.
+#[derive(Default)]
+pub(crate) struct KvWrites {
+    made: AtomicU64,
+    flushed: AtomicU64,
+}
+
+impl KvWrites {
+    fn made(&self) {
+        self.made.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// Group commit: callers of [`StateDb::sync`] that arrive while a flush runs share the next one.
@@ -122,6 +136,7 @@ impl StateDb {
             },
             durability: Arc::default(),
             outboxes,
+            kv_writes: Arc::default(),
         })
     }
 
@@ -141,13 +156,14 @@ impl StateDb {
             },
             durability: Arc::default(),
             outboxes: Arc::default(),
+            kv_writes: Arc::default(),
         })
     }
 
     /// The kv namespace of one function.
     pub fn kv(&self, function: &str) -> Result<KvStore, StateError> {
         let tree = self.db.open_tree(format!("{KV_TREE_PREFIX}{function}"))?;
-        Ok(KvStore::new(tree, self.limits))
+        Ok(KvStore::new(tree, self.limits, self.kv_writes.clone()))
     }
 
     /// Removes expired keys from every function's namespace; returns how many.
@@ -156,7 +172,8 @@ impl StateDb {
         for name in self.db.tree_names() {
             if name.starts_with(KV_TREE_PREFIX.as_bytes()) {
                 let tree = self.db.open_tree(name)?;
-                removed += KvStore::new(tree, self.limits).sweep_expired()?;
+                removed +=
+                    KvStore::new(tree, self.limits, self.kv_writes.clone()).sweep_expired()?;
             }
         }
         Ok(removed)
@@ -176,9 +193,20 @@ impl StateDb {
 
     /// Writes everything buffered, outbox records included, to disk.
     pub fn flush(&self) -> Result<(), StateError> {
+        let kv_writes = self.kv_writes.made.load(Ordering::Acquire);
         self.outboxes.persist_all()?;
         self.db.flush()?;
+        self.kv_writes
+            .flushed
+            .fetch_max(kv_writes, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Whether every kv write made so far is on disk (always, with a flush after each write).
+    pub fn kv_durable(&self) -> bool {
+        self.limits.flush_each_write
+            || self.kv_writes.flushed.load(Ordering::Acquire)
+                >= self.kv_writes.made.load(Ordering::Acquire)
     }
 
     /// Returns once every write made before the call is on disk. Concurrent callers share

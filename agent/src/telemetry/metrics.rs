@@ -42,6 +42,12 @@ struct BrokerReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BrokerAfterLabel {
+    broker: String,
+    after: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
     source: String,
 }
@@ -69,6 +75,7 @@ pub struct Metrics {
     published: Family<BrokerLabel, Counter>,
     outbox_depth: Family<BrokerLabel, Gauge>,
     outbox_dropped: Family<BrokerReasonLabel, Counter>,
+    acknowledged: Family<BrokerAfterLabel, Counter>,
     /// Per function, for percentiles over a window (the watch after a deployment).
     latencies: Mutex<HashMap<String, Arc<LatencyRecord>>>,
 }
@@ -103,6 +110,13 @@ impl Metrics {
         let published = Family::default();
         let outbox_depth = Family::default();
         let outbox_dropped = Family::default();
+        let acknowledged = Family::default();
+        registry.register(
+            "mqtt_acknowledged",
+            "QoS 1/2 messages acknowledged, per broker and by what made their results safe: \
+             the broker receiving them (delivery) or a flush to disk (flush)",
+            acknowledged.clone(),
+        );
         registry.register(
             "broker_connected",
             "1 while the broker connection is up",
@@ -183,8 +197,26 @@ impl Metrics {
             published,
             outbox_depth,
             outbox_dropped,
+            acknowledged,
             latencies: Mutex::default(),
         }
+    }
+
+    /// A QoS 1/2 message from `broker` was acknowledged once its results were safe `after`
+    /// their delivery or a flush.
+    pub fn acknowledged(&self, broker: &str, after: &'static str) {
+        self.acknowledged_counter(broker, after).inc();
+    }
+
+    pub fn acknowledged_count(&self, broker: &str, after: &'static str) -> u64 {
+        self.acknowledged_counter(broker, after).get()
+    }
+
+    fn acknowledged_counter(&self, broker: &str, after: &'static str) -> Counter {
+        self.acknowledged.get_or_create_owned(&BrokerAfterLabel {
+            broker: broker.to_owned(),
+            after,
+        })
     }
 
     /// Handles for one broker connection.

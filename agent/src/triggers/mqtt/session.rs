@@ -124,6 +124,9 @@ impl Session {
                     Err(error) => return Some(error),
                     Ok(SessionEvent::Connected { session_present }) => {
                         connected = true;
+                        if let Some(publisher) = &publisher {
+                            publisher.outbox.set_publishing(true);
+                        }
                         backoff.reset();
                         tracing::info!(broker = %self.settings.name, connection = %self.status.connection, address = %self.settings.spec.address, session_present, queued = self.outbox.as_ref().map(Outbox::len), "broker connected");
                         for (filter, qos) in &self.subscriptions {
@@ -280,5 +283,11 @@ impl Publisher {
             tracing::error!(broker = %status.name(), seq, %error, "cannot remove a delivered message from the outbox");
         }
         status.published(self.outbox.len());
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.outbox.set_publishing(false);
     }
 }
