@@ -46,7 +46,7 @@ pub struct StateDb {
 
 /// kv writes made, and how many of them a flush has put on disk.
 #[derive(Default)]
-pub(crate) struct KvWrites {
+struct KvWrites {
     made: AtomicU64,
     flushed: AtomicU64,
 }

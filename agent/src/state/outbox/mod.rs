@@ -373,7 +373,8 @@ impl Outbox {
         }
     }
 
-    /// Whether a connection is publishing this outbox now.
+    /// Says whether a connection is up and publishing this outbox, which is what makes
+    /// waiting for delivery worth it.
     pub fn set_publishing(&self, publishing: bool) {
         self.inner.publishing.store(publishing, Ordering::Release);
     }
