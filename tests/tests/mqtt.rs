@@ -606,6 +606,17 @@ async fn acknowledgements_wait_for_the_broker_unless_kv_was_written() {
         "output = \"probe/out\"\n[[function.trigger]]\nmqtt = { topic = \"echo\", qos = 1 }\n[[function.trigger]]\nmqtt = { topic = \"kv\", qos = 1 }",
     )
     .await;
+    // Until the publishing connection is up, acknowledgements fall back to a flush.
+    wait_until("broker/local/publish is connected", || {
+        running
+            .agent
+            .health
+            .report()
+            .components
+            .get("broker/local/publish")
+            .is_some_and(|c| c.ok)
+    })
+    .await;
     let metrics = running.agent.metrics.clone();
     let acknowledged = || {
         metrics.acknowledged_count("local", "delivery")
