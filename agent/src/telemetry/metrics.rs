@@ -202,10 +202,13 @@ impl Metrics {
         }
     }
 
-    /// A QoS 1/2 message from `broker` was acknowledged once its results were safe `after`
-    /// their delivery or a flush.
-    pub fn acknowledged(&self, broker: &str, after: &'static str) {
-        self.acknowledged_counter(broker, after).inc();
+    /// Counters of the QoS 1/2 messages from `broker` acknowledged, by what made their
+    /// results safe; taken once per connection, not per message.
+    pub fn acknowledged(&self, broker: &str) -> AcknowledgedMetrics {
+        AcknowledgedMetrics {
+            after_delivery: self.acknowledged_counter(broker, "delivery"),
+            after_flush: self.acknowledged_counter(broker, "flush"),
+        }
     }
 
     pub fn acknowledged_count(&self, broker: &str, after: &'static str) -> u64 {
@@ -360,6 +363,13 @@ impl FunctionMetrics {
             })
             .map_or(0, |counter| counter.get())
     }
+}
+
+/// QoS 1/2 acknowledgements of one broker, by what made the message's results safe.
+#[derive(Clone)]
+pub struct AcknowledgedMetrics {
+    pub after_delivery: Counter,
+    pub after_flush: Counter,
 }
 
 /// One broker connection's metrics.

@@ -19,7 +19,7 @@ use crate::config::{LogConfig, LogFormat};
 pub use health::{ComponentHealth, Health, HealthReport};
 pub use http::serve;
 pub use latency::{LatencyRecord, LatencySnapshot};
-pub use metrics::{BrokerMetrics, FunctionMetrics, Metrics};
+pub use metrics::{AcknowledgedMetrics, BrokerMetrics, FunctionMetrics, Metrics};
 
 /// Installs the global log subscriber. `RUST_LOG` overrides the configured level. Logs go to
 /// stderr so that command output (`fogd invoke`, `fogd bench --json`) stays clean on stdout.

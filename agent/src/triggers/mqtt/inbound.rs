@@ -17,7 +17,7 @@ use crate::outbound::{OutboundMessage, Outboxes};
 use crate::router::{Delivery, Dispatch};
 use crate::runtime::{FunctionQueue, InvokeError, Outcome};
 use crate::state::StateDb;
-use crate::telemetry::Metrics;
+use crate::telemetry::AcknowledgedMetrics;
 use crate::topic::render_template;
 
 /// How long an acknowledgement waits for the results to reach their broker before it has
@@ -63,6 +63,7 @@ pub struct Inbound {
     pub acks: mpsc::UnboundedSender<AckRequest>,
     pub max_bytes: usize,
     pub pending: PendingAcks,
+    pub acknowledged: AcknowledgedMetrics,
 }
 
 impl Inbound {
@@ -108,7 +109,7 @@ impl Inbound {
         }
         let completion = Completion {
             broker: self.broker.clone(),
-            metrics: metrics.clone(),
+            acknowledged: self.acknowledged.clone(),
             outboxes: self.outboxes.clone(),
             state: self.state.clone(),
             acks: self.acks.clone(),
@@ -120,7 +121,7 @@ impl Inbound {
 
 struct Completion {
     broker: Arc<str>,
-    metrics: Arc<Metrics>,
+    acknowledged: AcknowledgedMetrics,
     outboxes: Arc<Outboxes>,
     state: StateDb,
     acks: mpsc::UnboundedSender<AckRequest>,
@@ -154,8 +155,11 @@ impl Completion {
             let _ = self.acks.send(ack.released());
             return;
         }
-        let after = if delivered { "delivery" } else { "flush" };
-        self.metrics.acknowledged(&self.broker, after);
+        if delivered {
+            self.acknowledged.after_delivery.inc();
+        } else {
+            self.acknowledged.after_flush.inc();
+        }
         let _ = self.acks.send(ack);
         drop(self.guard);
     }

@@ -179,6 +179,7 @@ impl MqttTriggers {
             );
             status.connecting();
             let inbound = Inbound {
+                acknowledged: context.dispatch.metrics().acknowledged(&name),
                 broker: name,
                 dispatch: context.dispatch.clone(),
                 outboxes: context.outboxes.clone(),
