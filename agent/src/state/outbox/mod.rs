@@ -18,7 +18,7 @@
 mod batch;
 mod delivered;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -114,13 +114,11 @@ struct Queue {
     /// Pushed and not yet in the tree, in order; all after every record in the tree.
     pending: VecDeque<OutboxEntry>,
     pending_bytes: u64,
-    /// Keys of the batches in the tree (each batch's first sequence number).
-    batch_keys: BTreeSet<u64>,
+    /// The batches in the tree: each one's first sequence number (its key) and last, so the
+    /// batch holding a record is found without reading the tree.
+    batches: BTreeMap<u64, u64>,
     /// Batches in the tree that lost some of their records, by key: the records left.
     partial: BTreeMap<u64, PartialBatch>,
-    /// Key and last sequence number of the batch the last tree read ended in: a publisher
-    /// reading on from there needs no backward search for the batch holding its start.
-    last_read: Option<(u64, u64)>,
     recent: Recent,
     delivery_waiters: DeliveryWaiters,
 }
@@ -128,7 +126,7 @@ struct Queue {
 impl Queue {
     /// The sequence number of the oldest record still queued, or the next one if none is.
     fn lowest_left(&self) -> u64 {
-        if let Some(&key) = self.batch_keys.first() {
+        if let Some((&key, _)) = self.batches.first_key_value() {
             return self
                 .partial
                 .get(&key)
@@ -139,11 +137,15 @@ impl Queue {
             .front()
             .map_or(self.next_seq, |entry| entry.seq)
     }
+
+    /// The key of the batch in the tree whose range of sequence numbers holds `seq`.
+    fn batch_holding(&self, seq: u64) -> Option<u64> {
+        let (&key, &last) = self.batches.range(..=seq).next_back()?;
+        (last >= seq).then_some(key)
+    }
 }
 
 struct PartialBatch {
-    /// The batch's last sequence number, removed or not.
-    last: u64,
     /// Sequence numbers and stored sizes of the records not yet removed, in order.
     live: Vec<(u64, u64)>,
 }
@@ -198,12 +200,13 @@ impl Outbox {
         let mut bytes = 0;
         let mut next_seq = 0;
         let mut damaged = Vec::new();
-        let mut batch_keys = BTreeSet::new();
+        let mut batches = BTreeMap::new();
         for item in tree.iter() {
             let (key, value) = item?;
-            match decode_seq(&key).zip(batch::decode(&key, &value)) {
-                Some((batch_key, records)) => {
-                    batch_keys.insert(batch_key);
+            let decoded = decode_seq(&key).zip(batch::decode(&key, &value));
+            match decoded.and_then(|(first, records)| Some((first, records.last()?.seq, records))) {
+                Some((first, last, records)) => {
+                    batches.insert(first, last);
                     for record in records {
                         len += 1;
                         bytes += batch::stored_size(record.record);
@@ -232,9 +235,8 @@ impl Outbox {
                     next_seq,
                     pending: VecDeque::new(),
                     pending_bytes: 0,
-                    batch_keys,
+                    batches,
                     partial: BTreeMap::new(),
-                    last_read: None,
                     recent: Recent {
                         entries: VecDeque::new(),
                         bytes: 0,
@@ -301,30 +303,17 @@ impl Outbox {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut queue = self.queue();
+        let queue = self.queue();
         if let Some(entries) = queue.recent.read(start, limit) {
             return Ok(entries);
         }
         let mut entries = Vec::new();
-        let tree = &self.inner.tree;
-        // Batches do not overlap, so none but the last one read can hold `start` if it lies
-        // between that batch's key and the sequence number right after it.
-        let first_key = match queue.last_read {
-            Some((key, last)) if (key..=last).contains(&start) => key,
-            Some((_, last)) if start == last + 1 => start,
-            _ => match tree.range(..=start.to_be_bytes()).next_back() {
-                Some(item) => decode_seq(&item?.0).unwrap_or(start),
-                None => start,
-            },
-        };
-        for item in tree.range(first_key.to_be_bytes()..) {
+        let first_key = queue.batch_holding(start).unwrap_or(start);
+        for item in self.inner.tree.range(first_key.to_be_bytes()..) {
             let (key, value) = item?;
             let (Some(key), Some(records)) = (decode_seq(&key), batch::decode(&key, &value)) else {
                 continue;
             };
-            if let Some(last) = records.last() {
-                queue.last_read = Some((key, last.seq));
-            }
             let partial = queue.partial.get(&key);
             for record in records {
                 let live = partial.is_none_or(|batch| {
@@ -414,7 +403,8 @@ impl Inner {
         };
         let value = batch::encode(queue.pending.iter().map(OutboxEntry::as_ref));
         self.tree.insert(first.seq.to_be_bytes(), value)?;
-        queue.batch_keys.insert(first.seq);
+        let last = queue.pending.back().map_or(first.seq, |entry| entry.seq);
+        queue.batches.insert(first.seq, last);
         let written = queue.pending.len();
         queue.pending.clear();
         queue.pending_bytes = 0;
@@ -458,7 +448,7 @@ impl Inner {
         if partial.live.is_empty() {
             self.tree.remove(key.to_be_bytes())?;
             queue.partial.remove(&key);
-            queue.batch_keys.remove(&key);
+            queue.batches.remove(&key);
         }
         self.forget(size);
         Ok(true)
@@ -467,30 +457,25 @@ impl Inner {
     /// The key of the batch in the tree that holds `seq`, tracked in `queue.partial` from
     /// now on; `None` if no batch holds it.
     fn batch_of(&self, queue: &mut Queue, seq: u64) -> Result<Option<u64>, StateError> {
-        if let Some((key, partial)) = queue.partial.range(..=seq).next_back()
-            && partial.last >= seq
-        {
-            return Ok(Some(*key));
+        let Some(key) = queue.batch_holding(seq) else {
+            return Ok(None);
+        };
+        if queue.partial.contains_key(&key) {
+            return Ok(Some(key));
         }
-        let Some(item) = self.tree.range(..=seq.to_be_bytes()).next_back() else {
+        let Some(value) = self.tree.get(key.to_be_bytes())? else {
             return Ok(None);
         };
-        let (key, value) = item?;
-        let (Some(key_seq), Some(records)) = (decode_seq(&key), batch::decode(&key, &value)) else {
+        let key_bytes = key.to_be_bytes();
+        let Some(records) = batch::decode(&key_bytes, &value) else {
             return Ok(None);
         };
-        let Some(last) = records.last().map(|record| record.seq) else {
-            return Ok(None);
-        };
-        if last < seq {
-            return Ok(None);
-        }
         let live = records
             .iter()
             .map(|record| (record.seq, batch::stored_size(record.record)))
             .collect();
-        queue.partial.insert(key_seq, PartialBatch { last, live });
-        Ok(Some(key_seq))
+        queue.partial.insert(key, PartialBatch { live });
+        Ok(Some(key))
     }
 
     fn forget(&self, size: u64) {
@@ -898,6 +883,9 @@ mod tests {
         let db = StateDb::temporary(&StateConfig::default()).unwrap();
         let tree = db.db.open_tree("outbox/local").unwrap();
         tree.insert(1u64.to_be_bytes(), &[0xB1, 0, 0, 0, 9][..])
+            .unwrap();
+        // A batch of no records is no batch: nothing would ever remove it.
+        tree.insert(2u64.to_be_bytes(), &[0xB1, 0, 0, 0, 0][..])
             .unwrap();
         let outbox = outbox(&db, OutboxLimits::default());
         assert!(outbox.is_empty());
