@@ -651,3 +651,52 @@ async fn acknowledgements_wait_for_the_broker_unless_kv_was_written() {
     );
     running.agent.shutdown().await;
 }
+
+/// `fogd bench mqtt` against a real Mosquitto: every phase reports, nothing is lost, and the
+/// rate ladder climbs through rates any build keeps up with.
+#[test]
+fn the_mqtt_bench_measures_both_paths_and_the_sustained_rate() {
+    let mosquitto = Mosquitto::start();
+    let output = std::process::Command::new(fogd_tests::fogd_bin())
+        .args(["bench", "mqtt", "--broker", &mosquitto.address()])
+        .args(["--component", &components().echo.display().to_string()])
+        .args(["--rate", "500", "--seconds", "1", "--burst", "500"])
+        .args([
+            "--sustain-from",
+            "500",
+            "--step",
+            "500",
+            "--step-seconds",
+            "1",
+        ])
+        .args(["--max-rate", "1000", "--max-p99-ms", "2000", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for path in ["broker_alone", "through_fogd"] {
+        let path = &report[path];
+        assert_eq!(path["lost_at_rate"], 0, "{report}");
+        assert_eq!(path["lost_in_burst"], 0, "{report}");
+        assert!(
+            path["latency"]["p50_us"]
+                .as_f64()
+                .is_some_and(|us| us > 0.0)
+        );
+        assert_eq!(path["sustained"]["highest_per_second"], 1000, "{report}");
+        let rates: Vec<_> = path["sustained"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["rate"].as_u64().unwrap())
+            .collect();
+        assert_eq!(rates, [500, 1000]);
+    }
+    assert!(
+        report["through_fogd"]["cpu_us_per_message"]["at_rate"]
+            .as_f64()
+            .is_some()
+    );
+    assert_eq!(report["sustained_share"], 1.0, "{report}");
+}

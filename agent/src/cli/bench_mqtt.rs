@@ -18,7 +18,7 @@ use fogd::bench::Summary;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example (a local Mosquitto on 1883):\n  fogd bench mqtt --broker 127.0.0.1:1883 --rate 5000 --seconds 10 --burst 50000 --json"
+    after_help = "Examples (a local Mosquitto on 1883):\n  fogd bench mqtt --broker 127.0.0.1:1883 --rate 5000 --seconds 10 --burst 50000 --json\n  fogd bench mqtt --broker 127.0.0.1:1883 --sustain-from 10000 --step 2500 --json"
 )]
 pub struct MqttBenchArgs {
     /// The broker, `host:port` (plain TCP, MQTT v5).
@@ -39,6 +39,23 @@ pub struct MqttBenchArgs {
     /// Payload size in bytes (at least 16).
     #[arg(long, default_value_t = 64)]
     payload_bytes: usize,
+    /// Also find the highest rate each path sustains: fixed rates from this one up, in
+    /// steps of `--step`, each for `--step-seconds`, until a step loses a message or its p99
+    /// latency exceeds `--max-p99-ms` (results no longer keep up with the messages).
+    #[arg(long, value_name = "MSG_PER_S")]
+    sustain_from: Option<u32>,
+    /// Rate increase between the steps of `--sustain-from`.
+    #[arg(long, default_value_t = 2_500, value_name = "MSG_PER_S")]
+    step: u32,
+    /// Length of each step of `--sustain-from`.
+    #[arg(long, default_value_t = 10)]
+    step_seconds: u64,
+    /// Highest rate `--sustain-from` tries.
+    #[arg(long, default_value_t = 40_000, value_name = "MSG_PER_S")]
+    max_rate: u32,
+    /// p99 latency above which a step of `--sustain-from` counts as not kept up.
+    #[arg(long, default_value_t = 100)]
+    max_p99_ms: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -57,6 +74,31 @@ struct PathReport {
     /// (user + system, all threads); absent for the broker alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     cpu_us_per_message: Option<CpuPerMessage>,
+    /// The rate ladder of `--sustain-from`, if asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sustained: Option<Sustained>,
+}
+
+/// The highest fixed rate a path kept up with, and every step tried on the way.
+#[derive(Debug, Serialize)]
+struct Sustained {
+    /// `None` when even the first step was not kept up.
+    highest_per_second: Option<u32>,
+    /// The climb ended because the bench could not send faster, not because the path fell
+    /// behind: the path's limit is above `highest_per_second`.
+    sender_limited: bool,
+    steps: Vec<SustainStep>,
+}
+
+#[derive(Debug, Serialize)]
+struct SustainStep {
+    rate: u32,
+    /// The rate the bench really sent at.
+    sent_per_second: f64,
+    p50_us: f64,
+    p99_us: f64,
+    lost: u64,
+    kept_up: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +119,9 @@ struct Report {
     p99_ratio: f64,
     /// fogd's burst throughput as a share of the broker's.
     throughput_share: f64,
+    /// fogd's highest sustained rate as a share of the broker's, with `--sustain-from`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sustained_share: Option<f64>,
 }
 
 pub async fn run(args: MqttBenchArgs) -> anyhow::Result<()> {
@@ -223,6 +268,7 @@ async fn measure(
         p50_ratio: through_fogd.latency.p50_us / broker_alone.latency.p50_us,
         p99_ratio: through_fogd.latency.p99_us / broker_alone.latency.p99_us,
         throughput_share: through_fogd.burst_per_second / broker_alone.burst_per_second,
+        sustained_share: sustained_share(&broker_alone, &through_fogd),
         broker_alone,
         through_fogd,
     })
@@ -288,27 +334,8 @@ impl Bench {
         daemon: Option<u32>,
     ) -> anyhow::Result<PathReport> {
         let cpu = || daemon.and_then(cpu_time);
-        // Fixed rate, paced per millisecond.
-        let total = u64::from(args.rate) * args.seconds;
         let cpu_before_rate = cpu();
-        let began = Instant::now();
-        let mut ticker = tokio::time::interval(Duration::from_millis(1));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let mut sent = 0u64;
-        while sent < total {
-            ticker.tick().await;
-            let due = ((began.elapsed().as_secs_f64() * f64::from(args.rate)) as u64).min(total);
-            while sent < due {
-                self.publisher
-                    .publish(topic, QoS::AtLeastOnce, false, self.payload(sent))
-                    .await?;
-                sent += 1;
-            }
-        }
-        let sending = began.elapsed();
-        self.settle(total).await;
-        let mut at_rate = self.reset();
-        let latency = Summary::from_latencies(&mut at_rate.latencies_ns, sending);
+        let (latency, at_rate) = self.fixed_rate(topic, args.rate, args.seconds).await?;
 
         // Burst.
         let cpu_before_burst = cpu();
@@ -329,12 +356,112 @@ impl Bench {
             .map(|(at_rate, burst)| CpuPerMessage { at_rate, burst });
         Ok(PathReport {
             cpu_us_per_message,
-            lost_at_rate: total.saturating_sub(at_rate.received),
+            lost_at_rate: at_rate.lost(),
             latency,
             burst_per_second: burst.received as f64 / elapsed.as_secs_f64(),
             lost_in_burst: u64::from(args.burst).saturating_sub(burst.received),
+            sustained: match args.sustain_from {
+                Some(from) => Some(self.sustained(topic, from, args).await?),
+                None => None,
+            },
         })
     }
+
+    /// Sends `rate` messages per second for `seconds` (paced per millisecond) and waits for
+    /// them; returns their latency and how many were sent and arrived.
+    async fn fixed_rate(
+        &self,
+        topic: &str,
+        rate: u32,
+        seconds: u64,
+    ) -> anyhow::Result<(Summary, PhaseCounts)> {
+        let total = u64::from(rate) * seconds;
+        let began = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_millis(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut sent = 0u64;
+        while sent < total {
+            ticker.tick().await;
+            let due = ((began.elapsed().as_secs_f64() * f64::from(rate)) as u64).min(total);
+            while sent < due {
+                self.publisher
+                    .publish(topic, QoS::AtLeastOnce, false, self.payload(sent))
+                    .await?;
+                sent += 1;
+            }
+        }
+        let sending = began.elapsed();
+        self.settle(total).await;
+        let mut arrivals = self.reset();
+        let latency = Summary::from_latencies(&mut arrivals.latencies_ns, sending);
+        Ok((
+            latency,
+            PhaseCounts {
+                sent: total,
+                received: arrivals.received,
+                sending,
+            },
+        ))
+    }
+
+    /// Climbs from `from` in steps until one is not kept up with (see `--sustain-from`).
+    async fn sustained(
+        &self,
+        topic: &str,
+        from: u32,
+        args: &MqttBenchArgs,
+    ) -> anyhow::Result<Sustained> {
+        let mut report = Sustained {
+            highest_per_second: None,
+            sender_limited: false,
+            steps: Vec::new(),
+        };
+        let max_p99_us = args.max_p99_ms as f64 * 1000.0;
+        let mut rate = from.max(1);
+        while rate <= args.max_rate {
+            let (latency, counts) = self.fixed_rate(topic, rate, args.step_seconds).await?;
+            let lost = counts.lost();
+            let kept_up = lost == 0 && latency.p99_us <= max_p99_us;
+            let sent_per_second = counts.sent as f64 / counts.sending.as_secs_f64().max(1e-9);
+            report.steps.push(SustainStep {
+                rate,
+                sent_per_second,
+                p50_us: latency.p50_us,
+                p99_us: latency.p99_us,
+                lost,
+                kept_up,
+            });
+            if !kept_up {
+                break;
+            }
+            if sent_per_second < 0.95 * f64::from(rate) {
+                report.sender_limited = true;
+                break;
+            }
+            report.highest_per_second = Some(rate);
+            rate = rate.saturating_add(args.step.max(1));
+        }
+        Ok(report)
+    }
+}
+
+/// Messages sent in a phase and results received for them.
+struct PhaseCounts {
+    sent: u64,
+    received: u64,
+    /// How long sending them took.
+    sending: Duration,
+}
+
+impl PhaseCounts {
+    fn lost(&self) -> u64 {
+        self.sent.saturating_sub(self.received)
+    }
+}
+
+fn sustained_share(broker_alone: &PathReport, through_fogd: &PathReport) -> Option<f64> {
+    let highest = |path: &PathReport| path.sustained.as_ref()?.highest_per_second;
+    Some(f64::from(highest(through_fogd)?) / f64::from(highest(broker_alone)?))
 }
 
 /// User + system CPU time of a process so far, from `/proc/<pid>/stat`.
@@ -387,5 +514,37 @@ fn print_report(report: &Report) {
             "fogd CPU per message: {:.1} µs at the fixed rate, {:.1} µs in the burst",
             cpu.at_rate, cpu.burst
         );
+    }
+    for (name, path) in [
+        ("broker alone", &report.broker_alone),
+        ("through fogd", &report.through_fogd),
+    ] {
+        let Some(sustained) = &path.sustained else {
+            continue;
+        };
+        let steps: Vec<String> = sustained
+            .steps
+            .iter()
+            .map(|step| {
+                format!(
+                    "{} msg/s: p99 {:.0} µs, lost {}{}",
+                    step.rate,
+                    step.p99_us,
+                    step.lost,
+                    if step.kept_up { "" } else { " (not kept up)" }
+                )
+            })
+            .collect();
+        match sustained.highest_per_second {
+            Some(rate) if sustained.sender_limited => println!(
+                "{name} sustained {rate} msg/s, the most the bench could send; {}",
+                steps.join("; ")
+            ),
+            Some(rate) => println!("{name} sustained {rate} msg/s; {}", steps.join("; ")),
+            None => println!("{name} sustained none of the rates; {}", steps.join("; ")),
+        }
+    }
+    if let Some(share) = report.sustained_share {
+        println!("fogd / broker sustained rate: {:.0}%", share * 100.0);
     }
 }
