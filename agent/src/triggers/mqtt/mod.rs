@@ -23,7 +23,7 @@ use crate::state::StateDb;
 use crate::telemetry::{BrokerMetrics, Health, Metrics};
 
 use ack_order::Settle;
-use inbound::{Inbound, PendingAcks};
+use inbound::{Completer, Completions, Inbound, PendingAcks};
 pub use options::{ConnectionSettings, SetupError};
 use session::{Phase, Session};
 
@@ -178,15 +178,20 @@ impl MqttTriggers {
                 context.health.clone(),
             );
             status.connecting();
-            let inbound = Inbound {
+            let completions = Completions::start(Completer {
+                broker: name.clone(),
                 acknowledged: context.dispatch.metrics().acknowledged(&name),
-                broker: name,
-                dispatch: context.dispatch.clone(),
                 outboxes: context.outboxes.clone(),
                 state: context.state.clone(),
+                acks: acks.clone(),
+            });
+            let inbound = Inbound {
+                broker: name,
+                dispatch: context.dispatch.clone(),
                 acks,
                 max_bytes,
                 pending: pending.clone(),
+                completions,
             };
             let subscriptions = subscriptions.remove(&inbound.broker).unwrap_or_default();
             // The subscribing connection publishes too, unless the broker gets a second
