@@ -685,6 +685,7 @@ fn the_mqtt_bench_measures_both_paths_and_the_sustained_rate() {
                 .is_some_and(|us| us > 0.0)
         );
         assert_eq!(path["sustained"]["highest_per_second"], 1000, "{report}");
+        assert_eq!(path["sustained"]["ended_by"], "max_rate", "{report}");
         let rates: Vec<_> = path["sustained"]["steps"]
             .as_array()
             .unwrap()

@@ -84,10 +84,20 @@ struct PathReport {
 struct Sustained {
     /// `None` when even the first step was not kept up.
     highest_per_second: Option<u32>,
-    /// The climb ended because the bench could not send faster, not because the path fell
-    /// behind: the path's limit is above `highest_per_second`.
-    sender_limited: bool,
+    ended_by: ClimbEnd,
     steps: Vec<SustainStep>,
+}
+
+/// Why the climb stopped; only `not_kept_up` says where the path's limit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum ClimbEnd {
+    /// The last step lost a message or its p99 was over the bound.
+    NotKeptUp,
+    /// The bench could not send as fast as the next step asked: the path's limit is higher.
+    SenderLimited,
+    /// Every step up to `--max-rate` was kept up: the path's limit is higher.
+    MaxRate,
 }
 
 #[derive(Debug, Serialize)]
@@ -413,7 +423,7 @@ impl Bench {
     ) -> anyhow::Result<Sustained> {
         let mut report = Sustained {
             highest_per_second: None,
-            sender_limited: false,
+            ended_by: ClimbEnd::MaxRate,
             steps: Vec::new(),
         };
         let max_p99_us = args.max_p99_ms as f64 * 1000.0;
@@ -432,10 +442,11 @@ impl Bench {
                 kept_up,
             });
             if !kept_up {
+                report.ended_by = ClimbEnd::NotKeptUp;
                 break;
             }
             if sent_per_second < 0.95 * f64::from(rate) {
-                report.sender_limited = true;
+                report.ended_by = ClimbEnd::SenderLimited;
                 break;
             }
             report.highest_per_second = Some(rate);
@@ -535,12 +546,13 @@ fn print_report(report: &Report) {
                 )
             })
             .collect();
+        let limit = match sustained.ended_by {
+            ClimbEnd::NotKeptUp => "",
+            ClimbEnd::SenderLimited => " or more (the most the bench could send)",
+            ClimbEnd::MaxRate => " or more (--max-rate)",
+        };
         match sustained.highest_per_second {
-            Some(rate) if sustained.sender_limited => println!(
-                "{name} sustained {rate} msg/s, the most the bench could send; {}",
-                steps.join("; ")
-            ),
-            Some(rate) => println!("{name} sustained {rate} msg/s; {}", steps.join("; ")),
+            Some(rate) => println!("{name} sustained {rate} msg/s{limit}; {}", steps.join("; ")),
             None => println!("{name} sustained none of the rates; {}", steps.join("; ")),
         }
     }
