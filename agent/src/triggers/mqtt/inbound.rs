@@ -7,7 +7,8 @@
 //!
 //! One [`Completions`] task per connection takes the messages as they finish, in arrival
 //! order, and makes each group of finished messages safe with one wait for delivery (or one
-//! flush): a task, a waiter and a timer per message were a sixth of the MQTT path's CPU time.
+//! flush): a task, a waiter and a timer per message took about a tenth of fogd's time at
+//! 20,000 msg/s.
 
 use std::sync::Arc;
 use std::time::Duration;
