@@ -450,7 +450,10 @@ impl Bench {
                 break;
             }
             report.highest_per_second = Some(rate);
-            rate = rate.saturating_add(args.step.max(1));
+            match rate.checked_add(args.step.max(1)) {
+                Some(next) => rate = next,
+                None => break,
+            }
         }
         Ok(report)
     }
