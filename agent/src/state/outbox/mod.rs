@@ -463,10 +463,10 @@ impl Inner {
         if queue.partial.contains_key(&key) {
             return Ok(Some(key));
         }
-        let Some(value) = self.tree.get(key.to_be_bytes())? else {
+        let key_bytes = key.to_be_bytes();
+        let Some(value) = self.tree.get(key_bytes)? else {
             return Ok(None);
         };
-        let key_bytes = key.to_be_bytes();
         let Some(records) = batch::decode(&key_bytes, &value) else {
             return Ok(None);
         };
