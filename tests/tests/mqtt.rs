@@ -701,3 +701,54 @@ fn the_mqtt_bench_measures_both_paths_and_the_sustained_rate() {
     );
     assert_eq!(report["sustained_share"], 1.0, "{report}");
 }
+
+/// The daemon a bench starts must not outlive it: a leftover one would answer the next
+/// run's messages too.
+#[test]
+fn the_mqtt_bench_daemon_ends_when_the_bench_is_killed() {
+    let mosquitto = Mosquitto::start();
+    let mut bench = std::process::Command::new(fogd_tests::fogd_bin())
+        .args(["bench", "mqtt", "--broker", &mosquitto.address()])
+        .args(["--component", &components().echo.display().to_string()])
+        .args(["--rate", "100", "--seconds", "600"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon_pids = || -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{}/task", bench.id()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|list| {
+                list.split_whitespace()
+                    .filter_map(|pid| pid.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    };
+    let mut daemon = Vec::new();
+    fogd_tests::wait_until_blocking("the bench started its daemon", || {
+        daemon = daemon_pids();
+        !daemon.is_empty()
+    });
+    let daemon = daemon[0];
+    // If the test fails, the daemon it left behind must not answer other tests' messages.
+    struct EndOnDrop(u32);
+    impl Drop for EndOnDrop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .arg(self.0.to_string())
+                .status();
+        }
+    }
+    let _leftover = EndOnDrop(daemon);
+    bench.kill().unwrap();
+    bench.wait().unwrap();
+    // A zombie has ended too; only its parent has not collected it yet.
+    let running = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+    };
+    fogd_tests::wait_until_blocking("the daemon ended with its bench", || !running(daemon));
+}

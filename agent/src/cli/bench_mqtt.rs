@@ -2,6 +2,7 @@
 //! broker alone, in one run. It starts `fogd run` (this same binary) as a child process with
 //! the `echo` function on `bench/in` → `bench/out`, so the daemon is measured as deployed.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -153,9 +154,14 @@ pub async fn run(args: MqttBenchArgs) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
     let mut daemon = spawn_daemon(scratch.path(), &args.broker, &component)?;
     let result = measure(&args, &host, port, daemon.id()).await;
+    let exited_early = daemon.try_wait()?;
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let _ = daemon.wait();
+    if let Some(status) = exited_early {
+        // Whatever answered was not this bench's daemon.
+        bail!("fogd exited during the bench ({status}); its log is above");
+    }
     let report = result?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -175,13 +181,25 @@ fn spawn_daemon(dir: &Path, broker: &str, component: &Path) -> anyhow::Result<Ch
             component = component.display()
         ),
     )?;
-    Command::new(std::env::current_exe()?)
+    let mut command = Command::new(std::env::current_exe()?);
+    command
         .args(["run", "--config"])
         .arg(&config)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot start fogd")
+        .stdout(Stdio::null());
+    // A daemon left behind by a killed bench would answer the next run's messages as well,
+    // doubling the work measured. The signal follows the spawning thread, a runtime worker
+    // that lives as long as the bench.
+    // SAFETY: prctl(2) is async-signal-safe and changes only the new child.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn().context("cannot start fogd")
 }
 
 /// Receive-side state: when each message arrived relative to when it was sent.

@@ -366,7 +366,6 @@ impl FunctionMetrics {
 }
 
 /// QoS 1/2 acknowledgements of one broker, by what made the message's results safe.
-#[derive(Clone)]
 pub struct AcknowledgedMetrics {
     pub after_delivery: Counter,
     pub after_flush: Counter,
