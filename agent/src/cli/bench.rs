@@ -99,7 +99,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Mqtt(args) => {
-            super::tokio_runtime()?.block_on(super::bench_mqtt::run(args))?;
+            super::tokio_runtime(None)?.block_on(super::bench_mqtt::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -81,10 +81,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// A multi-threaded tokio runtime for commands that need one.
-fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("fogd")
-        .build()?)
+/// A multi-threaded tokio runtime for commands that need one; `threads` defaults to tokio's
+/// choice (`TOKIO_WORKER_THREADS`, else one per CPU).
+fn tokio_runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        builder.worker_threads(threads);
+    }
+    Ok(builder.enable_all().thread_name("fogd").build()?)
 }

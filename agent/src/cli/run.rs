@@ -39,7 +39,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = config::load_file(&path)?;
     telemetry::init_logging(&config.log);
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
-    super::tokio_runtime()?.block_on(serve(&path, config))
+    super::tokio_runtime(Some(config.async_threads()))?.block_on(serve(&path, config))
 }
 
 async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {

@@ -371,6 +371,21 @@ mod tests {
     }
 
     #[test]
+    fn async_threads_default_to_half_the_cpus_and_refuse_zero() {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(parse("").unwrap().async_threads(), (cpus / 2).max(1));
+        assert_eq!(
+            parse("[runtime]\nasync_threads = 3\n")
+                .unwrap()
+                .async_threads(),
+            3
+        );
+        let error = single_error("[runtime]\nasync_threads = 0\n");
+        assert_eq!(error.key, "runtime.async_threads");
+        assert_eq!(error.position.map(|p| p.0), Some(2));
+    }
+
+    #[test]
     fn mqtt_triggers_must_name_a_known_broker() {
         let text = "[[broker]]\nname = \"local\"\naddress = \"127.0.0.1:1883\"\n\n[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[[function.trigger]]\nmqtt = { topic = \"x/#\", broker = \"cloud\", qos = 3 }\n";
         let errors = parse(text).unwrap_err().0;

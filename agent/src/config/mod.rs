@@ -225,6 +225,9 @@ impl Default for MetricsConfig {
 pub struct RuntimeConfig {
     /// Threads that run guests; defaults to the number of CPUs.
     pub workers: Option<usize>,
+    /// Threads of the async runtime (broker connections, triggers, outbox); defaults to half
+    /// the CPUs, at least one.
+    pub async_threads: Option<usize>,
     /// Compiled-component cache; defaults to `<state_dir>/cache`.
     pub cache_dir: Option<PathBuf>,
     /// Instances that may exist at once across all functions (the pooling allocator's size).
@@ -255,6 +258,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             workers: None,
+            async_threads: None,
             cache_dir: None,
             max_instances: default_max_instances(),
             epoch_tick: default_epoch_tick(),
@@ -449,12 +453,23 @@ impl Config {
 
     /// Guest worker threads.
     pub fn workers(&self) -> usize {
-        self.runtime.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        })
+        self.runtime.workers.unwrap_or_else(cpus)
     }
+
+    /// Async runtime threads. Guests run on their own threads, so the runtime only moves
+    /// messages: on two CPUs one thread cost 0.84× the CPU per MQTT message of two
+    /// (BENCHMARKS.md, "One async thread on two CPUs").
+    pub fn async_threads(&self) -> usize {
+        self.runtime
+            .async_threads
+            .unwrap_or_else(|| (cpus() / 2).max(1))
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 impl FunctionSpec {

@@ -18,6 +18,9 @@ impl Config {
         if self.runtime.workers == Some(0) {
             problems.push(("runtime.workers".into(), "must be at least 1".into()));
         }
+        if self.runtime.async_threads == Some(0) {
+            problems.push(("runtime.async_threads".into(), "must be at least 1".into()));
+        }
         if self.runtime.max_instances == 0 {
             problems.push(("runtime.max_instances".into(), "must be at least 1".into()));
         }
