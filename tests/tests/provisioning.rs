@@ -177,11 +177,20 @@ fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
         assert!(output.status.success(), "{}", text(&output));
     };
 
+    // The async runtime is built once; a changed size is named, not silently ignored.
     write_config(
         dir.path(),
-        &format!("{}{}", echo_on_timer("first"), echo_on_timer("second")),
+        &format!(
+            "{}{}[runtime]\nasync_threads = 97\n",
+            echo_on_timer("first"),
+            echo_on_timer("second")
+        ),
     );
     reload();
+    daemon.wait_for(&[
+        "async_threads takes effect at the next start",
+        "configured=97",
+    ]);
     daemon.wait_for(&["function loaded", "second"]);
     daemon.wait_for(&["fogd ready", "functions=2"]);
 

@@ -188,8 +188,8 @@ fn spawn_daemon(dir: &Path, broker: &str, component: &Path) -> anyhow::Result<Ch
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     // A daemon left behind by a killed bench would answer the next run's messages as well,
-    // doubling the work measured. The signal follows the spawning thread, a runtime worker
-    // that lives as long as the bench.
+    // doubling the work measured. The signal follows the spawning thread: the bench's main
+    // thread, which `block_on` runs this on.
     // SAFETY: prctl(2) is async-signal-safe and changes only the new child.
     unsafe {
         command.pre_exec(|| {

@@ -69,6 +69,9 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
                 match config::load_file(path) {
                     Ok(new_config) => {
                         tracing::info!(config = %path.display(), "reloading: draining, then starting on the new config");
+                        if new_config.async_threads() != config.async_threads() {
+                            tracing::warn!(running = config.async_threads(), configured = new_config.async_threads(), "runtime.async_threads takes effect at the next start, not on reload");
+                        }
                         agent.shutdown().await;
                         let next = select(&new_config, &models);
                         let activated = next.selected.staged.as_ref().and(next.selected.revision);
