@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fogd::bench::Summary;
-use fogd::config::{FunctionSpec, RuntimeConfig, StateConfig};
+use fogd::config::{Effects, FunctionSpec, Limits, RuntimeConfig, StateConfig};
 use fogd::contract::NetworkFunctionPre;
 use fogd::event::{Event, Source, new_event};
-use fogd::host::{self, FunctionCaps, FunctionConfig, HostState, ModelAccess, PublishGrants};
+use fogd::host::{
+    self, FunctionCaps, FunctionConfig, HostState, ModelAccess, OutputLimits, PublishGrants,
+};
 use fogd::outbound::DiscardSink;
 use fogd::runtime::{Runtime, RuntimeSettings};
 use fogd::state::StateDb;
@@ -61,6 +63,8 @@ fn plain(config: &Config, state: &StateDb, event: &Event, iterations: u64) -> Su
         models: ModelAccess::default(),
         env: Vec::new(),
         memory_limit: 16 << 20,
+        output: OutputLimits::from(&Limits::default()),
+        effects: Effects::default(),
     });
     measure(iterations, || {
         let mut store = Store::new(&engine, HostState::new(caps.clone(), event.id.clone()));

@@ -74,7 +74,7 @@ impl Agent {
         for settings in &brokers {
             outbox_map.insert(
                 settings.name.clone(),
-                state.outbox(&settings.name, settings.spec.outbox)?,
+                state.fair_outbox(&settings.name, settings.spec.outbox)?,
             );
         }
         let outboxes = Arc::new(Outboxes::new(outbox_map, metrics.clone()));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::state::{Delivered, Outbox};
+use crate::state::{Delivered, FairOutbox};
 
 /// MQTT delivery guarantee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,23 +122,23 @@ impl OutboundSink for DiscardSink {
     }
 }
 
-/// Counts what the outboxes had to drop, per broker.
+/// Counts what the outboxes had to drop, per broker and per function whose messages they were.
 pub trait OutboxDrops: Send + Sync {
-    fn dropped(&self, broker: &str, reason: &str, count: u64);
+    fn dropped(&self, broker: &str, function: &str, reason: &str, count: u64);
 }
 
 /// The durable outboxes of all broker connections, shared by every function's sink.
 pub struct Outboxes {
-    outboxes: HashMap<Arc<str>, Outbox>,
+    outboxes: HashMap<Arc<str>, FairOutbox>,
     drops: Arc<dyn OutboxDrops>,
 }
 
 impl Outboxes {
-    pub fn new(outboxes: HashMap<Arc<str>, Outbox>, drops: Arc<dyn OutboxDrops>) -> Self {
+    pub fn new(outboxes: HashMap<Arc<str>, FairOutbox>, drops: Arc<dyn OutboxDrops>) -> Self {
         Self { outboxes, drops }
     }
 
-    pub fn get(&self, broker: &str) -> Option<&Outbox> {
+    pub fn get(&self, broker: &str) -> Option<&FairOutbox> {
         self.outboxes.get(broker)
     }
 
@@ -146,8 +146,8 @@ impl Outboxes {
     /// and counted) within `patience`; false at once if some cannot leave soon.
     pub async fn delivered_within(&self, patience: Duration) -> bool {
         let mut waits = Vec::new();
-        for outbox in self.outboxes.values() {
-            match outbox.delivered() {
+        for lane in self.outboxes.values().flat_map(|fair| fair.lanes_from(0)) {
+            match lane.outbox.delivered() {
                 Delivered::Already => {}
                 Delivered::When(gone) => waits.push(gone),
                 Delivered::NotSoon => return false,
@@ -174,15 +174,20 @@ impl Outboxes {
             .get(broker)
             .ok_or_else(|| OutboundError::UnknownBroker(broker.to_owned()))?;
         let report = outbox
-            .push(&encode(message))
+            .push(&message.origin, &encode(message))
             .map_err(|error| OutboundError::Storage(error.to_string()))?;
         if report.dropped_oldest > 0 {
-            self.drops
-                .dropped(broker, "outbox_full", report.dropped_oldest);
+            self.drops.dropped(
+                broker,
+                &message.origin,
+                "outbox_full",
+                report.dropped_oldest,
+            );
             tracing::warn!(
                 broker,
+                function = %message.origin,
                 dropped = report.dropped_oldest,
-                "outbox full: oldest messages dropped"
+                "the function's outbox queue is full: its oldest messages dropped"
             );
         }
         Ok(())

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use fogd::config::Millis;
+use fogd::config::{Effects, Millis};
 use fogd::runtime::{Executor, InvokeError, SubmitError};
 use fogd::telemetry::Metrics;
 use fogd_tests::{Harness, components, event, spec, wait_until};
@@ -59,6 +59,8 @@ async fn full_queue_drops_and_counts_and_admits_exactly_concurrency_plus_queue()
     spec.limits.concurrency = 1;
     spec.limits.queue = 2;
     spec.limits.timeout = Millis(60_000);
+    // The held event's kv write must be seen while it runs.
+    spec.effects = Effects::Keep;
     let executor = Executor::start(vec![harness.load(&spec).unwrap()], 2, &metrics);
     let queue = executor.queue("bounded").unwrap().clone();
     let kv = harness.state.kv("bounded").unwrap();
@@ -98,6 +100,7 @@ async fn shutdown_drains_admitted_events_then_refuses_new_ones() {
     let mut spec = spec("draining", &components().probe);
     spec.limits.concurrency = 1;
     spec.limits.timeout = Millis(60_000);
+    spec.effects = Effects::Keep;
     let executor = Executor::start(vec![harness.load(&spec).unwrap()], 2, &metrics);
     let queue = executor.queue("draining").unwrap().clone();
     let kv = harness.state.kv("draining").unwrap();

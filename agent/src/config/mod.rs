@@ -334,6 +334,9 @@ pub struct FunctionSpec {
     pub broker: Option<String>,
     #[serde(default)]
     pub limits: Limits,
+    /// Whether a failed event's publishes and kv writes are discarded (`atomic`) or kept.
+    #[serde(default)]
+    pub effects: Effects,
     #[serde(default)]
     pub grants: Grants,
     /// Shapes the function expects of its models (`[function.model_shapes.<model>]`): a
@@ -361,6 +364,24 @@ pub struct Limits {
     /// Events that may wait for a free slot; beyond that sources back off or drop (counted).
     #[serde(default = "default_queue")]
     pub queue: u32,
+    /// Largest result `handle` may return; a larger one fails the event (`output_limit`).
+    #[serde(default = "default_result_bytes")]
+    pub result_bytes: u32,
+    /// `messaging.publish` calls one event may make (`output_limit` beyond).
+    #[serde(default = "default_publishes")]
+    pub publishes: u32,
+    /// Payload bytes one event may publish, all its publishes together (`output_limit` beyond).
+    #[serde(default = "default_publish_bytes")]
+    pub publish_bytes: u64,
+    /// Key and value bytes one event may write to kv (`output_limit` beyond).
+    #[serde(default = "default_kv_write_bytes")]
+    pub kv_write_bytes: u64,
+    /// Key and value bytes the function may keep in kv: its quota (`storage_quota` beyond).
+    #[serde(default = "default_kv_bytes")]
+    pub kv_bytes: u64,
+    /// Keys the function may keep in kv (`storage_quota` beyond).
+    #[serde(default = "default_kv_keys")]
+    pub kv_keys: u64,
 }
 
 fn default_memory_mib() -> u32 {
@@ -375,6 +396,27 @@ fn default_concurrency() -> u32 {
 fn default_queue() -> u32 {
     256
 }
+/// Largest message a function may publish.
+pub const MAX_PUBLISH_BYTES: u32 = 1024 * 1024;
+
+fn default_result_bytes() -> u32 {
+    MAX_PUBLISH_BYTES
+}
+fn default_publishes() -> u32 {
+    100
+}
+fn default_publish_bytes() -> u64 {
+    4 * 1024 * 1024
+}
+fn default_kv_write_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_kv_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_kv_keys() -> u64 {
+    100_000
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -383,8 +425,26 @@ impl Default for Limits {
             timeout: default_timeout(),
             concurrency: default_concurrency(),
             queue: default_queue(),
+            result_bytes: default_result_bytes(),
+            publishes: default_publishes(),
+            publish_bytes: default_publish_bytes(),
+            kv_write_bytes: default_kv_write_bytes(),
+            kv_bytes: default_kv_bytes(),
+            kv_keys: default_kv_keys(),
         }
     }
+}
+
+/// What happens to an event's publishes and kv writes when the event fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effects {
+    /// They take effect only if the event succeeds, all together; a failed event leaves
+    /// nothing behind.
+    #[default]
+    Atomic,
+    /// Each takes effect when it is made, and stays when the event fails later.
+    Keep,
 }
 
 /// What a function may reach beyond its own kv namespace. Nothing is granted by default.
@@ -482,6 +542,7 @@ impl FunctionSpec {
             output: None,
             broker: None,
             limits: Limits::default(),
+            effects: Effects::default(),
             grants: Grants::default(),
             model_shapes: BTreeMap::new(),
             config: BTreeMap::new(),

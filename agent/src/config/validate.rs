@@ -10,6 +10,8 @@ type Problem = (String, String);
 
 /// Largest linear memory a function may ask for.
 const MAX_MEMORY_MIB: u32 = 4096;
+/// Results are published like any message, so they share its largest size.
+const MAX_RESULT_BYTES: u32 = super::MAX_PUBLISH_BYTES;
 
 impl Config {
     /// Every problem of this configuration, each with its dotted key path.
@@ -294,6 +296,22 @@ impl FunctionSpec {
         }
         if limits.queue == 0 {
             problems.push((format!("{at}.limits.queue"), "must be at least 1".into()));
+        }
+        if limits.result_bytes > MAX_RESULT_BYTES {
+            problems.push((
+                format!("{at}.limits.result_bytes"),
+                format!("must be at most {MAX_RESULT_BYTES} (the largest message fogd publishes)"),
+            ));
+        }
+        for (key, value) in [
+            ("publish_bytes", limits.publish_bytes),
+            ("kv_write_bytes", limits.kv_write_bytes),
+            ("kv_bytes", limits.kv_bytes),
+            ("kv_keys", limits.kv_keys),
+        ] {
+            if value == 0 {
+                problems.push((format!("{at}.limits.{key}"), "must be at least 1".into()));
+            }
         }
         for (index, filter) in self.grants.publish.iter().enumerate() {
             if let Err(error) = TopicFilter::parse(filter) {

@@ -10,26 +10,37 @@ impl From<KvError> for Error {
             KvError::KeyTooLarge { limit, .. } => Error::KeyTooLarge(limit),
             KvError::ValueTooLarge { limit, .. } => Error::ValueTooLarge(limit),
             KvError::NotACounter => Error::NotACounter,
-            KvError::Storage(message) => Error::Storage(message),
+            KvError::QuotaExceeded { .. } | KvError::EventWriteLimit { .. } => {
+                Error::QuotaExceeded(error.to_string())
+            }
+            KvError::Conflict | KvError::Storage(_) => Error::Storage(error.to_string()),
         }
     }
 }
 
 impl Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.caps.kv.get(&key)?)
+        Ok(self
+            .effects
+            .kv_operation(&self.caps, |txn, store| txn.get(store, &key))?)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), Error> {
-        Ok(self.caps.kv.set(&key, &value, ttl_ms)?)
+        Ok(self.effects.kv_operation(&self.caps, |txn, store| {
+            txn.set(store, &key, &value, ttl_ms)
+        })?)
     }
 
     fn delete(&mut self, key: String) -> Result<bool, Error> {
-        Ok(self.caps.kv.delete(&key)?)
+        Ok(self
+            .effects
+            .kv_operation(&self.caps, |txn, store| txn.delete(store, &key))?)
     }
 
     fn incr(&mut self, key: String, delta: i64) -> Result<i64, Error> {
-        Ok(self.caps.kv.incr(&key, delta)?)
+        Ok(self
+            .effects
+            .kv_operation(&self.caps, |txn, store| txn.incr(store, &key, delta))?)
     }
 
     fn compare_and_swap(
@@ -38,13 +49,14 @@ impl Host for HostState {
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
     ) -> Result<bool, Error> {
-        Ok(self
-            .caps
-            .kv
-            .compare_and_swap(&key, expected.as_deref(), new.as_deref())?)
+        Ok(self.effects.kv_operation(&self.caps, |txn, store| {
+            txn.compare_and_swap(store, &key, expected.as_deref(), new.as_deref())
+        })?)
     }
 
     fn scan(&mut self, prefix: String, limit: u32) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        Ok(self.caps.kv.scan(&prefix, limit)?)
+        Ok(self
+            .effects
+            .kv_operation(&self.caps, |txn, store| txn.scan(store, &prefix, limit))?)
     }
 }

@@ -62,12 +62,18 @@ impl Host for HostState {
         if payload.len() > grants.max_payload as usize {
             return Err(Error::PayloadTooLarge(grants.max_payload));
         }
+        let first_limit = self.effects.limit_hit().is_none();
+        if let Err(reason) = self.effects.count_publish(payload.len(), &self.caps.output) {
+            if first_limit {
+                tracing::warn!(function = %self.caps.name, event_id = %self.event_id, reason, "publish refused: the event's output limit is reached");
+            }
+            return Err(Error::LimitReached(reason));
+        }
         let mut message = OutboundMessage::new(topic, payload, self.caps.name.clone());
         message.qos = qos.into();
         message.retain = retain;
-        grants
-            .sink
-            .send(message)
+        self.effects
+            .publish(&self.caps, message)
             .map_err(|error| Error::Unavailable(error.to_string()))
     }
 }

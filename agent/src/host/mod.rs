@@ -3,6 +3,7 @@
 //! is loaded into a [`FunctionCaps`]; each event's [`HostState`] only clones an `Arc`.
 
 mod config;
+mod effects;
 mod inference;
 mod kv;
 mod log;
@@ -14,10 +15,12 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::config::Effects;
 use crate::contract::NetworkFunction;
 use crate::state::KvStore;
 
 pub use config::FunctionConfig;
+pub use effects::{CommitError, EventEffects, LimitHit, OutputLimits, Unpublished};
 pub use inference::ModelAccess;
 pub use messaging::PublishGrants;
 use stdio::GuestOutput;
@@ -34,6 +37,10 @@ pub struct FunctionCaps {
     pub env: Vec<(String, String)>,
     /// Largest linear memory, in bytes.
     pub memory_limit: usize,
+    /// What one event may publish and return.
+    pub output: OutputLimits,
+    /// Whether a failed event's publishes and kv writes are discarded.
+    pub effects: Effects,
 }
 
 /// The state of one instance: lives exactly as long as the event it handles.
@@ -43,6 +50,7 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     memory_limit_hit: bool,
+    effects: EventEffects,
 }
 
 impl HostState {
@@ -60,12 +68,23 @@ impl HostState {
             caps,
             event_id,
             memory_limit_hit: false,
+            effects: EventEffects::default(),
         }
     }
 
     /// Whether the guest tried to grow its memory past the function's limit.
     pub fn memory_limit_hit(&self) -> bool {
         self.memory_limit_hit
+    }
+
+    /// The first output or storage limit the event ran into.
+    pub fn limit_hit(&self) -> Option<&LimitHit> {
+        self.effects.limit_hit()
+    }
+
+    /// Makes the event's held publishes and kv writes take effect.
+    pub fn commit(&mut self) -> Result<Unpublished, CommitError> {
+        self.effects.commit(&self.caps)
     }
 }
 

@@ -44,6 +44,14 @@ pub enum InvokeError {
     Failed(String),
     #[error("cannot instantiate: {0}")]
     Instantiate(String),
+    #[error("output limit: {0}")]
+    OutputLimit(String),
+    #[error("storage quota: {0}")]
+    StorageQuota(String),
+    #[error("kv writes kept conflicting with other events' after {attempts} attempts")]
+    KvConflict { attempts: u32 },
+    #[error("state database: {0}")]
+    Storage(String),
     #[error("queue full")]
     QueueFull,
     #[error("fogd is shutting down")]
@@ -53,13 +61,15 @@ pub enum InvokeError {
 impl InvokeError {
     /// The kinds that are the function's own fault (not backpressure or shutdown): what the
     /// health gates of a deployment count.
-    pub const FAULT_KINDS: [&'static str; 6] = [
+    pub const FAULT_KINDS: [&'static str; 8] = [
         "timeout",
         "memory_limit",
         "panic",
         "trap",
         "failed",
         "instantiate",
+        "output_limit",
+        "storage_quota",
     ];
 
     /// Short label for metrics and logs.
@@ -71,6 +81,10 @@ impl InvokeError {
             InvokeError::Trap(_) => "trap",
             InvokeError::Failed(_) => "failed",
             InvokeError::Instantiate(_) => "instantiate",
+            InvokeError::OutputLimit(_) => "output_limit",
+            InvokeError::StorageQuota(_) => "storage_quota",
+            InvokeError::KvConflict { .. } => "kv_conflict",
+            InvokeError::Storage(_) => "storage",
             InvokeError::QueueFull => "queue_full",
             InvokeError::ShuttingDown => "shutting_down",
         }
@@ -90,11 +104,18 @@ mod tests {
             InvokeError::Trap(String::new()),
             InvokeError::Failed(String::new()),
             InvokeError::Instantiate(String::new()),
+            InvokeError::OutputLimit(String::new()),
+            InvokeError::StorageQuota(String::new()),
         ];
         for fault in faults {
             assert!(InvokeError::FAULT_KINDS.contains(&fault.kind()), "{fault}");
         }
-        for not_a_fault in [InvokeError::QueueFull, InvokeError::ShuttingDown] {
+        for not_a_fault in [
+            InvokeError::QueueFull,
+            InvokeError::ShuttingDown,
+            InvokeError::KvConflict { attempts: 1 },
+            InvokeError::Storage(String::new()),
+        ] {
             assert!(!InvokeError::FAULT_KINDS.contains(&not_a_fault.kind()));
         }
     }

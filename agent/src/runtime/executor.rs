@@ -242,6 +242,12 @@ fn run(queue: &FunctionQueue, job: Job) {
     metrics.cold_start.observe(report.instantiate.as_secs_f64());
     metrics.duration.observe(report.total.as_secs_f64());
     metrics.latency.record(report.total);
+    if report.unpublished.count > 0 {
+        metrics.dropped_many("output_unavailable", u64::from(report.unpublished.count));
+        if let Some(error) = &report.unpublished.first_error {
+            tracing::warn!(function = %function.name(), event_id = %event.id, count = report.unpublished.count, %error, "publishes not queued");
+        }
+    }
     match &report.outcome {
         Ok(Some(output)) => match function.result_message(event, output.clone()) {
             Some(message) => {

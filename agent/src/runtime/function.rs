@@ -10,12 +10,28 @@ use super::{InvokeError, LoadSource};
 use crate::config::Limits;
 use crate::contract::NetworkFunctionPre;
 use crate::event::{Event, attribute, mqtt_attributes};
-use crate::host::{FunctionCaps, HostState};
+use crate::host::{CommitError, FunctionCaps, HostState, LimitHit, Unpublished};
 use crate::outbound::OutboundMessage;
+use crate::state::KvError;
 use crate::topic::render_template;
 
 /// What a `handle` call produced.
 pub type Outcome = Result<Option<Vec<u8>>, InvokeError>;
+
+/// Times an event runs when its kv writes keep conflicting with other events' writes.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// An attempt whose kv writes conflicted: nothing of it took effect; run it again.
+struct Conflicted;
+
+impl From<LimitHit> for InvokeError {
+    fn from(hit: LimitHit) -> Self {
+        match hit {
+            LimitHit::Output(reason) => InvokeError::OutputLimit(reason),
+            LimitHit::StorageQuota(reason) => InvokeError::StorageQuota(reason),
+        }
+    }
+}
 
 /// One call, with where its time went.
 #[derive(Debug)]
@@ -25,6 +41,8 @@ pub struct CallReport {
     pub instantiate: Duration,
     /// Everything, including the call and dropping the instance.
     pub total: Duration,
+    /// Publishes of a successful event that the outbound path refused.
+    pub unpublished: Unpublished,
 }
 
 pub struct LoadedFunction {
@@ -95,10 +113,29 @@ impl LoadedFunction {
         Some(OutboundMessage::new(topic, output, name))
     }
 
-    /// Handles one event in a fresh instance. Blocks the calling thread for at most the
-    /// function's deadline; never panics on guest misbehaviour.
+    /// Handles one event in a fresh instance (again, in a new one, if its kv writes
+    /// conflicted with another event's). Blocks the calling thread for at most the
+    /// function's deadline per attempt; never panics on guest misbehaviour.
     pub fn call(&self, event: &Event) -> CallReport {
         let start = Instant::now();
+        for _ in 1..MAX_ATTEMPTS {
+            if let Ok(report) = self.attempt(event, start) {
+                return report;
+            }
+        }
+        self.attempt(event, start)
+            .unwrap_or_else(|Conflicted| CallReport {
+                outcome: Err(InvokeError::KvConflict {
+                    attempts: MAX_ATTEMPTS,
+                }),
+                instantiate: Duration::ZERO,
+                total: start.elapsed(),
+                unpublished: Unpublished::default(),
+            })
+    }
+
+    fn attempt(&self, event: &Event, start: Instant) -> Result<CallReport, Conflicted> {
+        let attempt_start = Instant::now();
         let mut store = Store::new(
             &self.engine,
             HostState::new(self.caps.clone(), event.id.clone()),
@@ -109,24 +146,68 @@ impl LoadedFunction {
             Ok(instance) => instance,
             Err(error) => {
                 let outcome = Err(self.classify(&store, error, true));
-                return CallReport {
+                return Ok(CallReport {
                     outcome,
-                    instantiate: start.elapsed(),
+                    instantiate: attempt_start.elapsed(),
                     total: start.elapsed(),
-                };
+                    unpublished: Unpublished::default(),
+                });
             }
         };
-        let instantiate = start.elapsed();
-        let outcome = match instance.call_handle(&mut store, event) {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(message)) => Err(InvokeError::Failed(message)),
-            Err(error) => Err(self.classify(&store, error, false)),
-        };
+        let instantiate = attempt_start.elapsed();
+        let called = instance.call_handle(&mut store, event);
+        let (outcome, unpublished) = self.settle(&mut store, called)?;
         drop(store);
-        CallReport {
+        Ok(CallReport {
             outcome,
             instantiate,
             total: start.elapsed(),
+            unpublished,
+        })
+    }
+
+    /// Turns what `handle` returned into the event's outcome, applying the limits the guest
+    /// cannot escape, and commits the event's effects if it succeeded.
+    fn settle(
+        &self,
+        store: &mut Store<HostState>,
+        called: wasmtime::Result<Result<Option<Vec<u8>>, String>>,
+    ) -> Result<(Outcome, Unpublished), Conflicted> {
+        let mut outcome = match called {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(message)) => Err(InvokeError::Failed(message)),
+            Err(error) => Err(self.classify(store, error, false)),
+        };
+        let state = store.data();
+        if state.memory_limit_hit() {
+            outcome = Err(InvokeError::MemoryLimit {
+                limit_mib: self.limits.memory_mib,
+            });
+        } else if let Some(hit) = state.limit_hit() {
+            outcome = Err(hit.clone().into());
+        } else if let Ok(Some(output)) = &outcome
+            && output.len() > self.limits.result_bytes as usize
+        {
+            outcome = Err(InvokeError::OutputLimit(format!(
+                "a result of {} bytes is larger than limits.result_bytes ({})",
+                output.len(),
+                self.limits.result_bytes
+            )));
+        }
+        if outcome.is_err() {
+            return Ok((outcome, Unpublished::default()));
+        }
+        match store.data_mut().commit() {
+            Ok(unpublished) => Ok((outcome, unpublished)),
+            Err(CommitError::Conflict) => Err(Conflicted),
+            Err(CommitError::Kv(error @ KvError::QuotaExceeded { .. })) => Ok((
+                Err(InvokeError::StorageQuota(error.to_string())),
+                Unpublished::default(),
+            )),
+            Err(CommitError::Kv(error)) => Ok((
+                Err(InvokeError::Storage(error.to_string())),
+                Unpublished::default(),
+            )),
         }
     }
 
@@ -147,7 +228,11 @@ impl LoadedFunction {
             },
             Some(Trap::UnreachableCodeReached) => InvokeError::Panic,
             _ if instantiating => InvokeError::Instantiate(format!("{error:#}")),
-            _ => InvokeError::Trap(format!("{error:#}")),
+            _ => {
+                // The event's error is one line; the guest's backtrace is for debugging.
+                tracing::debug!(function = %self.caps.name, backtrace = ?error, "trap");
+                InvokeError::Trap(error.root_cause().to_string())
+            }
         }
     }
 }
@@ -183,10 +268,10 @@ impl LoadedFunction {
 impl WarmInstance<'_> {
     pub fn call(&mut self, event: &Event) -> Outcome {
         self.store.set_epoch_deadline(self.function.deadline_ticks);
-        match self.instance.call_handle(&mut self.store, event) {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(message)) => Err(InvokeError::Failed(message)),
-            Err(error) => Err(self.function.classify(&self.store, error, false)),
+        let called = self.instance.call_handle(&mut self.store, event);
+        match self.function.settle(&mut self.store, called) {
+            Ok((outcome, _)) => outcome,
+            Err(Conflicted) => Err(InvokeError::KvConflict { attempts: 1 }),
         }
     }
 }

@@ -16,10 +16,12 @@ use wasmtime::component::Linker;
 
 use crate::config::{Config, FunctionSpec, RuntimeConfig};
 use crate::contract::NetworkFunctionPre;
-use crate::host::{self, FunctionCaps, FunctionConfig, HostState, ModelAccess, PublishGrants};
+use crate::host::{
+    self, FunctionCaps, FunctionConfig, HostState, ModelAccess, OutputLimits, PublishGrants,
+};
 use crate::inference::ModelRegistry;
 use crate::outbound::OutboundSink;
-use crate::state::StateDb;
+use crate::state::{KvQuota, StateDb};
 use crate::topic::TopicFilter;
 
 pub use cache::{ComponentCache, LoadSource};
@@ -28,8 +30,7 @@ pub use error::{InvokeError, LoadError};
 pub use executor::{Executor, FunctionQueue, SubmitError};
 pub use function::{CallReport, LoadedFunction, Outcome, WarmInstance};
 
-/// Largest message a function may publish.
-pub const MAX_PUBLISH_BYTES: u32 = 1024 * 1024;
+pub use crate::config::MAX_PUBLISH_BYTES;
 
 const MIB: usize = 1024 * 1024;
 
@@ -133,7 +134,11 @@ impl Runtime {
             (spec.limits.memory_mib as usize * MIB).min(self.settings.engine.max_memory_bytes);
         let caps = FunctionCaps {
             name: Arc::from(spec.name.as_str()),
-            kv: state.kv(&spec.name)?,
+            kv: state.kv(&spec.name)?.with_quota(KvQuota {
+                bytes: spec.limits.kv_bytes,
+                keys: spec.limits.kv_keys,
+                event_write_bytes: spec.limits.kv_write_bytes,
+            }),
             publish: PublishGrants::new(filters, sink, MAX_PUBLISH_BYTES),
             config: FunctionConfig::from_values(&spec.config),
             models: ModelAccess {
@@ -147,6 +152,8 @@ impl Runtime {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             memory_limit,
+            output: OutputLimits::from(&spec.limits),
+            effects: spec.effects,
         };
         Ok(LoadedFunction::new(
             self.engine.clone(),

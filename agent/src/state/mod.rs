@@ -9,18 +9,19 @@
 mod kv;
 mod outbox;
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::config::{OutboxLimits, StateConfig};
 
-pub use kv::{KvError, KvStore};
+pub use kv::{KvError, KvQuota, KvStore, KvTxn, KvUsage, QuotaPart};
 use outbox::OutboxRegistry;
-pub use outbox::{Delivered, Outbox, OutboxEntry, PushReport};
+pub use outbox::{Delivered, FairOutbox, Lane, Outbox, OutboxEntry, OutboxSignal, PushReport};
 
 #[derive(Debug, Error)]
 pub enum StateError {
@@ -42,6 +43,9 @@ pub struct StateDb {
     durability: Arc<GroupFlush>,
     outboxes: Arc<OutboxRegistry>,
     kv_writes: Arc<KvWrites>,
+    /// What each function's namespace holds, measured when first opened, shared by every
+    /// handle on it.
+    kv_usage: Arc<Mutex<HashMap<String, Arc<KvUsage>>>>,
 }
 
 /// kv writes made, and how many of them a flush has put on disk.
@@ -137,6 +141,7 @@ impl StateDb {
             durability: Arc::default(),
             outboxes,
             kv_writes: Arc::default(),
+            kv_usage: Arc::default(),
         })
     }
 
@@ -157,23 +162,40 @@ impl StateDb {
             durability: Arc::default(),
             outboxes: Arc::default(),
             kv_writes: Arc::default(),
+            kv_usage: Arc::default(),
         })
     }
 
     /// The kv namespace of one function.
     pub fn kv(&self, function: &str) -> Result<KvStore, StateError> {
         let tree = self.db.open_tree(format!("{KV_TREE_PREFIX}{function}"))?;
-        Ok(KvStore::new(tree, self.limits, self.kv_writes.clone()))
+        let usage = {
+            let mut known = self.kv_usage.lock().unwrap_or_else(PoisonError::into_inner);
+            match known.get(function) {
+                Some(usage) => usage.clone(),
+                None => {
+                    let usage = Arc::new(KvUsage::measure(&tree)?);
+                    known.insert(function.to_owned(), usage.clone());
+                    usage
+                }
+            }
+        };
+        Ok(KvStore::new(
+            tree,
+            self.limits,
+            self.kv_writes.clone(),
+            usage,
+        ))
     }
 
     /// Removes expired keys from every function's namespace; returns how many.
     pub fn sweep_expired(&self) -> Result<usize, StateError> {
         let mut removed = 0;
         for name in self.db.tree_names() {
-            if name.starts_with(KV_TREE_PREFIX.as_bytes()) {
-                let tree = self.db.open_tree(name)?;
-                removed +=
-                    KvStore::new(tree, self.limits, self.kv_writes.clone()).sweep_expired()?;
+            if let Some(function) = name.strip_prefix(KV_TREE_PREFIX.as_bytes()) {
+                removed += self
+                    .kv(&String::from_utf8_lossy(function))?
+                    .sweep_expired()?;
             }
         }
         Ok(removed)
@@ -181,14 +203,47 @@ impl StateDb {
 
     /// The outbox of one broker connection.
     pub fn outbox(&self, broker: &str, limits: OutboxLimits) -> Result<Outbox, StateError> {
+        self.outbox_in(&format!("outbox/{broker}"), limits, Arc::default())
+    }
+
+    /// The outbound queues of one broker connection: one per function that publishes to it,
+    /// drained in turn, so that no function's messages wait behind another's.
+    pub fn fair_outbox(
+        &self,
+        broker: &str,
+        limits: OutboxLimits,
+    ) -> Result<FairOutbox, StateError> {
+        FairOutbox::open(self.clone(), broker, limits)
+    }
+
+    /// The outbox kept in the tree `name`, waking and flagged through `signal`.
+    fn outbox_in(
+        &self,
+        name: &str,
+        limits: OutboxLimits,
+        signal: Arc<OutboxSignal>,
+    ) -> Result<Outbox, StateError> {
         // With a flush after every write, every outbox record is written as it is pushed.
         let outbox = Outbox::open(
-            self.db.open_tree(format!("outbox/{broker}"))?,
+            self.db.open_tree(name)?,
             limits,
             self.limits.flush_each_write,
+            signal,
         )?;
         self.outboxes.register(&outbox);
         Ok(outbox)
+    }
+
+    /// Names of the trees starting with `prefix`.
+    fn tree_names_under(&self, prefix: &str) -> Vec<String> {
+        self.db
+            .tree_names()
+            .into_iter()
+            .filter_map(|name| {
+                name.strip_prefix(prefix.as_bytes())
+                    .map(|rest| String::from_utf8_lossy(rest).into_owned())
+            })
+            .collect()
     }
 
     /// Writes everything buffered, outbox records included, to disk.

@@ -75,6 +75,7 @@ pub struct Metrics {
     published: Family<BrokerLabel, Counter>,
     outbox_depth: Family<BrokerLabel, Gauge>,
     outbox_dropped: Family<BrokerReasonLabel, Counter>,
+    messages_dropped: Family<FunctionReasonLabel, Counter>,
     acknowledged: Family<BrokerAfterLabel, Counter>,
     /// Per function, for percentiles over a window (the watch after a deployment).
     latencies: Mutex<HashMap<String, Arc<LatencyRecord>>>,
@@ -110,6 +111,7 @@ impl Metrics {
         let published = Family::default();
         let outbox_depth = Family::default();
         let outbox_dropped = Family::default();
+        let messages_dropped = Family::default();
         let acknowledged = Family::default();
         registry.register(
             "mqtt_acknowledged",
@@ -141,6 +143,11 @@ impl Metrics {
             "outbox_dropped",
             "Outbox messages dropped, per connection and reason",
             outbox_dropped.clone(),
+        );
+        registry.register(
+            "messages_dropped",
+            "A function's outbound messages dropped from its outbox queue, per function and reason",
+            messages_dropped.clone(),
         );
         registry.register(
             "invocations",
@@ -197,6 +204,7 @@ impl Metrics {
             published,
             outbox_depth,
             outbox_dropped,
+            messages_dropped,
             acknowledged,
             latencies: Mutex::default(),
         }
@@ -338,12 +346,16 @@ impl FunctionMetrics {
     }
 
     pub fn dropped(&self, reason: &str) {
+        self.dropped_many(reason, 1);
+    }
+
+    pub fn dropped_many(&self, reason: &str, count: u64) {
         self.dropped
             .get_or_create(&FunctionReasonLabel {
                 function: self.name.clone(),
                 reason: reason.to_owned(),
             })
-            .inc();
+            .inc_by(count);
     }
 
     pub fn dropped_count(&self, reason: &str) -> u64 {
@@ -394,8 +406,14 @@ impl BrokerMetrics {
 }
 
 impl crate::outbound::OutboxDrops for Metrics {
-    fn dropped(&self, broker: &str, reason: &str, count: u64) {
+    fn dropped(&self, broker: &str, function: &str, reason: &str, count: u64) {
         self.broker(broker).outbox_dropped(reason, count);
+        self.messages_dropped
+            .get_or_create(&FunctionReasonLabel {
+                function: function.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc_by(count);
     }
 }
 

@@ -142,6 +142,47 @@ fn kv_step(step: &Value) -> Value {
     }
 }
 
+/// `{"publish": N, "topic", "bytes", "kv": N, "size", "then": "loop"}`: makes up to N
+/// publishes and N kv writes, stopping each at its first refusal as a careful guest would,
+/// then returns what got through (or loops, with `then = "loop"`).
+fn flood(request: &Value) -> Result<Option<Vec<u8>>, String> {
+    let count = |name: &str| request.get(name).and_then(Value::as_u64).unwrap_or(0);
+    let topic = text(request, "topic");
+    let payload = vec![b'p'; count("bytes") as usize];
+    let mut published = 0;
+    let mut refusal = None;
+    for _ in 0..count("publish") {
+        match publish(&topic, &payload, Qos::AtLeastOnce, false) {
+            Ok(()) => published += 1,
+            Err(error) => {
+                refusal = Some(format!("{error:?}"));
+                break;
+            }
+        }
+    }
+    let value = vec![b'v'; count("size") as usize];
+    let mut written = 0;
+    for index in 0..count("kv") {
+        match kv::set(&format!("flood/{index}"), &value, None) {
+            Ok(()) => written += 1,
+            Err(error) => {
+                refusal = Some(format!("{error:?}"));
+                break;
+            }
+        }
+    }
+    if text(request, "then") == "loop" {
+        loop {
+            std::hint::spin_loop();
+        }
+    }
+    Ok(Some(
+        json!({"published": published, "written": written, "refusal": refusal})
+            .to_string()
+            .into_bytes(),
+    ))
+}
+
 fn busy_wait(duration: Duration) {
     let start = Instant::now();
     while start.elapsed() < duration {
@@ -246,6 +287,20 @@ impl Guest for Probe {
                     hoard.push(vec![1u8; 1024 * 1024]);
                 }
             }
+            "grow-handled" => {
+                // Asks for 64 MiB straight from `memory.grow` and carries on when refused.
+                let pages = (64 * 1024 * 1024) / 65536;
+                let grown = core::arch::wasm32::memory_grow(0, pages);
+                reply(json!(if grown == usize::MAX { "refused" } else { "grown" }))
+            }
+            "big" => {
+                let bytes = String::from_utf8_lossy(&event.payload)
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
+                Ok(Some(vec![b'x'; bytes]))
+            }
+            "flood" => flood(&json_payload(&event)?),
             "panic" => panic!("probe was asked to panic"),
             "fail" => Err("probe was asked to fail".into()),
             "kv-bench" => {

@@ -17,6 +17,7 @@
 
 mod batch;
 mod delivered;
+mod fair;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +31,8 @@ use crate::config::OutboxLimits;
 use crate::event::now_millis;
 use batch::RecordRef;
 use delivered::DeliveryWaiters;
+
+pub use fair::{FairOutbox, Lane};
 
 /// At most this many records, and this many bytes of them, are kept in memory for readers.
 const RECENT_RECORDS: usize = 1024;
@@ -81,6 +84,14 @@ pub enum Delivered {
     NotSoon,
 }
 
+/// What the outboxes of one connection share: the wake-up of its publisher, and whether it
+/// is up and publishing them.
+#[derive(Default)]
+pub struct OutboxSignal {
+    pushed: Notify,
+    publishing: AtomicBool,
+}
+
 /// What `push` had to do to stay within the limits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PushReport {
@@ -101,9 +112,7 @@ struct Inner {
     /// Records waiting and their stored size, read without the lock.
     len: AtomicU64,
     bytes: AtomicU64,
-    pushed: Notify,
-    /// A connection is up and publishing the records.
-    publishing: AtomicBool,
+    signal: Arc<OutboxSignal>,
     queue: Mutex<Queue>,
 }
 
@@ -195,6 +204,7 @@ impl Outbox {
         tree: sled::Tree,
         limits: OutboxLimits,
         write_through: bool,
+        signal: Arc<OutboxSignal>,
     ) -> Result<Self, StateError> {
         let mut len = 0;
         let mut bytes = 0;
@@ -229,8 +239,7 @@ impl Outbox {
                 batch_records: if write_through { 1 } else { PENDING_RECORDS },
                 len: AtomicU64::new(len),
                 bytes: AtomicU64::new(bytes),
-                pushed: Notify::new(),
-                publishing: AtomicBool::new(false),
+                signal,
                 queue: Mutex::new(Queue {
                     next_seq,
                     pending: VecDeque::new(),
@@ -283,7 +292,7 @@ impl Outbox {
                 inner.write_pending(&mut queue)?;
             }
         }
-        inner.pushed.notify_one();
+        inner.signal.pushed.notify_one();
         Ok(report)
     }
 
@@ -355,7 +364,7 @@ impl Outbox {
         let left = bound - queue.lowest_left().min(bound);
         if left == 0 {
             Delivered::Already
-        } else if !self.inner.publishing.load(Ordering::Acquire) || left > SOON_RECORDS {
+        } else if !self.inner.signal.publishing.load(Ordering::Acquire) || left > SOON_RECORDS {
             Delivered::NotSoon
         } else {
             Delivered::When(queue.delivery_waiters.wait(bound))
@@ -365,7 +374,10 @@ impl Outbox {
     /// Says whether a connection is up and publishing this outbox, which is what makes
     /// waiting for delivery worth it.
     pub fn set_publishing(&self, publishing: bool) {
-        self.inner.publishing.store(publishing, Ordering::Release);
+        self.inner
+            .signal
+            .publishing
+            .store(publishing, Ordering::Release);
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -388,7 +400,7 @@ impl Outbox {
 
     /// Resolves when a record is pushed (or was pushed since the last wait).
     pub async fn pushed(&self) {
-        self.inner.pushed.notified().await;
+        self.inner.signal.pushed.notified().await;
     }
 }
 

@@ -6,7 +6,8 @@
 //! The outbox is the truth for outbound delivery: each connection starts a fresh client and
 //! publishes from the oldest entry still queued; an entry is removed only once the broker
 //! completed it (PUBACK/PUBCOMP; for QoS 0, once written to the network). A message may thus
-//! be sent twice around a reconnect or restart, never lost.
+//! be sent twice around a reconnect or restart, never lost. The outbox holds one queue per
+//! function; the publisher takes a few entries from each in turn.
 
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::{mpsc, watch};
@@ -19,10 +20,10 @@ use super::options::ConnectionSettings;
 use super::{AckRequest, BrokerStatus};
 use crate::event::now_millis;
 use crate::outbound::decode;
-use crate::state::Outbox;
+use crate::state::{FairOutbox, Lane};
 
-/// Outbox entries read per batch.
-const READ_BATCH: usize = 64;
+/// Entries taken from one function's queue before the next queue's turn.
+const LANE_TURN: usize = 16;
 
 /// Control signals from the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub struct Session {
     /// Where messages go; `None` on a connection that only publishes.
     pub inbound: Option<Inbound>,
     /// What this connection publishes; `None` when another connection publishes it.
-    pub outbox: Option<Outbox>,
+    pub outbox: Option<FairOutbox>,
     pub acks: mpsc::UnboundedReceiver<AckRequest>,
     pub status: BrokerStatus,
     pub phase: watch::Receiver<Phase>,
@@ -125,10 +126,10 @@ impl Session {
                     Ok(SessionEvent::Connected { session_present }) => {
                         connected = true;
                         if let Some(publisher) = &publisher {
-                            publisher.outbox.set_publishing(true);
+                            publisher.queues.set_publishing(true);
                         }
                         backoff.reset();
-                        tracing::info!(broker = %self.settings.name, connection = %self.status.connection, address = %self.settings.spec.address, session_present, queued = self.outbox.as_ref().map(Outbox::len), "broker connected");
+                        tracing::info!(broker = %self.settings.name, connection = %self.status.connection, address = %self.settings.spec.address, session_present, queued = self.outbox.as_ref().map(FairOutbox::len), "broker connected");
                         for (filter, qos) in &self.subscriptions {
                             if let Err(error) = client.subscribe(filter, *qos) {
                                 return Some(format!("cannot subscribe to {filter}: {error}"));
@@ -175,7 +176,7 @@ impl Session {
 }
 
 /// Resolves when something is added to `outbox`; never without one.
-async fn pushed(outbox: &Option<Outbox>) {
+async fn pushed(outbox: &Option<FairOutbox>) {
     match outbox {
         Some(outbox) => outbox.pushed().await,
         None => std::future::pending().await,
@@ -192,22 +193,25 @@ async fn wait_for(phase: &mut watch::Receiver<Phase>, wanted: Phase) {
 
 /// The outbox entries of one connection on their way to the broker.
 struct Publisher {
-    outbox: Outbox,
+    queues: FairOutbox,
+    /// Each function's queue and the last of its entries handed to the client.
+    lanes: Vec<(Lane, Option<u64>)>,
+    /// The lane whose turn is next.
+    turn: usize,
     window: usize,
-    /// Last outbox entry handed to the client.
-    cursor: Option<u64>,
-    /// Handed to the client, not yet written (packet id unknown), in order.
-    unsent: VecDeque<(u64, u8)>,
-    /// Written, awaiting the broker's completion, by packet id.
-    in_flight: HashMap<u16, u64>,
+    /// Handed to the client, not yet written (packet id unknown), in order: lane, entry, QoS.
+    unsent: VecDeque<(usize, u64, u8)>,
+    /// Written, awaiting the broker's completion, by packet id: lane and entry.
+    in_flight: HashMap<u16, (usize, u64)>,
 }
 
 impl Publisher {
-    fn new(outbox: Outbox, window: usize) -> Self {
+    fn new(queues: FairOutbox, window: usize) -> Self {
         Self {
-            outbox,
+            queues,
+            lanes: Vec::new(),
+            turn: 0,
             window: window.max(1),
-            cursor: None,
             unsent: VecDeque::new(),
             in_flight: HashMap::new(),
         }
@@ -217,77 +221,109 @@ impl Publisher {
         self.unsent.len() + self.in_flight.len() < self.window
     }
 
+    /// Hands entries to the client while the window has room, a turn per lane.
     fn fill(&mut self, client: &MqttClient, status: &BrokerStatus) {
-        while self.has_room() {
-            let room = self.window - self.unsent.len() - self.in_flight.len();
-            let entries = match self.outbox.read_after(self.cursor, room.min(READ_BATCH)) {
-                Ok(entries) => entries,
-                Err(error) => {
-                    tracing::error!(broker = %status.name(), %error, "cannot read the outbox");
-                    return;
-                }
-            };
-            if entries.is_empty() {
-                return;
-            }
-            for entry in entries {
-                if now_millis().saturating_sub(entry.queued_at) > self.outbox.max_age_ms() {
-                    self.discard(entry.seq, status, "expired");
-                    self.cursor = Some(entry.seq);
-                    continue;
-                }
-                let message = match decode(&entry.record) {
-                    Ok(message) => message,
-                    Err(error) => {
-                        tracing::error!(broker = %status.name(), seq = entry.seq, %error, "dropping a corrupt outbox record");
-                        self.discard(entry.seq, status, "corrupt");
-                        self.cursor = Some(entry.seq);
-                        continue;
-                    }
-                };
-                if client.publish(&message).is_err() {
-                    // The client's queue is full: try this entry again on the next round.
-                    return;
-                }
-                self.cursor = Some(entry.seq);
-                self.unsent.push_back((entry.seq, message.qos.level()));
+        if self.queues.lane_count() > self.lanes.len() {
+            let opened = self.queues.lanes_from(self.lanes.len());
+            self.lanes
+                .extend(opened.into_iter().map(|lane| (lane, None)));
+        }
+        let mut idle_lanes = 0;
+        while self.has_room() && idle_lanes < self.lanes.len() {
+            let lane = self.turn;
+            self.turn = (self.turn + 1) % self.lanes.len();
+            match self.take_turn(lane, client, status) {
+                Turn::Idle => idle_lanes += 1,
+                Turn::Handed => idle_lanes = 0,
+                Turn::ClientFull => return,
             }
         }
     }
 
-    fn discard(&self, seq: u64, status: &BrokerStatus, reason: &str) {
-        if self.outbox.remove(seq).is_ok() {
-            status.outbox_dropped(reason, 1);
+    fn take_turn(&mut self, index: usize, client: &MqttClient, status: &BrokerStatus) -> Turn {
+        let room = self.window - self.unsent.len() - self.in_flight.len();
+        let (lane, cursor) = &self.lanes[index];
+        let entries = match lane.outbox.read_after(*cursor, room.min(LANE_TURN)) {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::error!(broker = %status.name(), function = %lane.origin, %error, "cannot read the outbox");
+                return Turn::Idle;
+            }
+        };
+        if entries.is_empty() {
+            return Turn::Idle;
         }
+        let outbox = lane.outbox.clone();
+        for entry in entries {
+            if now_millis().saturating_sub(entry.queued_at) > self.queues.max_age_ms() {
+                discard(&outbox, entry.seq, status, "expired");
+                self.lanes[index].1 = Some(entry.seq);
+                continue;
+            }
+            let message = match decode(&entry.record) {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::error!(broker = %status.name(), seq = entry.seq, %error, "dropping a corrupt outbox record");
+                    discard(&outbox, entry.seq, status, "corrupt");
+                    self.lanes[index].1 = Some(entry.seq);
+                    continue;
+                }
+            };
+            if client.publish(&message).is_err() {
+                // The client's queue is full: try this entry again on the next round.
+                return Turn::ClientFull;
+            }
+            self.lanes[index].1 = Some(entry.seq);
+            self.unsent
+                .push_back((index, entry.seq, message.qos.level()));
+        }
+        Turn::Handed
     }
 
     fn sent(&mut self, pkid: u16, status: &BrokerStatus) {
-        let Some((seq, qos)) = self.unsent.pop_front() else {
+        let Some((lane, seq, qos)) = self.unsent.pop_front() else {
             return;
         };
         if qos == 0 || pkid == 0 {
-            self.delivered(seq, status);
+            self.delivered(lane, seq, status);
         } else {
-            self.in_flight.insert(pkid, seq);
+            self.in_flight.insert(pkid, (lane, seq));
         }
     }
 
     fn completed(&mut self, pkid: u16, status: &BrokerStatus) {
-        if let Some(seq) = self.in_flight.remove(&pkid) {
-            self.delivered(seq, status);
+        if let Some((lane, seq)) = self.in_flight.remove(&pkid) {
+            self.delivered(lane, seq, status);
         }
     }
 
-    fn delivered(&self, seq: u64, status: &BrokerStatus) {
-        if let Err(error) = self.outbox.remove(seq) {
+    fn delivered(&self, lane: usize, seq: u64, status: &BrokerStatus) {
+        let outbox = &self.lanes[lane].0.outbox;
+        if let Err(error) = outbox.remove(seq) {
             tracing::error!(broker = %status.name(), seq, %error, "cannot remove a delivered message from the outbox");
         }
-        status.published(self.outbox.len());
+        status.published(self.queues.len());
+    }
+}
+
+/// What one lane's turn did.
+enum Turn {
+    /// Its queue had nothing new.
+    Idle,
+    /// It handed entries to the client (or dropped expired and corrupt ones).
+    Handed,
+    /// The client could take no more for now.
+    ClientFull,
+}
+
+fn discard(outbox: &crate::state::Outbox, seq: u64, status: &BrokerStatus, reason: &str) {
+    if outbox.remove(seq).is_ok() {
+        status.outbox_dropped(reason, 1);
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.outbox.set_publishing(false);
+        self.queues.set_publishing(false);
     }
 }

@@ -2,12 +2,18 @@
 //! (milliseconds since the epoch, big-endian, 0 for none) so TTLs survive restarts and an
 //! expired value is never returned even before the sweeper removes it.
 
-use thiserror::Error;
+mod txn;
+mod usage;
 
 use std::sync::Arc;
 
+use thiserror::Error;
+
 use super::{KvLimits, KvWrites};
 use crate::event::now_millis;
+
+pub use txn::KvTxn;
+pub use usage::{KvQuota, KvUsage, QuotaPart};
 
 const HEADER: usize = 8;
 
@@ -19,6 +25,12 @@ pub enum KvError {
     ValueTooLarge { actual: usize, limit: u32 },
     #[error("value is not a decimal 64-bit counter, or the sum overflowed")]
     NotACounter,
+    #[error("the function's kv quota of {limit} {part} would be exceeded")]
+    QuotaExceeded { part: QuotaPart, limit: u64 },
+    #[error("this event's kv writes would exceed {limit} bytes")]
+    EventWriteLimit { limit: u64 },
+    #[error("an entry the event read was changed by another event before it committed")]
+    Conflict,
     #[error("state database: {0}")]
     Storage(String),
 }
@@ -59,20 +71,42 @@ fn live_value(raw: &[u8], now: u64) -> Option<&[u8]> {
     decode(raw).filter(|s| is_live(s, now)).map(|s| s.value)
 }
 
+/// One function's namespace. Operations on the store itself commit at once; an event's
+/// operations go through a [`KvTxn`] and commit together.
 #[derive(Clone)]
 pub struct KvStore {
     tree: sled::Tree,
     limits: KvLimits,
     writes: Arc<KvWrites>,
+    usage: Arc<KvUsage>,
+    quota: KvQuota,
 }
 
 impl KvStore {
-    pub(super) fn new(tree: sled::Tree, limits: KvLimits, writes: Arc<KvWrites>) -> Self {
+    pub(super) fn new(
+        tree: sled::Tree,
+        limits: KvLimits,
+        writes: Arc<KvWrites>,
+        usage: Arc<KvUsage>,
+    ) -> Self {
         Self {
             tree,
             limits,
             writes,
+            usage,
+            quota: KvQuota::UNLIMITED,
         }
+    }
+
+    /// The same namespace, held to `quota`.
+    pub fn with_quota(mut self, quota: KvQuota) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// What the namespace holds now.
+    pub fn usage(&self) -> &KvUsage {
+        &self.usage
     }
 
     fn check_key(&self, key: &str) -> Result<(), KvError> {
@@ -104,52 +138,37 @@ impl KvStore {
         Ok(())
     }
 
+    /// Runs `operation` in a transaction of its own and commits it, again if another
+    /// writer changed what it read.
+    fn at_once<T>(
+        &self,
+        operation: impl Fn(&mut KvTxn, &Self) -> Result<T, KvError>,
+    ) -> Result<T, KvError> {
+        loop {
+            let mut txn = KvTxn::default();
+            let result = operation(&mut txn, self)?;
+            match txn.commit(self) {
+                Err(KvError::Conflict) => continue,
+                Err(error) => return Err(error),
+                Ok(()) => return Ok(result),
+            }
+        }
+    }
+
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.check_key(key)?;
-        let now = now_millis();
-        Ok(self
-            .tree
-            .get(key)?
-            .and_then(|raw| live_value(&raw, now).map(<[u8]>::to_vec)))
+        KvTxn::default().get(self, key)
     }
 
     pub fn set(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), KvError> {
-        self.check_key(key)?;
-        self.check_value(value)?;
-        let expires_at = ttl_ms.map_or(0, |ttl| now_millis().saturating_add(ttl.max(1)));
-        self.tree.insert(key, encode(expires_at, value))?;
-        self.written()
+        self.at_once(|txn, store| txn.set(store, key, value, ttl_ms))
     }
 
     pub fn delete(&self, key: &str) -> Result<bool, KvError> {
-        self.check_key(key)?;
-        let now = now_millis();
-        let removed = self.tree.remove(key)?;
-        self.written()?;
-        Ok(removed.is_some_and(|raw| live_value(&raw, now).is_some()))
+        self.at_once(|txn, store| txn.delete(store, key))
     }
 
     pub fn incr(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.check_key(key)?;
-        loop {
-            let now = now_millis();
-            let current = self.tree.get(key)?;
-            let (expires_at, value) = match current.as_deref().and_then(decode) {
-                Some(stored) if is_live(&stored, now) => {
-                    let text =
-                        std::str::from_utf8(stored.value).map_err(|_| KvError::NotACounter)?;
-                    let value: i64 = text.parse().map_err(|_| KvError::NotACounter)?;
-                    (stored.expires_at, value)
-                }
-                _ => (0, 0),
-            };
-            let next = value.checked_add(delta).ok_or(KvError::NotACounter)?;
-            let raw = encode(expires_at, next.to_string().as_bytes());
-            if self.tree.compare_and_swap(key, current, Some(raw))?.is_ok() {
-                self.written()?;
-                return Ok(next);
-            }
-        }
+        self.at_once(|txn, store| txn.incr(store, key, delta))
     }
 
     pub fn compare_and_swap(
@@ -158,45 +177,11 @@ impl KvStore {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, KvError> {
-        self.check_key(key)?;
-        if let Some(new) = new {
-            self.check_value(new)?;
-        }
-        loop {
-            let now = now_millis();
-            let current = self.tree.get(key)?;
-            let live = current.as_deref().and_then(|raw| live_value(raw, now));
-            if live != expected {
-                return Ok(false);
-            }
-            let replacement = new.map(|value| encode(0, value));
-            if self
-                .tree
-                .compare_and_swap(key, current, replacement)?
-                .is_ok()
-            {
-                self.written()?;
-                return Ok(true);
-            }
-        }
+        self.at_once(|txn, store| txn.compare_and_swap(store, key, expected, new))
     }
 
     pub fn scan(&self, prefix: &str, limit: u32) -> Result<Vec<(String, Vec<u8>)>, KvError> {
-        self.check_key(prefix)?;
-        let now = now_millis();
-        let mut entries = Vec::new();
-        for item in self.tree.scan_prefix(prefix) {
-            if entries.len() >= limit as usize {
-                break;
-            }
-            let (key, raw) = item?;
-            if let Some(value) = live_value(&raw, now) {
-                // Keys only enter through `&str`, so they are UTF-8.
-                let key = String::from_utf8_lossy(&key).into_owned();
-                entries.push((key, value.to_vec()));
-            }
-        }
-        Ok(entries)
+        KvTxn::default().scan(self, prefix, limit)
     }
 
     /// Removes expired entries; an entry rewritten meanwhile is left alone.
@@ -209,9 +194,12 @@ impl KvStore {
             if expired
                 && self
                     .tree
-                    .compare_and_swap(&key, Some(raw), None::<&[u8]>)?
+                    .compare_and_swap(&key, Some(&raw), None::<&[u8]>)?
                     .is_ok()
             {
+                let key = String::from_utf8_lossy(&key);
+                self.usage
+                    .apply_shrink(usage::UsageDelta::replacing(&key, Some(&raw), None));
                 removed += 1;
             }
         }
