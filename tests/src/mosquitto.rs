@@ -127,6 +127,24 @@ impl Mosquitto {
         }
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing is answered, the way a
+    /// hung broker or a black-holed link looks to a client.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();
@@ -148,6 +166,7 @@ impl Mosquitto {
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
+        self.thaw();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -52,6 +52,10 @@ pub struct BrokerSpec {
     pub reconnect_min: Millis,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max: Millis,
+    /// A connection whose outbound messages wait this long with none completed is reported
+    /// unhealthy and reconnected.
+    #[serde(default = "default_publish_timeout")]
+    pub publish_timeout: Millis,
     #[serde(default)]
     pub outbox: OutboxLimits,
     /// Publish on a second connection (client id `<client_id>-publish`), so that
@@ -81,6 +85,9 @@ fn default_reconnect_min() -> Millis {
 }
 fn default_reconnect_max() -> Millis {
     Millis(30_000)
+}
+fn default_publish_timeout() -> Millis {
+    Millis(10_000)
 }
 
 /// TLS for a broker connection (rustls).

@@ -62,6 +62,12 @@ impl Config {
                     "cert_file and key_file go together".into(),
                 ));
             }
+            if broker.publish_timeout.0 == 0 {
+                problems.push((
+                    format!("{at}.publish_timeout"),
+                    "must be at least 1ms".into(),
+                ));
+            }
             if broker.inflight == 0 {
                 problems.push((format!("{at}.inflight"), "must be at least 1".into()));
             }

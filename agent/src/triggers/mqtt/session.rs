@@ -10,6 +10,8 @@
 //! function; the publisher takes a few entries from each in turn.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
 use tokio::sync::{mpsc, watch};
 
 use super::ack_order::AckOrder;
@@ -82,6 +84,10 @@ impl Session {
         // retried before anything else, never dropped, or the broker would stall.
         let mut unsent_acks: VecDeque<(u8, u16)> = VecDeque::new();
         let mut order = AckOrder::default();
+        let publish_timeout = self.settings.spec.publish_timeout.as_duration();
+        let mut stall_check =
+            tokio::time::interval((publish_timeout / 4).max(Duration::from_millis(10)));
+        stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(&(qos, pkid)) = unsent_acks.front() {
                 if client.ack(qos, pkid).is_err() {
@@ -170,6 +176,18 @@ impl Session {
                     Ok(SessionEvent::Other) => {}
                 },
                 _ = pushed(&self.outbox), if room => {}
+                _ = stall_check.tick(), if publisher.is_some() => {
+                    if let Some(publisher) = &publisher
+                        && let Some(waited) = publisher.stalled_for(publish_timeout)
+                    {
+                        tracing::warn!(broker = %self.settings.name, connection = %self.status.connection, waiting = publisher.waiting(), waited_ms = waited.as_millis() as u64, "publishing stalled: no message completed while messages waited; reconnecting");
+                        return Some(format!(
+                            "publishing stalled: no message completed in {} ms while {} waited",
+                            waited.as_millis(),
+                            publisher.waiting()
+                        ));
+                    }
+                }
             }
         }
     }
@@ -203,6 +221,8 @@ struct Publisher {
     unsent: VecDeque<(usize, u64, u8)>,
     /// Written, awaiting the broker's completion, by packet id: lane and entry.
     in_flight: HashMap<u16, (usize, u64)>,
+    /// When a message last completed, or when the wait for one began.
+    last_progress: Instant,
 }
 
 impl Publisher {
@@ -214,7 +234,19 @@ impl Publisher {
             window: window.max(1),
             unsent: VecDeque::new(),
             in_flight: HashMap::new(),
+            last_progress: Instant::now(),
         }
+    }
+
+    /// Messages handed to the client and not yet completed.
+    fn waiting(&self) -> usize {
+        self.unsent.len() + self.in_flight.len()
+    }
+
+    /// How long messages have waited with none completed, once that passes `timeout`.
+    fn stalled_for(&self, timeout: Duration) -> Option<Duration> {
+        let waited = self.last_progress.elapsed();
+        (self.waiting() > 0 && waited > timeout).then_some(waited)
     }
 
     fn has_room(&self) -> bool {
@@ -273,6 +305,9 @@ impl Publisher {
                 // The client's queue is full: try this entry again on the next round.
                 return Turn::ClientFull;
             }
+            if self.waiting() == 0 {
+                self.last_progress = Instant::now();
+            }
             self.lanes[index].1 = Some(entry.seq);
             self.unsent
                 .push_back((index, entry.seq, message.qos.level()));
@@ -297,7 +332,8 @@ impl Publisher {
         }
     }
 
-    fn delivered(&self, lane: usize, seq: u64, status: &BrokerStatus) {
+    fn delivered(&mut self, lane: usize, seq: u64, status: &BrokerStatus) {
+        self.last_progress = Instant::now();
         let outbox = &self.lanes[lane].0.outbox;
         if let Err(error) = outbox.remove(seq) {
             tracing::error!(broker = %status.name(), seq, %error, "cannot remove a delivered message from the outbox");
