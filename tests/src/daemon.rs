@@ -129,3 +129,16 @@ pub fn metrics_address(ready_line: &str) -> String {
     let end = start + ready_line[start..].find(')').unwrap();
     ready_line[start..end].to_owned()
 }
+
+/// Resident memory of a process, in KiB (`VmRSS` in `/proc/<pid>/status`).
+pub fn resident_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}

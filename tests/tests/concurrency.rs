@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use fogd::config::{Effects, Millis};
+use fogd::config::{Effects, Millis, OrderBy};
 use fogd::runtime::{Executor, InvokeError, SubmitError};
 use fogd::telemetry::Metrics;
 use fogd_tests::{Harness, components, event, spec, wait_until};
@@ -129,4 +129,65 @@ async fn shutdown_drains_admitted_events_then_refuses_new_ones() {
         queue.invoke(Arc::new(event("echo", "after"))).await,
         Err(InvokeError::ShuttingDown)
     );
+}
+
+/// An event of `subject` whose ordering key is `key` (attribute `key`).
+fn keyed(subject: &str, payload: &str, key: &str) -> Arc<fogd::event::Event> {
+    let mut event = event(subject, payload);
+    event.attributes.push(("key".into(), key.into()));
+    Arc::new(event)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_one_key_wait_for_each_other_while_other_keys_run() {
+    let harness = Harness::new();
+    let metrics = Metrics::new();
+    let mut spec = spec("ordered", &components().probe);
+    spec.limits.concurrency = 2;
+    spec.limits.timeout = Millis(60_000);
+    spec.order_by = OrderBy::Attribute("key".into());
+    spec.effects = Effects::Keep;
+    let executor = Executor::start(vec![harness.load(&spec).unwrap()], 2, &metrics);
+    let queue = executor.queue("ordered").unwrap().clone();
+    let kv = harness.state.kv("ordered").unwrap();
+
+    let first_a = queue.try_submit(keyed("hold", "", "a")).unwrap();
+    wait_until("the first event of key a runs", || {
+        kv.get("held").unwrap().is_some()
+    })
+    .await;
+    let mut second_a = queue.try_submit(keyed("echo", "a2", "a")).unwrap();
+    let first_b = queue.try_submit(keyed("echo", "b1", "b")).unwrap();
+    // A free slot runs key b at once; key a's second event waits for its first.
+    assert_eq!(first_b.await.unwrap(), Ok(Some(b"b1".to_vec())));
+    assert!(
+        second_a.try_recv().is_err(),
+        "the second event of key a must not run while the first does"
+    );
+    kv.set("release", b"1", None).unwrap();
+    assert_eq!(first_a.await.unwrap(), Ok(Some(b"\"released\"".to_vec())));
+    assert_eq!(second_a.await.unwrap(), Ok(Some(b"a2".to_vec())));
+    executor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ordering_a_free_slot_takes_the_next_event_of_any_key() {
+    let harness = Harness::new();
+    let metrics = Metrics::new();
+    let mut spec = spec("unordered", &components().probe);
+    spec.limits.concurrency = 2;
+    spec.limits.timeout = Millis(60_000);
+    spec.order_by = OrderBy::None;
+    spec.effects = Effects::Keep;
+    let executor = Executor::start(vec![harness.load(&spec).unwrap()], 2, &metrics);
+    let queue = executor.queue("unordered").unwrap().clone();
+    let kv = harness.state.kv("unordered").unwrap();
+
+    let held = queue.try_submit(keyed("hold", "", "a")).unwrap();
+    wait_until("the held event runs", || kv.get("held").unwrap().is_some()).await;
+    let second = queue.try_submit(keyed("echo", "a2", "a")).unwrap();
+    assert_eq!(second.await.unwrap(), Ok(Some(b"a2".to_vec())));
+    kv.set("release", b"1", None).unwrap();
+    assert!(held.await.unwrap().is_ok());
+    executor.shutdown().await;
 }

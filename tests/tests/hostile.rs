@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fogd_tests::agent::{broker, connected, function, start};
-use fogd_tests::daemon::{Daemon, http_get, metrics_address};
+use fogd_tests::daemon::{Daemon, http_get, metrics_address, resident_kib};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::{components, wait_until};
@@ -163,16 +163,6 @@ async fn a_hung_broker_is_reported_and_the_publisher_reconnects_when_it_answers_
     observer.drain();
     assert_eq!(observer.next(PATIENCE).await.text(), "tick");
     running.agent.shutdown().await;
-}
-
-/// Resident memory of a process, in KiB.
-fn resident_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
 }
 
 /// Resident memory once it has stopped changing by more than 1% between samples.

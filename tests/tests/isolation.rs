@@ -174,7 +174,8 @@ fn events_that_touch_the_same_keys_at_once_lose_no_update() {
             let function = function.clone();
             std::thread::spawn(move || {
                 for _ in 0..50 {
-                    assert!(function.call(&event("kv", steps)).outcome.is_ok());
+                    let outcome = function.call(&event("kv", steps)).outcome;
+                    assert!(outcome.is_ok(), "{outcome:?}");
                 }
             })
         })

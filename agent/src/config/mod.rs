@@ -337,6 +337,11 @@ pub struct FunctionSpec {
     /// Whether a failed event's publishes and kv writes are discarded (`atomic`) or kept.
     #[serde(default)]
     pub effects: Effects,
+    /// Which events run one at a time, in arrival order: those with the same subject
+    /// (`"subject"`, the default), the same value of an attribute (`"attribute:<name>"`), or
+    /// none (`"none"`).
+    #[serde(default)]
+    pub order_by: OrderBy,
     #[serde(default)]
     pub grants: Grants,
     /// Shapes the function expects of its models (`[function.model_shapes.<model>]`): a
@@ -431,6 +436,36 @@ impl Default for Limits {
             kv_write_bytes: default_kv_write_bytes(),
             kv_bytes: default_kv_bytes(),
             kv_keys: default_kv_keys(),
+        }
+    }
+}
+
+/// Which of a function's events must not overlap and finish in arrival order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum OrderBy {
+    /// Events with the same subject (MQTT topic, trap OID, poll job, timer name).
+    #[default]
+    Subject,
+    /// Events with the same value of this attribute (absent counts as one value).
+    Attribute(String),
+    /// No ordering: events run as slots free up.
+    None,
+}
+
+impl TryFrom<String> for OrderBy {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        match text.as_str() {
+            "subject" => Ok(OrderBy::Subject),
+            "none" => Ok(OrderBy::None),
+            _ => match text.strip_prefix("attribute:") {
+                Some(name) if !name.is_empty() => Ok(OrderBy::Attribute(name.to_owned())),
+                _ => Err(format!(
+                    "{text:?} is not \"subject\", \"none\" or \"attribute:<name>\""
+                )),
+            },
         }
     }
 }
@@ -543,6 +578,7 @@ impl FunctionSpec {
             broker: None,
             limits: Limits::default(),
             effects: Effects::default(),
+            order_by: OrderBy::default(),
             grants: Grants::default(),
             model_shapes: BTreeMap::new(),
             config: BTreeMap::new(),

@@ -82,6 +82,11 @@ impl HostState {
         self.effects.limit_hit()
     }
 
+    /// Says that this instance runs holding its namespace's commits alone.
+    pub fn run_exclusive(&mut self) {
+        self.effects.kv.set_exclusive();
+    }
+
     /// Makes the event's held publishes and kv writes take effect.
     pub fn commit(&mut self) -> Result<Unpublished, CommitError> {
         self.effects.commit(&self.caps)

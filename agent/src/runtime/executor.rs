@@ -1,24 +1,34 @@
 //! Queues and runs events. Each function has a bounded queue and a concurrency limit; all
 //! functions share `workers` threads from tokio's blocking pool, so guests never run on (or
-//! block) the async reactor. Shutdown stops intake, lets queued and in-flight events finish.
+//! block) the async reactor. Events with the same ordering key (the subject, unless the
+//! function says otherwise) run one at a time, in arrival order; events of different keys run
+//! at once up to the concurrency. Shutdown stops intake, lets queued and in-flight events
+//! finish.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::order::{Ordered, ordering_key};
 use super::{InvokeError, LoadedFunction, Outcome};
 use crate::event::Event;
 use crate::telemetry::{FunctionMetrics, Metrics};
 
 /// Most events one hand-off to the blocking pool runs in a row.
 const MAX_BATCH: usize = 32;
+/// A batch stops taking its next event after running this long, so that under load one
+/// function's backlog does not hold a worker while other functions wait for one.
+const BATCH_BUDGET: Duration = Duration::from_millis(2);
 
 struct Job {
     event: Arc<Event>,
     reply: Option<oneshot::Sender<Outcome>>,
+    /// Its place in the queue, given back when it starts running.
+    queued: Option<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +42,9 @@ pub enum SubmitError {
 /// The entry point of one function's queue. Cheap to clone.
 #[derive(Clone)]
 pub struct FunctionQueue {
-    sender: mpsc::Sender<Job>,
+    sender: mpsc::UnboundedSender<Job>,
+    /// One permit per free place in the queue: events wait here only while they hold one.
+    places: Arc<Semaphore>,
     function: Arc<LoadedFunction>,
     metrics: FunctionMetrics,
 }
@@ -49,22 +61,14 @@ impl FunctionQueue {
     /// Queues an event if there is room, for sources that cannot wait (QoS 0, traps,
     /// timers). A full queue drops the event and counts it. The receiver may be dropped.
     pub fn try_submit(&self, event: Arc<Event>) -> Result<oneshot::Receiver<Outcome>, SubmitError> {
-        let (reply, outcome) = oneshot::channel();
-        let job = Job {
-            event,
-            reply: Some(reply),
-        };
-        match self.sender.try_send(job) {
-            Ok(()) => {
-                self.update_depth();
-                Ok(outcome)
-            }
-            Err(mpsc::error::TrySendError::Full(job)) => {
+        match self.places.clone().try_acquire_owned() {
+            Ok(place) => self.send(event, place),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
                 self.metrics.dropped("queue_full");
-                tracing::warn!(function = %self.function.name(), event_id = %job.event.id, "queue full: event dropped");
+                tracing::warn!(function = %self.function.name(), event_id = %event.id, "queue full: event dropped");
                 Err(SubmitError::Full)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(SubmitError::Closed),
         }
     }
 
@@ -74,14 +78,27 @@ impl FunctionQueue {
         &self,
         event: Arc<Event>,
     ) -> Result<oneshot::Receiver<Outcome>, SubmitError> {
-        let (reply, outcome) = oneshot::channel();
-        self.sender
-            .send(Job {
-                event,
-                reply: Some(reply),
-            })
+        let place = self
+            .places
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| SubmitError::Closed)?;
+        self.send(event, place)
+    }
+
+    fn send(
+        &self,
+        event: Arc<Event>,
+        place: OwnedSemaphorePermit,
+    ) -> Result<oneshot::Receiver<Outcome>, SubmitError> {
+        let (reply, outcome) = oneshot::channel();
+        let job = Job {
+            event,
+            reply: Some(reply),
+            queued: Some(place),
+        };
+        self.sender.send(job).map_err(|_| SubmitError::Closed)?;
         self.update_depth();
         Ok(outcome)
     }
@@ -96,7 +113,8 @@ impl FunctionQueue {
     }
 
     fn update_depth(&self) {
-        let depth = self.sender.max_capacity() - self.sender.capacity();
+        let capacity = self.function.limits().queue as usize;
+        let depth = capacity.saturating_sub(self.places.available_permits());
         self.metrics.queue_depth.set(depth as i64);
     }
 }
@@ -117,9 +135,10 @@ impl Executor {
         let mut dispatchers = Vec::new();
         for function in functions {
             let function = Arc::new(function);
-            let (sender, receiver) = mpsc::channel(function.limits().queue as usize);
+            let (sender, receiver) = mpsc::unbounded_channel();
             let queue = FunctionQueue {
                 sender,
+                places: Arc::new(Semaphore::new(function.limits().queue as usize)),
                 metrics: metrics.function(function.name()),
                 function,
             };
@@ -162,78 +181,97 @@ impl Executor {
     }
 }
 
+/// What one hand-off to the blocking pool did.
+struct Finished {
+    /// The ordering keys of the events it ran.
+    keys: Vec<Option<u64>>,
+    /// Events it took and did not run (its budget ran out), in order.
+    unrun: Vec<(Option<u64>, Job)>,
+}
+
 async fn dispatch(
-    mut receiver: mpsc::Receiver<Job>,
+    mut receiver: mpsc::UnboundedReceiver<Job>,
     queue: FunctionQueue,
     workers: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let concurrency = queue.function.limits().concurrency;
-    let slots = Arc::new(Semaphore::new(concurrency as usize));
+    let concurrency = queue.function.limits().concurrency as usize;
+    let order = queue.function.order_by().clone();
+    let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
+    let mut jobs = Ordered::default();
+    let mut running = 0usize;
+    let mut intake = true;
     let mut closing = false;
     loop {
-        // Take a slot before a job: while all slots are busy, events stay in the bounded
-        // queue, so at most `concurrency + queue` events are admitted. Shutdown is watched
-        // during both waits: it stops intake at once, then the queue drains.
-        let slot = match or_shutdown(slots.clone().acquire_owned(), &mut shutdown, closing).await {
-            Some(Ok(slot)) => slot,
-            Some(Err(_)) => break,
-            None => {
-                receiver.close();
-                closing = true;
-                continue;
-            }
-        };
-        let job = match or_shutdown(receiver.recv(), &mut shutdown, closing).await {
-            Some(job) => job,
-            None => {
-                receiver.close();
-                closing = true;
-                continue;
-            }
-        };
-        let Some(job) = job else { break };
-        queue.update_depth();
-        let Ok(worker) = workers.clone().acquire_owned().await else {
+        if !intake && running == 0 && jobs.is_empty() {
             break;
-        };
-        // Under load, events already waiting run in the same hand-off to the blocking pool,
-        // one after another in this slot: the thread switch is paid once per batch.
-        let mut batch = vec![job];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        }
+        let can_start = running < concurrency && jobs.ready_len() > 0;
+        tokio::select! {
+            biased;
+            Some(done) = finished.recv() => {
+                running -= 1;
+                for (key, job) in done.unrun.into_iter().rev() {
+                    jobs.put_back(key, job);
+                }
+                for key in done.keys {
+                    jobs.finish(key);
+                }
+            }
+            _ = shutdown.changed(), if !closing => {
+                // Intake stops at once; what was queued still runs.
+                closing = true;
+                queue.places.close();
+                receiver.close();
+            }
+            job = receiver.recv(), if intake => match job {
+                Some(job) => jobs.admit(ordering_key(&order, &job.event), job),
+                None => intake = false,
+            },
+            worker = workers.clone().acquire_owned(), if can_start => {
+                let Ok(worker) = worker else { break };
+                while let Ok(job) = receiver.try_recv() {
+                    jobs.admit(ordering_key(&order, &job.event), job);
+                }
+                // Under load, ready events run in one hand-off, one after another: the
+                // thread switch is paid once per batch. The ready ones are shared out
+                // among the free slots.
+                let free = concurrency - running;
+                let size = jobs.ready_len().div_ceil(free).clamp(1, MAX_BATCH);
+                let batch: Vec<_> = std::iter::from_fn(|| jobs.next_ready()).take(size).collect();
+                running += 1;
+                let queue = queue.clone();
+                let finished_tx = finished_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let done = run_batch(&queue, batch);
+                    drop(worker);
+                    queue.update_depth();
+                    let _ = finished_tx.send(done);
+                });
             }
         }
-        let queue = queue.clone();
-        tokio::task::spawn_blocking(move || {
-            for job in batch {
-                run(&queue, job);
-            }
-            queue.update_depth();
-            drop((slot, worker));
-        });
-    }
-    // In-flight events hold slots; taking all of them waits for the last to finish.
-    let _ = slots.acquire_many(concurrency).await;
-}
-
-/// Waits for `work`, or returns `None` as soon as shutdown is signalled (unless the
-/// dispatcher is already closing, when only `work` counts).
-async fn or_shutdown<T>(
-    work: impl Future<Output = T>,
-    shutdown: &mut watch::Receiver<bool>,
-    closing: bool,
-) -> Option<T> {
-    tokio::select! {
-        biased;
-        _ = shutdown.changed(), if !closing => None,
-        done = work => Some(done),
     }
 }
 
-fn run(queue: &FunctionQueue, job: Job) {
+fn run_batch(queue: &FunctionQueue, batch: Vec<(Option<u64>, Job)>) -> Finished {
+    let started = Instant::now();
+    let mut keys = Vec::with_capacity(batch.len());
+    let mut left = batch.into_iter();
+    for (key, job) in left.by_ref() {
+        run(queue, job);
+        keys.push(key);
+        if started.elapsed() >= BATCH_BUDGET {
+            break;
+        }
+    }
+    Finished {
+        keys,
+        unrun: left.collect(),
+    }
+}
+
+fn run(queue: &FunctionQueue, mut job: Job) {
+    drop(job.queued.take());
     let function = &queue.function;
     let metrics = &queue.metrics;
     let event = &job.event;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store, Trap};
 
 use super::{InvokeError, LoadSource};
-use crate::config::Limits;
+use crate::config::{FunctionSpec, Limits, OrderBy};
 use crate::contract::NetworkFunctionPre;
 use crate::event::{Event, attribute, mqtt_attributes};
 use crate::host::{CommitError, FunctionCaps, HostState, LimitHit, Unpublished};
@@ -18,8 +18,9 @@ use crate::topic::render_template;
 /// What a `handle` call produced.
 pub type Outcome = Result<Option<Vec<u8>>, InvokeError>;
 
-/// Times an event runs when its kv writes keep conflicting with other events' writes.
-const MAX_ATTEMPTS: u32 = 8;
+/// Attempts of an event whose kv writes conflict with other events' before it runs holding
+/// its namespace's commits alone (where it cannot conflict).
+const SHARED_ATTEMPTS: u32 = 3;
 
 /// An attempt whose kv writes conflicted: nothing of it took effect; run it again.
 struct Conflicted;
@@ -52,31 +53,38 @@ pub struct LoadedFunction {
     limits: Limits,
     deadline_ticks: u64,
     output: Option<String>,
+    order_by: OrderBy,
     load_source: LoadSource,
 }
 
 impl LoadedFunction {
+    /// A function of `spec` (its limits, output and ordering) with its prepared instance.
     pub(super) fn new(
         engine: Engine,
         pre: NetworkFunctionPre<HostState>,
         caps: Arc<FunctionCaps>,
-        limits: Limits,
+        spec: &FunctionSpec,
         epoch_tick: Duration,
-        output: Option<String>,
         load_source: LoadSource,
     ) -> Self {
         let tick_ms = epoch_tick.as_millis().max(1) as u64;
         // One extra tick: the current epoch period is already partly over.
-        let deadline_ticks = limits.timeout.0.div_ceil(tick_ms) + 1;
+        let deadline_ticks = spec.limits.timeout.0.div_ceil(tick_ms) + 1;
         Self {
             engine,
             pre,
             caps,
-            limits,
+            limits: spec.limits.clone(),
             deadline_ticks,
-            output,
+            output: spec.output.clone(),
+            order_by: spec.order_by.clone(),
             load_source,
         }
+    }
+
+    /// Which of its events run one at a time, in arrival order.
+    pub fn order_by(&self) -> &OrderBy {
+        &self.order_by
     }
 
     pub fn name(&self) -> &Arc<str> {
@@ -118,15 +126,16 @@ impl LoadedFunction {
     /// function's deadline per attempt; never panics on guest misbehaviour.
     pub fn call(&self, event: &Event) -> CallReport {
         let start = Instant::now();
-        for _ in 1..MAX_ATTEMPTS {
-            if let Ok(report) = self.attempt(event, start) {
+        for _ in 0..SHARED_ATTEMPTS {
+            if let Ok(report) = self.attempt(event, start, false) {
                 return report;
             }
         }
-        self.attempt(event, start)
+        let _alone = self.caps.kv.exclusive();
+        self.attempt(event, start, true)
             .unwrap_or_else(|Conflicted| CallReport {
                 outcome: Err(InvokeError::KvConflict {
-                    attempts: MAX_ATTEMPTS,
+                    attempts: SHARED_ATTEMPTS + 1,
                 }),
                 instantiate: Duration::ZERO,
                 total: start.elapsed(),
@@ -134,12 +143,18 @@ impl LoadedFunction {
             })
     }
 
-    fn attempt(&self, event: &Event, start: Instant) -> Result<CallReport, Conflicted> {
+    fn attempt(
+        &self,
+        event: &Event,
+        start: Instant,
+        exclusive: bool,
+    ) -> Result<CallReport, Conflicted> {
         let attempt_start = Instant::now();
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(self.caps.clone(), event.id.clone()),
-        );
+        let mut state = HostState::new(self.caps.clone(), event.id.clone());
+        if exclusive {
+            state.run_exclusive();
+        }
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
         store.set_epoch_deadline(self.deadline_ticks);
         let instance = match self.pre.instantiate(&mut store) {

@@ -6,6 +6,7 @@ mod engine;
 mod error;
 mod executor;
 mod function;
+mod order;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -159,9 +160,8 @@ impl Runtime {
             self.engine.clone(),
             pre,
             Arc::new(caps),
-            spec.limits.clone(),
+            spec,
             self.settings.engine.epoch_tick,
-            spec.output.clone(),
             load_source,
         ))
     }

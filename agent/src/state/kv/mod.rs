@@ -109,6 +109,15 @@ impl KvStore {
         &self.usage
     }
 
+    /// Holds off every other commit to the namespace until the guard is dropped. A
+    /// transaction run under it must say so ([`KvTxn::set_exclusive`]).
+    pub fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.usage
+            .commits
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn check_key(&self, key: &str) -> Result<(), KvError> {
         if key.len() > self.limits.max_key_bytes as usize {
             return Err(KvError::KeyTooLarge {

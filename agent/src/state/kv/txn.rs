@@ -23,12 +23,19 @@ pub struct KvTxn {
     delta: UsageDelta,
     /// Key and value bytes written by this event, for its write budget.
     written_bytes: u64,
+    /// The caller holds the namespace's commits alone ([`KvStore::exclusive`]).
+    exclusive: bool,
 }
 
 impl KvTxn {
     /// Whether there is nothing to commit.
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
+    }
+
+    /// Says that the caller holds [`KvStore::exclusive`] while this transaction runs.
+    pub fn set_exclusive(&mut self) {
+        self.exclusive = true;
     }
 
     /// The raw value the event sees under `key`: its own pending write, else the tree's.
@@ -212,6 +219,13 @@ impl KvTxn {
         if writes.is_empty() {
             return Ok(());
         }
+        let _shared = (!self.exclusive).then(|| {
+            store
+                .usage
+                .commits
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
         store
             .usage
             .reserve(delta, &store.quota)

@@ -2,6 +2,7 @@
 //! memory (measured once when the namespace is opened) and changed only by committed writes
 //! and the expiry sweep, so a quota check costs two atomic loads.
 
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::HEADER;
@@ -41,11 +42,14 @@ impl std::fmt::Display for QuotaPart {
     }
 }
 
-/// Key and value bytes, and keys, a namespace holds.
+/// Key and value bytes, and keys, a namespace holds; and the lock its commits share.
 #[derive(Debug, Default)]
 pub struct KvUsage {
     bytes: AtomicU64,
     keys: AtomicU64,
+    /// Commits take it shared; an event that keeps conflicting runs holding it alone, so
+    /// that nothing can change under it and it finishes.
+    pub(super) commits: RwLock<()>,
 }
 
 /// A change of usage: what replacing some entries adds (negative: frees).
