@@ -158,6 +158,7 @@ impl Agent {
             state: &state,
             health: &health,
         });
+        tasks.push(spawn_heap_trimmer(shutdown_rx.clone()));
         tasks.push(spawn_sweeper(
             state.clone(),
             config.state.sweep_every.as_duration(),
@@ -292,6 +293,32 @@ async fn log_outbound(mut outbound: mpsc::Receiver<OutboundMessage>) {
             "publish {payload}"
         );
     }
+}
+
+/// How often freed heap memory is handed back to the kernel.
+const HEAP_TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Hands freed heap memory back every [`HEAP_TRIM_EVERY`], so that a burst (a queue that
+/// filled, large results) does not leave the daemon's footprint at its peak.
+fn spawn_heap_trimmer(mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(HEAP_TRIM_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Ok(Some((before, after))) =
+                tokio::task::spawn_blocking(crate::residency::trim_heap).await
+                && before > after + 1024
+            {
+                tracing::debug!(
+                    resident_before_kib = before,
+                    resident_after_kib = after,
+                    "freed heap memory handed back"
+                );
+            }
+        }
+    })
 }
 
 fn spawn_sweeper(

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod certs;
 pub mod daemon;
 pub mod fleet;
+pub mod hostile;
 pub mod logs;
 pub mod mosquitto;
 pub mod mqtt_client;

@@ -6,27 +6,13 @@ use std::time::Duration;
 
 use fogd_tests::agent::{broker, connected, function, start};
 use fogd_tests::daemon::{Daemon, http_get, metrics_address, resident_kib};
+use fogd_tests::hostile::ROUND;
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::{components, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 const ECHOES: usize = 200;
-
-/// The hostile function's inputs, one of each per round: a 64 MiB result, a publish flood
-/// past its limit, a flood within it, and a kv flood that then loops until its deadline.
-const HOSTILE_ROUND: [(&str, &str); 4] = [
-    ("big", "67108864"),
-    (
-        "flood",
-        r#"{"publish": 1000, "topic": "flood/failed", "bytes": 1000}"#,
-    ),
-    (
-        "flood",
-        r#"{"publish": 100, "topic": "flood/kept", "bytes": 1000}"#,
-    ),
-    ("flood", r#"{"kv": 100000, "size": 10000, "then": "loop"}"#),
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_neighbour_fails_only_itself_and_the_echo_loses_nothing() {
@@ -68,7 +54,7 @@ mqtt = { topic = "flood", qos = 0 }"#
             let mut pace = tokio::time::interval(Duration::from_millis(200));
             for _ in 0..rounds {
                 pace.tick().await;
-                for (topic, payload) in HOSTILE_ROUND {
+                for (topic, payload) in ROUND {
                     sender.publish(topic, payload.to_owned(), 0).await;
                 }
             }
@@ -86,7 +72,7 @@ mqtt = { topic = "flood", qos = 0 }"#
     let hostile = running.agent.metrics.function("hostile");
     let all_ran = || {
         hostile.invocations.get() + hostile.dropped_count("queue_full")
-            == (rounds * HOSTILE_ROUND.len()) as u64
+            == (rounds * ROUND.len()) as u64
     };
     wait_until("every hostile event ran or was dropped", all_ran).await;
     let kept_floods = hostile.invocations.get()

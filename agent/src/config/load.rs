@@ -371,6 +371,43 @@ mod tests {
     }
 
     #[test]
+    fn output_limits_order_and_effects_are_checked_with_positions() {
+        let text = "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nlimits = { result_bytes = 2097152, kv_bytes = 0 }\n";
+        let errors = parse(text).unwrap_err().0;
+        let keys: Vec<_> = errors
+            .iter()
+            .map(|e| (e.key.as_str(), e.position.map(|p| p.0)))
+            .collect();
+        assert!(
+            keys.contains(&("function[0].limits.result_bytes", Some(4))),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("function[0].limits.kv_bytes", Some(4))),
+            "{keys:?}"
+        );
+        let error = single_error(
+            "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\norder_by = \"topic\"\n",
+        );
+        assert_eq!(error.key, "function[0].order_by");
+        assert!(
+            error.message.contains("attribute:<name>"),
+            "{}",
+            error.message
+        );
+        let error = single_error(
+            "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\neffects = \"sometimes\"\n",
+        );
+        assert_eq!(error.key, "function[0].effects");
+        let config = parse("[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\norder_by = \"attribute:site\"\neffects = \"keep\"\n").unwrap();
+        assert_eq!(
+            config.functions[0].order_by,
+            crate::config::OrderBy::Attribute("site".into())
+        );
+        assert_eq!(config.functions[0].effects, crate::config::Effects::Keep);
+    }
+
+    #[test]
     fn async_threads_default_to_half_the_cpus_and_refuse_zero() {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         assert_eq!(parse("").unwrap().async_threads(), (cpus / 2).max(1));

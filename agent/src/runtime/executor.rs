@@ -181,6 +181,10 @@ impl Executor {
     }
 }
 
+type WorkerWait = std::pin::Pin<
+    Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send>,
+>;
+
 /// What one hand-off to the blocking pool did.
 struct Finished {
     /// The ordering keys of the events it ran.
@@ -202,11 +206,22 @@ async fn dispatch(
     let mut running = 0usize;
     let mut intake = true;
     let mut closing = false;
+    // The wait for a worker is kept across turns of the loop: the workers are handed out in
+    // the order functions asked, and a new wait would go to the back of the line.
+    let mut worker_wait: Option<WorkerWait> = None;
     loop {
         if !intake && running == 0 && jobs.is_empty() {
             break;
         }
-        let can_start = running < concurrency && jobs.ready_len() > 0;
+        if worker_wait.is_none() && running < concurrency && jobs.ready_len() > 0 {
+            worker_wait = Some(Box::pin(workers.clone().acquire_owned()));
+        }
+        let next_worker = async {
+            match worker_wait.as_mut() {
+                Some(wait) => wait.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             Some(done) = finished.recv() => {
@@ -228,7 +243,8 @@ async fn dispatch(
                 Some(job) => jobs.admit(ordering_key(&order, &job.event), job),
                 None => intake = false,
             },
-            worker = workers.clone().acquire_owned(), if can_start => {
+            worker = next_worker => {
+                worker_wait = None;
                 let Ok(worker) = worker else { break };
                 while let Ok(job) = receiver.try_recv() {
                     jobs.admit(ordering_key(&order, &job.event), job);
