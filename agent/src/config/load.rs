@@ -358,32 +358,37 @@ mod tests {
     #[test]
     fn semantic_errors_are_all_reported_with_positions() {
         let text = "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n\n[[function]]\nname = \"a\"\ncomponent = \"b.wasm\"\ngrants = { publish = [\"ok/#\", \"bad/#/x\"] }\n";
-        let errors = parse(text).unwrap_err().0;
-        let keys: Vec<_> = errors
-            .iter()
-            .map(|e| (e.key.as_str(), e.position.map(|p| p.0)))
-            .collect();
-        assert!(keys.contains(&("function[1].name", Some(6))), "{keys:?}");
+        let keys = error_keys(text);
         assert!(
-            keys.contains(&("function[1].grants.publish[1]", Some(8))),
+            keys.contains(&("function[1].name".to_owned(), Some(6))),
             "{keys:?}"
         );
+        assert!(
+            keys.contains(&("function[1].grants.publish[1]".to_owned(), Some(8))),
+            "{keys:?}"
+        );
+    }
+
+    /// Every error's key and line.
+    fn error_keys(text: &str) -> Vec<(String, Option<usize>)> {
+        parse(text)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| (e.key, e.position.map(|p| p.0)))
+            .collect()
     }
 
     #[test]
     fn output_limits_order_and_effects_are_checked_with_positions() {
         let text = "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nlimits = { result_bytes = 2097152, kv_bytes = 0 }\n";
-        let errors = parse(text).unwrap_err().0;
-        let keys: Vec<_> = errors
-            .iter()
-            .map(|e| (e.key.as_str(), e.position.map(|p| p.0)))
-            .collect();
+        let keys = error_keys(text);
         assert!(
-            keys.contains(&("function[0].limits.result_bytes", Some(4))),
+            keys.contains(&("function[0].limits.result_bytes".to_owned(), Some(4))),
             "{keys:?}"
         );
         assert!(
-            keys.contains(&("function[0].limits.kv_bytes", Some(4))),
+            keys.contains(&("function[0].limits.kv_bytes".to_owned(), Some(4))),
             "{keys:?}"
         );
         let error = single_error(
@@ -425,17 +430,13 @@ mod tests {
     #[test]
     fn mqtt_triggers_must_name_a_known_broker() {
         let text = "[[broker]]\nname = \"local\"\naddress = \"127.0.0.1:1883\"\n\n[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[[function.trigger]]\nmqtt = { topic = \"x/#\", broker = \"cloud\", qos = 3 }\n";
-        let errors = parse(text).unwrap_err().0;
-        let keys: Vec<_> = errors
-            .iter()
-            .map(|e| (e.key.as_str(), e.position.map(|p| p.0)))
-            .collect();
+        let keys = error_keys(text);
         assert!(
-            keys.contains(&("function[0].trigger[0].mqtt.broker", Some(9))),
+            keys.contains(&("function[0].trigger[0].mqtt.broker".to_owned(), Some(9))),
             "{keys:?}"
         );
         assert!(
-            keys.contains(&("function[0].trigger[0].mqtt.qos", Some(9))),
+            keys.contains(&("function[0].trigger[0].mqtt.qos".to_owned(), Some(9))),
             "{keys:?}"
         );
     }
