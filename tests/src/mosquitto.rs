@@ -52,7 +52,7 @@ impl Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut config = format!(
-            "per_listener_settings false\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 100\nlistener {port} 127.0.0.1\n"
+            "per_listener_settings false\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 100\nset_tcp_nodelay true\nlistener {port} 127.0.0.1\n"
         );
         // Running as root, mosquitto would switch to its own user, which cannot read the
         // test's files.

@@ -96,3 +96,21 @@ fn failures_are_isolated_between_functions_running_at_once() {
         );
     });
 }
+
+#[test]
+fn a_trap_is_one_line_at_warn_and_its_backtrace_is_for_debugging() {
+    let harness = Harness::new();
+    let function = harness.load(&spec("trapper", &components().probe)).unwrap();
+    let report = function.call(&event("trap", ""));
+    let Err(InvokeError::Trap(message)) = &report.outcome else {
+        panic!("{:?}", report.outcome);
+    };
+    assert!(message.contains("out of bounds"), "{message}");
+    assert!(!message.contains('\n'), "one line: {message:?}");
+    assert!(!message.contains("wasm backtrace"), "{message:?}");
+    assert!(
+        !logs::lines_with(&["DEBUG", "trapper", "backtrace="]).is_empty(),
+        "the backtrace is logged at debug"
+    );
+    assert_eq!(call_text(&function, "echo", "after trap"), "after trap");
+}

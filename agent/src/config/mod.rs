@@ -547,8 +547,11 @@ impl Config {
     }
 
     /// Guest worker threads.
+    /// Threads running guests: one more than the CPUs by default, so that a function that
+    /// keeps its events running for long leaves a thread for the others, and the kernel
+    /// shares the CPUs among them (BENCHMARKS.md, "Isolation").
     pub fn workers(&self) -> usize {
-        self.runtime.workers.unwrap_or_else(cpus)
+        self.runtime.workers.unwrap_or_else(|| cpus() + 1)
     }
 
     /// Async runtime threads. Guests run on their own threads, so the runtime only moves

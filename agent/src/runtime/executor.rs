@@ -127,9 +127,16 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Starts one dispatcher per function; at most `workers` guests run at once overall.
+    /// Starts one dispatcher per function; at most `workers` guests run at once overall, and
+    /// where there are several functions, none holds every worker: one stays for the others.
     pub fn start(functions: Vec<LoadedFunction>, workers: usize, metrics: &Metrics) -> Self {
-        let workers = Arc::new(Semaphore::new(workers.max(1)));
+        let workers = workers.max(1);
+        let share = if functions.len() > 1 {
+            (workers - 1).max(1)
+        } else {
+            workers
+        };
+        let workers = Arc::new(Semaphore::new(workers));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut queues = HashMap::new();
         let mut dispatchers = Vec::new();
@@ -145,7 +152,10 @@ impl Executor {
             dispatchers.push(tokio::spawn(dispatch(
                 receiver,
                 queue.clone(),
-                workers.clone(),
+                Workers {
+                    pool: workers.clone(),
+                    share,
+                },
                 shutdown_rx.clone(),
             )));
             queues.insert(queue.function.name().clone(), queue);
@@ -193,13 +203,19 @@ struct Finished {
     unrun: Vec<(Option<u64>, Job)>,
 }
 
+/// The worker threads a dispatcher draws from, and how many it may hold at once.
+struct Workers {
+    pool: Arc<Semaphore>,
+    share: usize,
+}
+
 async fn dispatch(
     mut receiver: mpsc::UnboundedReceiver<Job>,
     queue: FunctionQueue,
-    workers: Arc<Semaphore>,
+    workers: Workers,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let concurrency = queue.function.limits().concurrency as usize;
+    let concurrency = (queue.function.limits().concurrency as usize).min(workers.share);
     let order = queue.function.order_by().clone();
     let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
     let mut jobs = Ordered::default();
@@ -214,7 +230,7 @@ async fn dispatch(
             break;
         }
         if worker_wait.is_none() && running < concurrency && jobs.ready_len() > 0 {
-            worker_wait = Some(Box::pin(workers.clone().acquire_owned()));
+            worker_wait = Some(Box::pin(workers.pool.clone().acquire_owned()));
         }
         let next_worker = async {
             match worker_wait.as_mut() {

@@ -291,7 +291,11 @@ impl Guest for Probe {
                 // Asks for 64 MiB straight from `memory.grow` and carries on when refused.
                 let pages = (64 * 1024 * 1024) / 65536;
                 let grown = core::arch::wasm32::memory_grow(0, pages);
-                reply(json!(if grown == usize::MAX { "refused" } else { "grown" }))
+                reply(json!(if grown == usize::MAX {
+                    "refused"
+                } else {
+                    "grown"
+                }))
             }
             "big" => {
                 let bytes = String::from_utf8_lossy(&event.payload)
@@ -302,6 +306,13 @@ impl Guest for Probe {
             }
             "flood" => flood(&json_payload(&event)?),
             "panic" => panic!("probe was asked to panic"),
+            // A load far past the end of linear memory: a trap that is not a panic.
+            "trap" => {
+                let address = std::hint::black_box(usize::MAX - 16);
+                // SAFETY: none; the point is the out-of-bounds trap the host must contain.
+                let value = unsafe { std::ptr::read_volatile(address as *const u64) };
+                reply(json!(value))
+            }
             "fail" => Err("probe was asked to fail".into()),
             "kv-bench" => {
                 let operations: u32 = String::from_utf8_lossy(&event.payload)
