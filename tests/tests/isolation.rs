@@ -164,6 +164,30 @@ fn a_refused_memory_grow_fails_the_event_even_when_the_guest_carries_on() {
 }
 
 #[test]
+fn the_sdk_update_helper_loses_no_update_to_state_shared_across_keys() {
+    let harness = Harness::new();
+    let mut spec = probe("shared-counter");
+    spec.limits.concurrency = 4;
+    let function = std::sync::Arc::new(harness.load(&spec).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let function = function.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let outcome = function.call(&event("kv-update", "shared")).outcome;
+                    assert!(outcome.is_ok(), "{outcome:?}");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let kv = harness.state.kv("shared-counter").unwrap();
+    assert_eq!(kv.get("shared").unwrap().as_deref(), Some(&b"200"[..]));
+}
+
+#[test]
 fn events_that_touch_the_same_keys_at_once_lose_no_update() {
     let harness = Harness::new();
     let function = std::sync::Arc::new(harness.load(&probe("counter")).unwrap());

@@ -305,6 +305,18 @@ impl Guest for Probe {
                 Ok(Some(vec![b'x'; bytes]))
             }
             "flood" => flood(&json_payload(&event)?),
+            // Adds 1 to the decimal counter under the payload's key with `kv_update`.
+            "kv-update" => {
+                let key = String::from_utf8_lossy(&event.payload).into_owned();
+                let stored = fogd_sdk::kv_update(&key, |current| {
+                    let count: u64 = current
+                        .and_then(|bytes| std::str::from_utf8(bytes).ok()?.parse().ok())
+                        .unwrap_or(0);
+                    Some((count + 1).to_string().into_bytes())
+                })
+                .map_err(|e| format!("{e:?}"))?;
+                Ok(stored)
+            }
             "panic" => panic!("probe was asked to panic"),
             // A load far past the end of linear memory: a trap that is not a panic.
             "trap" => {

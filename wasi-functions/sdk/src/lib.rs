@@ -65,3 +65,36 @@ pub fn setting<T: std::str::FromStr>(key: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Attempts [`kv_update`] makes before it gives up.
+pub const KV_UPDATE_ATTEMPTS: u32 = 16;
+
+/// Why [`kv_update`] did not store a new value.
+#[derive(Debug)]
+pub enum KvUpdateError {
+    /// The kv interface refused a read or the swap.
+    Kv(kv::Error),
+    /// Another writer changed the value between every read and swap, [`KV_UPDATE_ATTEMPTS`]
+    /// times in a row.
+    Contended,
+}
+
+/// Replaces the value under `key` with `change(current)` atomically (`None` in: absent;
+/// `None` out: delete), for state that events of different ordering keys share. Reads the
+/// value, computes, and swaps only if nobody changed it meanwhile, again if somebody did.
+/// Returns the value stored.
+pub fn kv_update(
+    key: &str,
+    mut change: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+) -> Result<Option<Vec<u8>>, KvUpdateError> {
+    for _ in 0..KV_UPDATE_ATTEMPTS {
+        let current = kv::get(key).map_err(KvUpdateError::Kv)?;
+        let next = change(current.as_deref());
+        if kv::compare_and_swap(key, current.as_deref(), next.as_deref())
+            .map_err(KvUpdateError::Kv)?
+        {
+            return Ok(next);
+        }
+    }
+    Err(KvUpdateError::Contended)
+}
