@@ -80,6 +80,11 @@ async fn full_queue_drops_and_counts_and_admits_exactly_concurrency_plus_queue()
     assert_eq!(admitted.len(), 2, "one running + a queue of two");
     assert_eq!(refused, 8);
     assert_eq!(queue.metrics().dropped_count("queue_full"), 8);
+    assert_eq!(
+        fogd_tests::logs::lines_with(&["queue full", "bounded"]).len(),
+        1,
+        "eight drops within a second are one log line"
+    );
     assert_eq!(queue.metrics().queue_depth.get(), 2);
 
     kv.set("release", b"1", None).unwrap();

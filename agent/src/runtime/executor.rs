@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -47,6 +48,33 @@ pub struct FunctionQueue {
     places: Arc<Semaphore>,
     function: Arc<LoadedFunction>,
     metrics: FunctionMetrics,
+    drop_log: Arc<DropLog>,
+}
+
+/// Spaces out the log lines of dropped events: a flood of drops writes one line a second.
+#[derive(Default)]
+struct DropLog {
+    /// When the last line was written, in milliseconds since the epoch.
+    last_line_ms: AtomicU64,
+    /// Drops since that line.
+    unreported: AtomicU64,
+}
+
+impl DropLog {
+    const EVERY_MS: u64 = 1000;
+
+    /// Counts a drop; returns how many to report if a line is due now.
+    fn report(&self) -> Option<u64> {
+        self.unreported.fetch_add(1, Ordering::AcqRel);
+        let now = crate::event::now_millis();
+        let last = self.last_line_ms.load(Ordering::Acquire);
+        let due = now.saturating_sub(last) >= Self::EVERY_MS
+            && self
+                .last_line_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        due.then(|| self.unreported.swap(0, Ordering::AcqRel))
+    }
 }
 
 impl FunctionQueue {
@@ -65,7 +93,9 @@ impl FunctionQueue {
             Ok(place) => self.send(event, place),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 self.metrics.dropped("queue_full");
-                tracing::warn!(function = %self.function.name(), event_id = %event.id, "queue full: event dropped");
+                if let Some(dropped) = self.drop_log.report() {
+                    tracing::warn!(function = %self.function.name(), event_id = %event.id, dropped, "queue full: events dropped (one line a second at most; fogd_events_dropped_total counts each)");
+                }
                 Err(SubmitError::Full)
             }
             Err(tokio::sync::TryAcquireError::Closed) => Err(SubmitError::Closed),
@@ -147,6 +177,7 @@ impl Executor {
                 sender,
                 places: Arc::new(Semaphore::new(function.limits().queue as usize)),
                 metrics: metrics.function(function.name()),
+                drop_log: Arc::default(),
                 function,
             };
             dispatchers.push(tokio::spawn(dispatch(
@@ -338,5 +369,27 @@ fn run(queue: &FunctionQueue, mut job: Job) {
     }
     if let Some(reply) = job.reply {
         let _ = reply.send(report.outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_drops_writes_a_line_a_second_with_the_count() {
+        let log = DropLog::default();
+        assert_eq!(log.report(), Some(1), "the first drop is reported at once");
+        for _ in 0..99 {
+            assert_eq!(log.report(), None);
+        }
+        log.last_line_ms
+            .fetch_sub(DropLog::EVERY_MS, Ordering::AcqRel);
+        assert_eq!(
+            log.report(),
+            Some(100),
+            "the next line counts every drop since"
+        );
+        assert_eq!(log.report(), None);
     }
 }
