@@ -165,48 +165,57 @@ async fn settled_resident_kib(pid: i32) -> u64 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_comes_back_after_a_burst_of_huge_results() {
-    let mosquitto = Mosquitto::start();
-    let sender = TestClient::connect(mosquitto.port, "huge-sender", &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("fogd.toml");
+/// `fogd run` with one probe function named `name` (its `[[function]]` body after the
+/// component line) behind `mosquitto`, once it is subscribed; with its metrics address.
+fn probe_daemon(
+    mosquitto: &Mosquitto,
+    dir: &std::path::Path,
+    name: &str,
+    body: &str,
+) -> (Daemon, String) {
+    let config = dir.join("fogd.toml");
     std::fs::write(
         &config,
         format!(
-            r#"state_dir = "state"
-[metrics]
-address = "127.0.0.1:0"
-{broker}
-[[function]]
-name = "huge"
-component = "{probe}"
-output = "huge/out"
-limits = {{ memory_mib = 80 }}
-[[function.trigger]]
-mqtt = {{ topic = "big", qos = 1 }}
-"#,
-            broker = broker("local", &mosquitto.address(), ""),
-            probe = components().probe.display(),
+            "state_dir = \"state\"\n[metrics]\naddress = \"127.0.0.1:0\"\n{}{}",
+            broker("local", &mosquitto.address(), ""),
+            function(name, &components().probe, body),
         ),
     )
     .unwrap();
     let mut daemon = Daemon::start(&config);
     let ready = daemon.wait_for(&["fogd ready"]);
-    let address = metrics_address(&ready);
     daemon.wait_for(&["triggers subscribed"]);
+    (daemon, metrics_address(&ready))
+}
+
+/// The value of the first `/metrics` line that starts with `name` and holds `label`.
+fn metric(address: &str, name: &str, label: &str) -> u64 {
+    http_get(address, "/metrics")
+        .lines()
+        .find(|line| line.starts_with(name) && line.contains(label))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_comes_back_after_a_burst_of_huge_results() {
+    let mosquitto = Mosquitto::start();
+    let sender = TestClient::connect(mosquitto.port, "huge-sender", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, address) = probe_daemon(
+        &mosquitto,
+        dir.path(),
+        "huge",
+        "output = \"huge/out\"\nlimits = { memory_mib = 80 }\n[[function.trigger]]\nmqtt = { topic = \"big\", qos = 1 }",
+    );
     let count = |kind: &str| {
-        let metrics = http_get(&address, "/metrics");
-        metrics
-            .lines()
-            .find(|line| {
-                line.starts_with("fogd_invocation")
-                    && line.contains(kind)
-                    && line.contains("function=\"huge\"")
-            })
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse::<u64>().ok())
-            .unwrap_or(0)
+        metric(
+            &address,
+            "fogd_invocation_errors_total",
+            &format!("kind=\"{kind}\""),
+        )
     };
     // Warm up the paths the burst takes, so that what is measured is what stays behind.
     for _ in 0..3 {
@@ -233,6 +242,76 @@ mqtt = {{ topic = "big", qos = 1 }}
     assert!(
         after * 10 <= before * 12,
         "resident memory {after} KiB, {before} KiB before the burst (peak {peak} KiB)"
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}
+
+/// Bytes of the files under `dir` (their apparent sizes).
+fn folder_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| match entry.metadata() {
+                    Ok(meta) if meta.is_dir() => folder_bytes(&entry.path()),
+                    Ok(meta) => meta.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kv_flood_stream_keeps_the_state_folder_near_the_quota() {
+    const QUOTA: u64 = 2 * 1024 * 1024;
+    let mosquitto = Mosquitto::start();
+    let sender = TestClient::connect(mosquitto.port, "kv-flooder", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, address) = probe_daemon(
+        &mosquitto,
+        dir.path(),
+        "hoarder",
+        &format!(
+            "limits = {{ kv_bytes = {QUOTA}, kv_write_bytes = 4194304 }}\n[[function.trigger]]\nmqtt = {{ topic = \"flood\", qos = 1, retries = 0 }}"
+        ),
+    );
+    // A megabyte rewritten a hundred times (kept), and three megabytes that pass the quota
+    // (refused), in turns.
+    for round in 0..100 {
+        sender
+            .publish("flood", r#"{"kv": 100, "size": 10000}"#, 1)
+            .await;
+        if round % 5 == 0 {
+            sender
+                .publish("flood", r#"{"kv": 300, "size": 10000}"#, 1)
+                .await;
+        }
+    }
+    let errors = |kind: &str| {
+        metric(
+            &address,
+            "fogd_invocation_errors_total",
+            &format!("kind=\"{kind}\""),
+        )
+    };
+    let invocations = || metric(&address, "fogd_invocations_total", "function=\"hoarder\"");
+    let started = std::time::Instant::now();
+    while invocations() < 120 {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{}",
+            http_get(&address, "/metrics")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(errors("storage_quota"), 20);
+    let state = folder_bytes(&dir.path().join("state/db"));
+    eprintln!("state folder: {state} bytes after 100 MB of kv writes, quota {QUOTA}");
+    assert!(
+        state < 4 * QUOTA,
+        "the state folder holds {state} bytes for a quota of {QUOTA}"
     );
     let (status, _) = daemon.terminate();
     assert!(status.success());
