@@ -85,8 +85,9 @@ impl Session {
         let mut unsent_acks: VecDeque<(u8, u16)> = VecDeque::new();
         let mut order = AckOrder::default();
         let publish_timeout = self.settings.spec.publish_timeout.as_duration();
+        let check_every = (publish_timeout / 4).max(Duration::from_millis(10));
         let mut stall_check =
-            tokio::time::interval((publish_timeout / 4).max(Duration::from_millis(10)));
+            tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(&(qos, pkid)) = unsent_acks.front() {
@@ -176,7 +177,9 @@ impl Session {
                     Ok(SessionEvent::Other) => {}
                 },
                 _ = pushed(&self.outbox), if room => {}
-                _ = stall_check.tick(), if publisher.is_some() => {
+                // Only once connected: a branch that wins while the client is still
+                // connecting drops its half-made connection, and the next poll opens another.
+                _ = stall_check.tick(), if connected && publisher.is_some() => {
                     if let Some(publisher) = &publisher
                         && let Some(waited) = publisher.stalled_for(publish_timeout)
                     {
