@@ -8,10 +8,10 @@ use crate::state::{KvError, KvStore, KvTxn};
 
 use super::FunctionCaps;
 
-/// Per-event output limits, resolved when the function loads.
+/// Per-event publish limits, resolved when the function loads (the result's limit is
+/// applied where the result is returned).
 #[derive(Debug, Clone, Copy)]
 pub struct OutputLimits {
-    pub result_bytes: u32,
     pub publishes: u32,
     pub publish_bytes: u64,
 }
@@ -19,7 +19,6 @@ pub struct OutputLimits {
 impl From<&Limits> for OutputLimits {
     fn from(limits: &Limits) -> Self {
         Self {
-            result_bytes: limits.result_bytes,
             publishes: limits.publishes,
             publish_bytes: limits.publish_bytes,
         }

@@ -13,7 +13,8 @@ impl From<KvError> for Error {
             KvError::QuotaExceeded { .. } | KvError::EventWriteLimit { .. } => {
                 Error::QuotaExceeded(error.to_string())
             }
-            KvError::Conflict | KvError::Storage(_) => Error::Storage(error.to_string()),
+            KvError::Storage(message) => Error::Storage(message),
+            KvError::Conflict => Error::Storage(error.to_string()),
         }
     }
 }

@@ -82,6 +82,12 @@ impl HostState {
         self.effects.limit_hit()
     }
 
+    /// Starts the next event on a kept instance: its limits and effects are its own.
+    pub fn begin_event(&mut self) {
+        self.effects = EventEffects::default();
+        self.memory_limit_hit = false;
+    }
+
     /// Says that this instance runs holding its namespace's commits alone.
     pub fn run_exclusive(&mut self) {
         self.effects.kv.set_exclusive();

@@ -282,6 +282,7 @@ impl LoadedFunction {
 
 impl WarmInstance<'_> {
     pub fn call(&mut self, event: &Event) -> Outcome {
+        self.store.data_mut().begin_event();
         self.store.set_epoch_deadline(self.function.deadline_ticks);
         let called = self.instance.call_handle(&mut self.store, event);
         match self.function.settle(&mut self.store, called) {

@@ -21,7 +21,8 @@ use crate::config::{OutboxLimits, StateConfig};
 
 pub use kv::{KvError, KvQuota, KvStore, KvTxn, KvUsage, QuotaPart};
 use outbox::OutboxRegistry;
-pub use outbox::{Delivered, FairOutbox, Lane, Outbox, OutboxEntry, OutboxSignal, PushReport};
+use outbox::OutboxSignal;
+pub use outbox::{Delivered, FairOutbox, Lane, Outbox, OutboxEntry, PushReport};
 
 #[derive(Debug, Error)]
 pub enum StateError {

@@ -28,11 +28,6 @@ pub struct KvTxn {
 }
 
 impl KvTxn {
-    /// Whether there is nothing to commit.
-    pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
-    }
-
     /// Says that the caller holds [`KvStore::exclusive`] while this transaction runs.
     pub fn set_exclusive(&mut self) {
         self.exclusive = true;
@@ -53,7 +48,15 @@ impl KvTxn {
         Ok(raw)
     }
 
-    fn write(&mut self, store: &KvStore, key: &str, new: Option<Vec<u8>>) -> Result<(), KvError> {
+    /// Stores `new` under `key`, whose current raw value (as [`Self::current`] gave it) is
+    /// `previous`.
+    fn write(
+        &mut self,
+        store: &KvStore,
+        key: &str,
+        previous: Option<&[u8]>,
+        new: Option<Vec<u8>>,
+    ) -> Result<(), KvError> {
         let quota = &store.quota;
         let written = key.len() as u64 + new.as_ref().map_or(0, |raw| raw.len() as u64);
         let written_bytes = self.written_bytes.saturating_add(written);
@@ -62,8 +65,7 @@ impl KvTxn {
                 limit: quota.event_write_bytes,
             });
         }
-        let previous = self.current(store, key)?;
-        let change = UsageDelta::replacing(key, previous.as_deref(), new.as_deref());
+        let change = UsageDelta::replacing(key, previous, new.as_deref());
         let mut delta = self.delta;
         delta.add(change);
         if change.bytes > 0 || change.keys > 0 {
@@ -96,7 +98,13 @@ impl KvTxn {
         store.check_key(key)?;
         store.check_value(value)?;
         let expires_at = ttl_ms.map_or(0, |ttl| now_millis().saturating_add(ttl.max(1)));
-        self.write(store, key, Some(encode(expires_at, value)))
+        let previous = self.current(store, key)?;
+        self.write(
+            store,
+            key,
+            previous.as_deref(),
+            Some(encode(expires_at, value)),
+        )
     }
 
     pub fn delete(&mut self, store: &KvStore, key: &str) -> Result<bool, KvError> {
@@ -106,7 +114,7 @@ impl KvTxn {
             return Ok(false);
         };
         let was_live = live_value(&raw, now).is_some();
-        self.write(store, key, None)?;
+        self.write(store, key, Some(&raw), None)?;
         Ok(was_live)
     }
 
@@ -126,6 +134,7 @@ impl KvTxn {
         self.write(
             store,
             key,
+            current.as_deref(),
             Some(encode(expires_at, next.to_string().as_bytes())),
         )?;
         Ok(next)
@@ -147,7 +156,12 @@ impl KvTxn {
         if current.as_deref().and_then(|raw| live_value(raw, now)) != expected {
             return Ok(false);
         }
-        self.write(store, key, new.map(|value| encode(0, value)))?;
+        self.write(
+            store,
+            key,
+            current.as_deref(),
+            new.map(|value| encode(0, value)),
+        )?;
         Ok(true)
     }
 

@@ -253,7 +253,7 @@ impl Publisher {
     }
 
     fn has_room(&self) -> bool {
-        self.unsent.len() + self.in_flight.len() < self.window
+        self.waiting() < self.window
     }
 
     /// Hands entries to the client while the window has room, a turn per lane.
@@ -276,7 +276,7 @@ impl Publisher {
     }
 
     fn take_turn(&mut self, index: usize, client: &MqttClient, status: &BrokerStatus) -> Turn {
-        let room = self.window - self.unsent.len() - self.in_flight.len();
+        let room = self.window - self.waiting();
         let (lane, cursor) = &self.lanes[index];
         let entries = match lane.outbox.read_after(*cursor, room.min(LANE_TURN)) {
             Ok(entries) => entries,
@@ -341,7 +341,8 @@ impl Publisher {
         if let Err(error) = outbox.remove(seq) {
             tracing::error!(broker = %status.name(), seq, %error, "cannot remove a delivered message from the outbox");
         }
-        status.published(self.queues.len());
+        let queued = self.lanes.iter().map(|(lane, _)| lane.outbox.len()).sum();
+        status.published(queued);
     }
 }
 
