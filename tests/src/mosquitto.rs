@@ -16,6 +16,10 @@ pub struct BrokerOptions {
     pub require_client_certificate: bool,
     /// Keep sessions and queued messages across broker restarts.
     pub persistence: bool,
+    /// Access rules for every client (a Mosquitto `acl_file`'s text).
+    pub acl: Option<String>,
+    /// Further lines for the broker's config (e.g. `message_size_limit 1000`).
+    pub extra: String,
 }
 
 pub struct Mosquitto {
@@ -66,6 +70,13 @@ impl Mosquitto {
                 dir.path().display()
             ));
         }
+        if let Some(acl) = &options.acl {
+            let path = dir.path().join("acl");
+            std::fs::write(&path, acl).expect("acl written");
+            config.push_str(&format!("acl_file {}\n", path.display()));
+        }
+        config.push_str(&options.extra);
+        config.push('\n');
         let tls_port = options.tls.as_ref().map(|pki| {
             let tls_port = free_port();
             pki.write_server_files(dir.path());

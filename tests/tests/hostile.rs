@@ -7,7 +7,7 @@ use std::time::Duration;
 use fogd_tests::agent::{broker, connected, function, start};
 use fogd_tests::daemon::{Daemon, http_get, metrics_address, resident_kib};
 use fogd_tests::hostile::ROUND;
-use fogd_tests::mosquitto::Mosquitto;
+use fogd_tests::mosquitto::{BrokerOptions, Mosquitto};
 use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::{components, wait_until};
 
@@ -315,4 +315,152 @@ async fn a_kv_flood_stream_keeps_the_state_folder_near_the_quota() {
     );
     let (status, _) = daemon.terminate();
     assert!(status.success());
+}
+
+/// An agent whose probe function answers each `big` message with as many bytes as it asks
+/// for, behind `mosquitto`; with a subscribed observer of the answers.
+async fn sized_answers(mosquitto: &Mosquitto) -> (fogd_tests::agent::Running, TestClient) {
+    let observer = TestClient::connect(mosquitto.port, "sized-observer", &["sized"]).await;
+    let running = start(&format!(
+        "{}{}",
+        broker("local", &mosquitto.address(), "inflight = 4"),
+        function(
+            "sized",
+            &components().probe,
+            "output = \"sized\"\n[[function.trigger]]\nmqtt = { topic = \"big\", qos = 1 }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+    (running, observer)
+}
+
+const REFUSAL_ROUNDS: usize = 10;
+
+/// Asks for a message too large for the broker, then a small one, `REFUSAL_ROUNDS` times.
+async fn send_large_and_small(mosquitto: &Mosquitto) {
+    let sender = TestClient::connect(mosquitto.port, "sized-sender", &[]).await;
+    for _ in 0..REFUSAL_ROUNDS {
+        sender.publish("big", "2000", 1).await;
+        sender.publish("big", "10", 1).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_brokers_maximum_packet_size_is_dropped_before_it_is_sent() {
+    let mosquitto = Mosquitto::with(BrokerOptions {
+        extra: "max_packet_size 1000".into(),
+        ..Default::default()
+    });
+    let (running, mut observer) = sized_answers(&mosquitto).await;
+    send_large_and_small(&mosquitto).await;
+    let received = observer
+        .collect_until(PATIENCE, |seen| seen.len() == REFUSAL_ROUNDS)
+        .await;
+    assert!(received.iter().all(|m| m.payload.len() == 10));
+    let local = running.agent.metrics.broker("local");
+    assert_eq!(local.dropped_count("too_large"), REFUSAL_ROUNDS as u64);
+    assert_eq!(
+        running
+            .agent
+            .metrics
+            .messages_dropped_count("sized", "too_large"),
+        REFUSAL_ROUNDS as u64
+    );
+    assert_eq!(local.connects.get(), 1, "no reconnect was needed");
+    wait_until("every small answer is counted published", || {
+        local.published.get() == REFUSAL_ROUNDS as u64
+    })
+    .await;
+    running.agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_broker_refuses_is_counted_once_and_publishing_goes_on() {
+    // Mosquitto does not announce this limit; it answers a larger message with a reason
+    // code that ends rumqttc's connection.
+    let mosquitto = Mosquitto::with(BrokerOptions {
+        extra: "message_size_limit 1000".into(),
+        ..Default::default()
+    });
+    let (running, mut observer) = sized_answers(&mosquitto).await;
+    send_large_and_small(&mosquitto).await;
+    // A small answer in flight when a refusal ended the connection is sent again.
+    let received = observer
+        .collect_until(PATIENCE, |seen| seen.len() >= REFUSAL_ROUNDS)
+        .await;
+    assert!(received.iter().all(|m| m.payload.len() == 10));
+    let local = running.agent.metrics.broker("local");
+    wait_until("every refusal is counted and the outbox is empty", || {
+        local.dropped_count("refused") == REFUSAL_ROUNDS as u64 && local.outbox_depth.get() == 0
+    })
+    .await;
+    assert_eq!(
+        running
+            .agent
+            .metrics
+            .messages_dropped_count("sized", "refused"),
+        REFUSAL_ROUNDS as u64
+    );
+    running.agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_the_broker_does_not_authorize_is_counted_once_and_not_sent_again() {
+    let mosquitto = Mosquitto::with(BrokerOptions {
+        acl: Some("topic readwrite in/#\ntopic readwrite out/allowed\n".into()),
+        ..Default::default()
+    });
+    let mut observer = TestClient::connect(mosquitto.port, "acl-observer", &["out/#"]).await;
+    let running = start(&format!(
+        "{}{}",
+        broker("local", &mosquitto.address(), "inflight = 4"),
+        function(
+            "echo",
+            &components().echo,
+            "output = \"out/{2}\"\n[[function.trigger]]\nmqtt = { topic = \"in/+\", qos = 1 }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+    let sender = TestClient::connect(mosquitto.port, "acl-sender", &[]).await;
+    for index in 0..REFUSAL_ROUNDS {
+        sender
+            .publish("in/denied", format!("denied {index}"), 1)
+            .await;
+        sender
+            .publish("in/allowed", format!("allowed {index}"), 1)
+            .await;
+    }
+    let local = running.agent.metrics.broker("local");
+    wait_until("every refusal is counted and the outbox is empty", || {
+        local.dropped_count("refused") == REFUSAL_ROUNDS as u64 && local.outbox_depth.get() == 0
+    })
+    .await;
+    // Mosquitto 2.0 answers a denied publish with Not Authorized and may then close the
+    // connection: answers in flight then are sent again, so one may arrive twice.
+    let expected: Vec<String> = (0..REFUSAL_ROUNDS)
+        .map(|i| format!("allowed {i}"))
+        .collect();
+    let received = observer
+        .collect_until(PATIENCE, |seen| {
+            seen.last()
+                .is_some_and(|m| m.text() == expected[REFUSAL_ROUNDS - 1])
+        })
+        .await;
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<String> = received
+        .iter()
+        .map(|m| m.text())
+        .filter(|text| seen.insert(text.clone()))
+        .collect();
+    assert_eq!(firsts, expected);
+    assert_eq!(
+        running
+            .agent
+            .metrics
+            .messages_dropped_count("echo", "refused"),
+        REFUSAL_ROUNDS as u64
+    );
+    running.agent.shutdown().await;
 }

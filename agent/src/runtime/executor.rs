@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -17,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::order::{Ordered, ordering_key};
 use super::{InvokeError, LoadedFunction, Outcome};
 use crate::event::Event;
-use crate::telemetry::{FunctionMetrics, Metrics};
+use crate::telemetry::{FunctionMetrics, Metrics, SpacedLog};
 
 /// Most events one hand-off to the blocking pool runs in a row.
 const MAX_BATCH: usize = 32;
@@ -48,33 +47,7 @@ pub struct FunctionQueue {
     places: Arc<Semaphore>,
     function: Arc<LoadedFunction>,
     metrics: FunctionMetrics,
-    drop_log: Arc<DropLog>,
-}
-
-/// Spaces out the log lines of dropped events: a flood of drops writes one line a second.
-#[derive(Default)]
-struct DropLog {
-    /// When the last line was written, in milliseconds since the epoch.
-    last_line_ms: AtomicU64,
-    /// Drops since that line.
-    unreported: AtomicU64,
-}
-
-impl DropLog {
-    const EVERY_MS: u64 = 1000;
-
-    /// Counts a drop; returns how many to report if a line is due now.
-    fn report(&self) -> Option<u64> {
-        self.unreported.fetch_add(1, Ordering::AcqRel);
-        let now = crate::event::now_millis();
-        let last = self.last_line_ms.load(Ordering::Acquire);
-        let due = now.saturating_sub(last) >= Self::EVERY_MS
-            && self
-                .last_line_ms
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
-        due.then(|| self.unreported.swap(0, Ordering::AcqRel))
-    }
+    drop_log: Arc<SpacedLog>,
 }
 
 impl FunctionQueue {
@@ -369,27 +342,5 @@ fn run(queue: &FunctionQueue, mut job: Job) {
     }
     if let Some(reply) = job.reply {
         let _ = reply.send(report.outcome);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_flood_of_drops_writes_a_line_a_second_with_the_count() {
-        let log = DropLog::default();
-        assert_eq!(log.report(), Some(1), "the first drop is reported at once");
-        for _ in 0..99 {
-            assert_eq!(log.report(), None);
-        }
-        log.last_line_ms
-            .fetch_sub(DropLog::EVERY_MS, Ordering::AcqRel);
-        assert_eq!(
-            log.report(),
-            Some(100),
-            "the next line counts every drop since"
-        );
-        assert_eq!(log.report(), None);
     }
 }

@@ -242,7 +242,18 @@ impl Metrics {
             published: self.published.get_or_create_owned(&label),
             outbox_depth: self.outbox_depth.get_or_create_owned(&label),
             dropped: self.outbox_dropped.clone(),
+            messages_dropped: self.messages_dropped.clone(),
         }
+    }
+
+    /// Messages of `function` dropped on their way out, for `reason`.
+    pub fn messages_dropped_count(&self, function: &str, reason: &str) -> u64 {
+        self.messages_dropped
+            .get(&FunctionReasonLabel {
+                function: function.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .map_or(0, |counter| counter.get())
     }
 
     /// Events produced so far by triggers of `source`.
@@ -392,28 +403,40 @@ pub struct BrokerMetrics {
     pub published: Counter,
     pub outbox_depth: Gauge,
     dropped: Family<BrokerReasonLabel, Counter>,
+    messages_dropped: Family<FunctionReasonLabel, Counter>,
 }
 
 impl BrokerMetrics {
-    pub fn outbox_dropped(&self, reason: &str, count: u64) {
+    /// Counts `count` messages of `function` dropped from this broker's outbox for `reason`,
+    /// under both the broker's and the function's drop counters.
+    pub fn outbox_dropped(&self, function: &str, reason: &str, count: u64) {
         self.dropped
             .get_or_create(&BrokerReasonLabel {
                 broker: self.name.clone(),
                 reason: reason.to_owned(),
             })
             .inc_by(count);
-    }
-}
-
-impl crate::outbound::OutboxDrops for Metrics {
-    fn dropped(&self, broker: &str, function: &str, reason: &str, count: u64) {
-        self.broker(broker).outbox_dropped(reason, count);
         self.messages_dropped
             .get_or_create(&FunctionReasonLabel {
                 function: function.to_owned(),
                 reason: reason.to_owned(),
             })
             .inc_by(count);
+    }
+
+    pub fn dropped_count(&self, reason: &str) -> u64 {
+        self.dropped
+            .get(&BrokerReasonLabel {
+                broker: self.name.clone(),
+                reason: reason.to_owned(),
+            })
+            .map_or(0, |counter| counter.get())
+    }
+}
+
+impl crate::outbound::OutboxDrops for Metrics {
+    fn dropped(&self, broker: &str, function: &str, reason: &str, count: u64) {
+        self.broker(broker).outbox_dropped(function, reason, count);
     }
 }
 

@@ -4,6 +4,7 @@ mod health;
 mod http;
 mod latency;
 mod metrics;
+mod spaced_log;
 pub mod systemd;
 
 use tracing::Level;
@@ -20,6 +21,7 @@ pub use health::{ComponentHealth, Health, HealthReport};
 pub use http::serve;
 pub use latency::{LatencyRecord, LatencySnapshot};
 pub use metrics::{AcknowledgedMetrics, BrokerMetrics, FunctionMetrics, Metrics};
+pub use spaced_log::SpacedLog;
 
 /// Installs the global log subscriber. `RUST_LOG` overrides the configured level. Logs go to
 /// stderr so that command output (`fogd invoke`, `fogd bench --json`) stays clean on stdout.

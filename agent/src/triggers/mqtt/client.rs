@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 use rumqttc::v5;
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{
+    Packet, PubAckReason, PubRecReason, Publish as V5Publish, PublishProperties,
+};
 
 use crate::outbound::OutboundMessage;
 
@@ -33,6 +35,8 @@ pub struct InboundMessage {
 pub enum SessionEvent {
     Connected {
         session_present: bool,
+        /// The largest packet the broker takes, when it says (MQTT v5 CONNACK).
+        max_packet: Option<usize>,
     },
     Message(InboundMessage),
     /// A publish left for the network with this packet id (0 for QoS 0).
@@ -43,6 +47,12 @@ pub enum SessionEvent {
     Completed {
         pkid: u16,
     },
+    /// The broker answered a publish with a failure reason code (MQTT v5): it will not
+    /// deliver that message, now or if it is sent again.
+    Refused {
+        pkid: u16,
+        reason: String,
+    },
     /// The broker confirmed a subscription.
     Subscribed,
     Other,
@@ -51,6 +61,56 @@ pub enum SessionEvent {
 pub enum MqttClient {
     V5(v5::AsyncClient),
     V311(rumqttc::AsyncClient),
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub struct ConnectionLost {
+    pub reason: String,
+    /// The broker acknowledged a publish with a reason code rumqttc cannot read, which ends
+    /// the connection: Mosquitto answers a message over its `message_size_limit` with Packet
+    /// Too Large (0x95), a code the standard reserves for DISCONNECT. Acknowledgements come
+    /// in the order the publishes were sent, so the refused one is the oldest in flight.
+    pub unreadable_ack: bool,
+    /// The broker's answers to publishes in the packets read just before the failure (whose
+    /// events the failure would otherwise swallow), as the session would have seen them.
+    pub answers: Vec<SessionEvent>,
+}
+
+impl ConnectionLost {
+    fn v5(error: v5::ConnectionError, eventloop: &mut v5::EventLoop) -> Self {
+        use rumqttc::v5::mqttbytes::Error as Decode;
+        let unreadable_ack = matches!(
+            &error,
+            v5::ConnectionError::MqttState(v5::StateError::Deserialization(
+                Decode::InvalidConnectReturnCode(_)
+            ))
+        );
+        let answers = std::mem::take(&mut eventloop.state.events)
+            .into_iter()
+            .filter_map(|event| match event {
+                v5::Event::Incoming(Packet::PubAck(ack)) => Some(puback_answer(&ack)),
+                v5::Event::Incoming(Packet::PubRec(rec)) => pubrec_refusal(&rec),
+                v5::Event::Incoming(Packet::PubComp(comp)) => {
+                    Some(SessionEvent::Completed { pkid: comp.pkid })
+                }
+                _ => None,
+            })
+            .collect();
+        Self {
+            reason: error.to_string(),
+            unreadable_ack,
+            answers,
+        }
+    }
+
+    fn v311(error: rumqttc::ConnectionError) -> Self {
+        Self {
+            reason: error.to_string(),
+            unreadable_ack: false,
+            answers: Vec::new(),
+        }
+    }
 }
 
 pub enum MqttEventLoop {
@@ -74,6 +134,15 @@ fn v311_qos(qos: u8) -> rumqttc::QoS {
     }
 }
 
+fn v5_properties(message: &OutboundMessage) -> PublishProperties {
+    PublishProperties {
+        correlation_data: message.properties.correlation_data.clone().map(Bytes::from),
+        content_type: message.properties.content_type.clone(),
+        user_properties: message.properties.user_properties.clone(),
+        ..PublishProperties::default()
+    }
+}
+
 impl MqttClient {
     pub fn subscribe(&self, filter: &str, qos: u8) -> Result<(), String> {
         match self {
@@ -86,18 +155,24 @@ impl MqttClient {
         }
     }
 
+    /// The size of `message`'s PUBLISH packet on an MQTT v5 connection.
+    pub fn packet_size(message: &OutboundMessage) -> usize {
+        V5Publish::new(
+            message.topic.as_str(),
+            v5_qos(message.qos.level()),
+            Bytes::copy_from_slice(&message.payload),
+            Some(v5_properties(message)),
+        )
+        .size()
+    }
+
     /// Hands a publish to the event loop; fails if its request channel is full.
     pub fn publish(&self, message: &OutboundMessage) -> Result<(), String> {
         let qos = message.qos.level();
         let payload = Bytes::copy_from_slice(&message.payload);
         match self {
             MqttClient::V5(client) => {
-                let properties = PublishProperties {
-                    correlation_data: message.properties.correlation_data.clone().map(Bytes::from),
-                    content_type: message.properties.content_type.clone(),
-                    user_properties: message.properties.user_properties.clone(),
-                    ..PublishProperties::default()
-                };
+                let properties = v5_properties(message);
                 client
                     .try_publish_with_properties(
                         message.topic.as_str(),
@@ -146,12 +221,17 @@ impl MqttClient {
 
 impl MqttEventLoop {
     /// The next event; an error means the connection is gone.
-    pub async fn poll(&mut self) -> Result<SessionEvent, String> {
+    pub async fn poll(&mut self) -> Result<SessionEvent, ConnectionLost> {
         match self {
             MqttEventLoop::V5(eventloop) => {
-                match eventloop.poll().await.map_err(|e| e.to_string())? {
+                let polled = eventloop.poll().await;
+                match polled.map_err(|error| ConnectionLost::v5(error, eventloop))? {
                     v5::Event::Incoming(Packet::ConnAck(ack)) => Ok(SessionEvent::Connected {
                         session_present: ack.session_present,
+                        max_packet: ack
+                            .properties
+                            .and_then(|properties| properties.max_packet_size)
+                            .map(|size| size as usize),
                     }),
                     v5::Event::Incoming(Packet::Publish(publish)) => {
                         let properties = publish.properties.unwrap_or_default();
@@ -171,8 +251,19 @@ impl MqttEventLoop {
                         }))
                     }
                     v5::Event::Incoming(Packet::PubAck(ack)) => {
-                        Ok(SessionEvent::Completed { pkid: ack.pkid })
+                        let answer = puback_answer(&ack);
+                        if matches!(answer, SessionEvent::Refused { .. }) {
+                            resume_after_refusal(eventloop, ack.pkid);
+                        }
+                        Ok(answer)
                     }
+                    v5::Event::Incoming(Packet::PubRec(rec)) => match pubrec_refusal(&rec) {
+                        Some(refusal) => {
+                            resume_after_refusal(eventloop, rec.pkid);
+                            Ok(refusal)
+                        }
+                        None => Ok(SessionEvent::Other),
+                    },
                     v5::Event::Incoming(Packet::PubComp(comp)) => {
                         Ok(SessionEvent::Completed { pkid: comp.pkid })
                     }
@@ -184,10 +275,11 @@ impl MqttEventLoop {
                 }
             }
             MqttEventLoop::V311(eventloop) => {
-                match eventloop.poll().await.map_err(|e| e.to_string())? {
+                match eventloop.poll().await.map_err(ConnectionLost::v311)? {
                     rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)) => {
                         Ok(SessionEvent::Connected {
                             session_present: ack.session_present,
+                            max_packet: None,
                         })
                     }
                     rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) => {
@@ -217,5 +309,43 @@ impl MqttEventLoop {
                 }
             }
         }
+    }
+}
+
+fn puback_answer(ack: &v5::mqttbytes::v5::PubAck) -> SessionEvent {
+    match ack.reason {
+        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
+            SessionEvent::Completed { pkid: ack.pkid }
+        }
+        reason => SessionEvent::Refused {
+            pkid: ack.pkid,
+            reason: format!("{reason:?}"),
+        },
+    }
+}
+
+/// A QoS 2 publish is completed by PUBCOMP, or refused by a PUBREC with a failure code.
+fn pubrec_refusal(rec: &v5::mqttbytes::v5::PubRec) -> Option<SessionEvent> {
+    match rec.reason {
+        PubRecReason::Success | PubRecReason::NoMatchingSubscribers => None,
+        reason => Some(SessionEvent::Refused {
+            pkid: rec.pkid,
+            reason: format!("{reason:?}"),
+        }),
+    }
+}
+
+/// rumqttc frees a refused publish's packet id but returns before it sends the publish that
+/// was waiting for that id (its "collision"), which would then wait until two keep-alives
+/// pass and the connection fails. The waiting publish goes out now, under the freed id.
+fn resume_after_refusal(eventloop: &mut v5::EventLoop, pkid: u16) {
+    if eventloop
+        .state
+        .collision
+        .as_ref()
+        .is_some_and(|waiting| waiting.pkid == pkid)
+        && let Some(waiting) = eventloop.state.collision.take()
+    {
+        eventloop.pending.push_front(v5::Request::Publish(waiting));
     }
 }

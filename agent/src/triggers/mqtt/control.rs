@@ -90,7 +90,7 @@ impl ControlConnection {
                 Ok(_) => {}
                 Err(error) => {
                     tokio::time::sleep(self.backoff.next_delay()).await;
-                    return ControlEvent::Disconnected(error);
+                    return ControlEvent::Disconnected(error.reason);
                 }
             }
         }

@@ -109,11 +109,15 @@ impl BrokerStatus {
 
     fn published(&self, queued: u64) {
         self.metrics.published.inc();
+        self.queued(queued);
+    }
+
+    fn queued(&self, queued: u64) {
         self.metrics.outbox_depth.set(queued as i64);
     }
 
-    fn outbox_dropped(&self, reason: &str, count: u64) {
-        self.metrics.outbox_dropped(reason, count);
+    fn outbox_dropped(&self, function: &str, reason: &str, count: u64) {
+        self.metrics.outbox_dropped(function, reason, count);
     }
 }
 

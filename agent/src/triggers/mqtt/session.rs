@@ -23,6 +23,7 @@ use super::{AckRequest, BrokerStatus};
 use crate::event::now_millis;
 use crate::outbound::decode;
 use crate::state::{FairOutbox, Lane};
+use crate::telemetry::SpacedLog;
 
 /// Entries taken from one function's queue before the next queue's turn.
 const LANE_TURN: usize = 16;
@@ -129,11 +130,22 @@ impl Session {
                     }
                 }
                 event = eventloop.poll() => match event {
-                    Err(error) => return Some(error),
-                    Ok(SessionEvent::Connected { session_present }) => {
+                    Err(lost) => {
+                        if let Some(publisher) = publisher.as_mut() {
+                            for answer in lost.answers {
+                                publisher.answered(answer, &self.status);
+                            }
+                            if lost.unreadable_ack {
+                                publisher.refuse_oldest(&lost.reason, &self.status);
+                            }
+                        }
+                        return Some(lost.reason);
+                    }
+                    Ok(SessionEvent::Connected { session_present, max_packet }) => {
                         connected = true;
-                        if let Some(publisher) = &publisher {
+                        if let Some(publisher) = publisher.as_mut() {
                             publisher.queues.set_publishing(true);
+                            publisher.max_packet = max_packet;
                         }
                         backoff.reset();
                         tracing::info!(broker = %self.settings.name, connection = %self.status.connection, address = %self.settings.spec.address, session_present, queued = self.outbox.as_ref().map(FairOutbox::len), "broker connected");
@@ -169,9 +181,9 @@ impl Session {
                             publisher.sent(pkid, &self.status);
                         }
                     }
-                    Ok(SessionEvent::Completed { pkid }) => {
+                    Ok(answer @ (SessionEvent::Completed { .. } | SessionEvent::Refused { .. })) => {
                         if let Some(publisher) = publisher.as_mut() {
-                            publisher.completed(pkid, &self.status);
+                            publisher.answered(answer, &self.status);
                         }
                     }
                     Ok(SessionEvent::Other) => {}
@@ -222,10 +234,16 @@ struct Publisher {
     window: usize,
     /// Handed to the client, not yet written (packet id unknown), in order: lane, entry, QoS.
     unsent: VecDeque<(usize, u64, u8)>,
-    /// Written, awaiting the broker's completion, by packet id: lane and entry.
-    in_flight: HashMap<u16, (usize, u64)>,
+    /// Written, awaiting the broker's completion, by packet id: lane, entry and when it was
+    /// written (a count).
+    in_flight: HashMap<u16, (usize, u64, u64)>,
+    /// Publishes written so far.
+    written: u64,
     /// When a message last completed, or when the wait for one began.
     last_progress: Instant,
+    /// The largest packet the broker takes, when it said.
+    max_packet: Option<usize>,
+    refusals: SpacedLog,
 }
 
 impl Publisher {
@@ -237,7 +255,10 @@ impl Publisher {
             window: window.max(1),
             unsent: VecDeque::new(),
             in_flight: HashMap::new(),
+            written: 0,
             last_progress: Instant::now(),
+            max_packet: None,
+            refusals: SpacedLog::default(),
         }
     }
 
@@ -288,10 +309,10 @@ impl Publisher {
         if entries.is_empty() {
             return Turn::Idle;
         }
-        let outbox = lane.outbox.clone();
+        let lane = lane.clone();
         for entry in entries {
             if now_millis().saturating_sub(entry.queued_at) > self.queues.max_age_ms() {
-                discard(&outbox, entry.seq, status, "expired");
+                self.discard(&lane, entry.seq, status, "expired");
                 self.lanes[index].1 = Some(entry.seq);
                 continue;
             }
@@ -299,11 +320,23 @@ impl Publisher {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::error!(broker = %status.name(), seq = entry.seq, %error, "dropping a corrupt outbox record");
-                    discard(&outbox, entry.seq, status, "corrupt");
+                    self.discard(&lane, entry.seq, status, "corrupt");
                     self.lanes[index].1 = Some(entry.seq);
                     continue;
                 }
             };
+            if let Some(max_packet) = self.max_packet
+                && MqttClient::packet_size(&message) > max_packet
+            {
+                self.log_refusal(
+                    &lane.origin,
+                    &format!("larger than the broker's maximum packet size of {max_packet} bytes"),
+                    status,
+                );
+                self.discard(&lane, entry.seq, status, "too_large");
+                self.lanes[index].1 = Some(entry.seq);
+                continue;
+            }
             if client.publish(&message).is_err() {
                 // The client's queue is full: try this entry again on the next round.
                 return Turn::ClientFull;
@@ -325,13 +358,50 @@ impl Publisher {
         if qos == 0 || pkid == 0 {
             self.delivered(lane, seq, status);
         } else {
-            self.in_flight.insert(pkid, (lane, seq));
+            self.written += 1;
+            self.in_flight.insert(pkid, (lane, seq, self.written));
         }
     }
 
-    fn completed(&mut self, pkid: u16, status: &BrokerStatus) {
-        if let Some((lane, seq)) = self.in_flight.remove(&pkid) {
-            self.delivered(lane, seq, status);
+    /// The broker completed or refused a publish.
+    fn answered(&mut self, answer: SessionEvent, status: &BrokerStatus) {
+        match answer {
+            SessionEvent::Completed { pkid } => {
+                if let Some((lane, seq, _)) = self.in_flight.remove(&pkid) {
+                    self.delivered(lane, seq, status);
+                }
+            }
+            SessionEvent::Refused { pkid, reason } => self.refused(pkid, &reason, status),
+            _ => {}
+        }
+    }
+
+    /// The broker will not take the message under `pkid`: sending it again would only be
+    /// refused again, so it leaves the outbox, counted.
+    fn refused(&mut self, pkid: u16, reason: &str, status: &BrokerStatus) {
+        if let Some((lane, seq, _)) = self.in_flight.remove(&pkid) {
+            self.last_progress = Instant::now();
+            let lane = self.lanes[lane].0.clone();
+            self.log_refusal(&lane.origin, reason, status);
+            self.discard(&lane, seq, status, "refused");
+        }
+    }
+
+    /// The broker refused the oldest message in flight in a way that ended the connection.
+    fn refuse_oldest(&mut self, reason: &str, status: &BrokerStatus) {
+        let oldest = self
+            .in_flight
+            .iter()
+            .min_by_key(|(_, (_, _, written))| *written)
+            .map(|(pkid, _)| *pkid);
+        if let Some(pkid) = oldest {
+            self.refused(pkid, reason, status);
+        }
+    }
+
+    fn log_refusal(&self, function: &str, reason: &str, status: &BrokerStatus) {
+        if let Some(count) = self.refusals.report() {
+            tracing::warn!(broker = %status.name(), function, reason, count, "the broker will not take a message; dropped");
         }
     }
 
@@ -341,8 +411,19 @@ impl Publisher {
         if let Err(error) = outbox.remove(seq) {
             tracing::error!(broker = %status.name(), seq, %error, "cannot remove a delivered message from the outbox");
         }
-        let queued = self.lanes.iter().map(|(lane, _)| lane.outbox.len()).sum();
-        status.published(queued);
+        status.published(self.queued());
+    }
+
+    /// Drops an entry the broker will never take, counted under `reason`.
+    fn discard(&self, lane: &Lane, seq: u64, status: &BrokerStatus, reason: &str) {
+        if lane.outbox.remove(seq).is_ok() {
+            status.outbox_dropped(&lane.origin, reason, 1);
+            status.queued(self.queued());
+        }
+    }
+
+    fn queued(&self) -> u64 {
+        self.lanes.iter().map(|(lane, _)| lane.outbox.len()).sum()
     }
 }
 
@@ -354,12 +435,6 @@ enum Turn {
     Handed,
     /// The client could take no more for now.
     ClientFull,
-}
-
-fn discard(outbox: &crate::state::Outbox, seq: u64, status: &BrokerStatus, reason: &str) {
-    if outbox.remove(seq).is_ok() {
-        status.outbox_dropped(reason, 1);
-    }
 }
 
 impl Drop for Publisher {
