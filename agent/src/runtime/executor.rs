@@ -199,12 +199,19 @@ type WorkerWait = std::pin::Pin<
     Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send>,
 >;
 
+/// Events of one ordering key that run one after another in a hand-off: a ready event and
+/// those queued behind it. A keyless event runs alone.
+struct Run {
+    key: Option<u64>,
+    jobs: Vec<Job>,
+}
+
 /// What one hand-off to the blocking pool did.
 struct Finished {
-    /// The ordering keys of the events it ran.
+    /// The ordering keys of the runs it finished.
     keys: Vec<Option<u64>>,
-    /// Events it took and did not run (its budget ran out), in order.
-    unrun: Vec<(Option<u64>, Job)>,
+    /// What it took and did not run (its budget ran out), in order.
+    unrun: Vec<Run>,
 }
 
 /// The worker threads a dispatcher draws from, and how many it may hold at once.
@@ -246,8 +253,8 @@ async fn dispatch(
             biased;
             Some(done) = finished.recv() => {
                 running -= 1;
-                for (key, job) in done.unrun.into_iter().rev() {
-                    jobs.put_back(key, job);
+                for run in done.unrun.into_iter().rev() {
+                    jobs.put_back(run.key, run.jobs);
                 }
                 for key in done.keys {
                     jobs.finish(key);
@@ -271,10 +278,19 @@ async fn dispatch(
                 }
                 // Under load, ready events run in one hand-off, one after another: the
                 // thread switch is paid once per batch. The ready ones are shared out
-                // among the free slots.
+                // among the free slots; each takes the events queued behind it on its key
+                // along, since they could only run after it anyway.
                 let free = concurrency - running;
                 let size = jobs.ready_len().div_ceil(free).clamp(1, MAX_BATCH);
-                let batch: Vec<_> = std::iter::from_fn(|| jobs.next_ready()).take(size).collect();
+                let mut batch = Vec::new();
+                let mut taken = 0;
+                while taken < size {
+                    let Some((key, job)) = jobs.next_ready() else { break };
+                    let mut run = vec![job];
+                    run.extend(jobs.take_followers(key, MAX_BATCH - taken - 1));
+                    taken += run.len();
+                    batch.push(Run { key, jobs: run });
+                }
                 running += 1;
                 let queue = queue.clone();
                 let finished_tx = finished_tx.clone();
@@ -289,21 +305,33 @@ async fn dispatch(
     }
 }
 
-fn run_batch(queue: &FunctionQueue, batch: Vec<(Option<u64>, Job)>) -> Finished {
+fn run_batch(queue: &FunctionQueue, batch: Vec<Run>) -> Finished {
     let started = Instant::now();
     let mut keys = Vec::with_capacity(batch.len());
-    let mut left = batch.into_iter();
-    for (key, job) in left.by_ref() {
-        run(queue, job);
-        keys.push(key);
-        if started.elapsed() >= BATCH_BUDGET {
+    let mut unrun = Vec::new();
+    let mut runs = batch.into_iter();
+    while let Some(Run { key, jobs }) = runs.next() {
+        let mut jobs = jobs.into_iter();
+        let mut over_budget = false;
+        for job in jobs.by_ref() {
+            run(queue, job);
+            if started.elapsed() >= BATCH_BUDGET {
+                over_budget = true;
+                break;
+            }
+        }
+        let rest: Vec<Job> = jobs.collect();
+        if rest.is_empty() {
+            keys.push(key);
+        } else {
+            unrun.push(Run { key, jobs: rest });
+        }
+        if over_budget {
+            unrun.extend(runs);
             break;
         }
     }
-    Finished {
-        keys,
-        unrun: left.collect(),
-    }
+    Finished { keys, unrun }
 }
 
 fn run(queue: &FunctionQueue, mut job: Job) {

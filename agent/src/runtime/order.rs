@@ -61,9 +61,29 @@ impl<T> Ordered<T> {
         self.ready.pop_front()
     }
 
-    /// Returns an item taken with [`Ordered::next_ready`] that did not run, to the front.
-    pub fn put_back(&mut self, key: Option<u64>, item: T) {
-        self.ready.push_front((key, item));
+    /// Takes up to `limit` items waiting behind a ready item of `key` just taken: they may run
+    /// right after it, in order, in the same place. The key stays held.
+    pub fn take_followers(&mut self, key: Option<u64>, limit: usize) -> Vec<T> {
+        let Some(behind) = key.and_then(|key| self.held.get_mut(&key)) else {
+            return Vec::new();
+        };
+        let count = limit.min(behind.len());
+        behind.drain(..count).collect()
+    }
+
+    /// Returns items of one key taken with [`Ordered::next_ready`] (and its followers) that did
+    /// not run, in order: the first goes to the front of the ready ones, the others back to the
+    /// front of those waiting behind it.
+    pub fn put_back(&mut self, key: Option<u64>, items: Vec<T>) {
+        let mut items = items.into_iter();
+        let Some(first) = items.next() else { return };
+        if let Some(key) = key {
+            let behind = self.held.entry(key).or_default();
+            for item in items.rev() {
+                behind.push_front(item);
+            }
+        }
+        self.ready.push_front((key, first));
     }
 
     /// An item of `key` finished: the next one of that key, if any, becomes ready.
@@ -121,11 +141,34 @@ mod tests {
         ordered.admit(Some(1), "a1");
         ordered.admit(Some(2), "b1");
         let (key, item) = ordered.next_ready().unwrap();
-        ordered.put_back(key, item);
+        ordered.put_back(key, vec![item]);
         ordered.admit(Some(1), "a2");
         assert_eq!(ordered.next_ready(), Some((Some(1), "a1")));
         assert_eq!(ordered.next_ready(), Some((Some(2), "b1")));
         assert_eq!(ordered.next_ready(), None, "a2 waits for a1");
+    }
+
+    #[test]
+    fn followers_of_a_key_run_after_it_and_unrun_ones_keep_their_place() {
+        let mut ordered = Ordered::default();
+        for item in ["a1", "a2", "a3", "a4"] {
+            ordered.admit(Some(1), item);
+        }
+        let (key, first) = ordered.next_ready().unwrap();
+        assert_eq!(first, "a1");
+        assert_eq!(ordered.take_followers(key, 2), ["a2", "a3"]);
+        assert_eq!(ordered.take_followers(None, 2), Vec::<&str>::new());
+        ordered.admit(Some(1), "a5");
+        // a1 and a2 ran, a3 did not.
+        ordered.put_back(key, vec!["a3"]);
+        assert_eq!(ordered.next_ready(), Some((Some(1), "a3")));
+        assert_eq!(ordered.next_ready(), None, "a4 waits for a3");
+        ordered.finish(key);
+        assert_eq!(ordered.next_ready(), Some((Some(1), "a4")));
+        ordered.finish(key);
+        assert_eq!(ordered.next_ready(), Some((Some(1), "a5")));
+        ordered.finish(key);
+        assert!(ordered.is_empty());
     }
 
     #[test]
