@@ -122,20 +122,22 @@ impl OutboundSink for DiscardSink {
     }
 }
 
-/// Counts what the outboxes had to drop, per broker and per function whose messages they were.
-pub trait OutboxDrops: Send + Sync {
+/// What the outboxes report: what they had to drop, per broker and per function whose
+/// messages they were, and how many messages wait.
+pub trait OutboxMetrics: Send + Sync {
     fn dropped(&self, broker: &str, function: &str, reason: &str, count: u64);
+    fn queued(&self, broker: &str, queued: u64);
 }
 
 /// The durable outboxes of all broker connections, shared by every function's sink.
 pub struct Outboxes {
     outboxes: HashMap<Arc<str>, FairOutbox>,
-    drops: Arc<dyn OutboxDrops>,
+    metrics: Arc<dyn OutboxMetrics>,
 }
 
 impl Outboxes {
-    pub fn new(outboxes: HashMap<Arc<str>, FairOutbox>, drops: Arc<dyn OutboxDrops>) -> Self {
-        Self { outboxes, drops }
+    pub fn new(outboxes: HashMap<Arc<str>, FairOutbox>, metrics: Arc<dyn OutboxMetrics>) -> Self {
+        Self { outboxes, metrics }
     }
 
     pub fn get(&self, broker: &str) -> Option<&FairOutbox> {
@@ -176,8 +178,9 @@ impl Outboxes {
         let report = outbox
             .push(&message.origin, &encode(message))
             .map_err(|error| OutboundError::Storage(error.to_string()))?;
+        self.metrics.queued(broker, outbox.len());
         if report.dropped_oldest > 0 {
-            self.drops.dropped(
+            self.metrics.dropped(
                 broker,
                 &message.origin,
                 "outbox_full",

@@ -367,7 +367,11 @@ async fn a_message_over_the_brokers_maximum_packet_size_is_dropped_before_it_is_
             .messages_dropped_count("sized", "too_large"),
         REFUSAL_ROUNDS as u64
     );
-    assert_eq!(local.connects.get(), 1, "no reconnect was needed");
+    assert_eq!(
+        local.connection.connects.get(),
+        1,
+        "no reconnect was needed"
+    );
     wait_until("every small answer is counted published", || {
         local.published.get() == REFUSAL_ROUNDS as u64
     })

@@ -1,7 +1,7 @@
 //! MQTT connections, triggers and the embedded broker, as configured.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -28,7 +28,8 @@ pub struct BrokerSpec {
     /// `"5"` (default) or `"3.1.1"`.
     #[serde(default)]
     pub protocol: MqttProtocol,
-    /// Defaults to `fogd-<hostname>-<name>`.
+    /// Defaults to `fogd-<hostname>-<name>`, with a short hash of the state directory added
+    /// when that is not the default `/var/lib/fogd` (two daemons on one host then differ).
     pub client_id: Option<String>,
     pub username: Option<String>,
     /// File holding the password (read at start, never logged).
@@ -176,4 +177,39 @@ pub struct EmbeddedBrokerSpec {
     /// Largest packet it accepts.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: u32,
+}
+
+/// The client id of a broker connection whose config names none: unique per host, broker
+/// name and state directory, and unchanged for the packaged daemon's default state directory.
+pub fn default_client_id(hostname: &str, broker: &str, state_dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    if state_dir == super::default_state_dir() {
+        return format!("fogd-{hostname}-{broker}");
+    }
+    let absolute = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_owned());
+    let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    let short: String = digest[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("fogd-{hostname}-{broker}-{short}")
+}
+
+#[cfg(test)]
+mod client_id_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_client_id_differs_per_state_directory() {
+        let default = super::super::default_state_dir();
+        assert_eq!(default_client_id("gw", "local", &default), "fogd-gw-local");
+        let one = default_client_id("gw", "local", Path::new("/srv/a/state"));
+        let two = default_client_id("gw", "local", Path::new("/srv/b/state"));
+        assert!(one.starts_with("fogd-gw-local-") && one.len() == "fogd-gw-local-".len() + 8);
+        assert_ne!(one, two);
+        assert_eq!(
+            one,
+            default_client_id("gw", "local", Path::new("/srv/a/state"))
+        );
+    }
 }

@@ -72,6 +72,7 @@ pub fn parse_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigE
     let source = SourceFile { file, text };
     let mut config: Config = source.deserialize()?;
     config.resolve_paths(base);
+    config.name_connections();
     let problems = config.validate();
     if problems.is_empty() {
         Ok(config)
@@ -229,6 +230,20 @@ impl ModelSpec {
 }
 
 impl Config {
+    /// Gives each broker connection without a `client_id` its default one.
+    fn name_connections(&mut self) {
+        let hostname = super::hostname();
+        for broker in &mut self.brokers {
+            if broker.client_id.is_none() {
+                broker.client_id = Some(super::default_client_id(
+                    &hostname,
+                    &broker.name,
+                    &self.state_dir,
+                ));
+            }
+        }
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         self.state_dir = base.join(&self.state_dir);
         if let Some(cache) = &mut self.runtime.cache_dir {

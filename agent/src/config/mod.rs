@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 pub use broker::{
     BrokerSpec, EmbeddedBrokerSpec, MqttProtocol, MqttTrigger, OutboxLimits, TlsSpec,
+    default_client_id,
 };
 pub use duration::Millis;
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
@@ -168,7 +169,7 @@ pub struct ModelSpec {
     pub shadow: bool,
 }
 
-fn default_state_dir() -> PathBuf {
+pub(crate) fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/fogd")
 }
 

@@ -230,19 +230,29 @@ impl Metrics {
         })
     }
 
-    /// Handles for one broker connection.
+    /// Handles for one broker: its main connection's state and what its outbox delivered.
     pub fn broker(&self, name: &str) -> BrokerMetrics {
         let label = BrokerLabel {
             broker: name.to_owned(),
         };
         BrokerMetrics {
             name: name.to_owned(),
-            connected: self.broker_connected.get_or_create_owned(&label),
-            connects: self.broker_connects.get_or_create_owned(&label),
+            connection: self.connection(name),
             published: self.published.get_or_create_owned(&label),
             outbox_depth: self.outbox_depth.get_or_create_owned(&label),
             dropped: self.outbox_dropped.clone(),
             messages_dropped: self.messages_dropped.clone(),
+        }
+    }
+
+    /// Handles for the state of one connection to a broker (`<broker>` or `<broker>/publish`).
+    pub fn connection(&self, name: &str) -> ConnectionMetrics {
+        let label = BrokerLabel {
+            broker: name.to_owned(),
+        };
+        ConnectionMetrics {
+            connected: self.broker_connected.get_or_create_owned(&label),
+            connects: self.broker_connects.get_or_create_owned(&label),
         }
     }
 
@@ -394,16 +404,21 @@ pub struct AcknowledgedMetrics {
     pub after_flush: Counter,
 }
 
-/// One broker connection's metrics.
+/// One broker's metrics: its main connection's state and what its outbox did.
 #[derive(Clone)]
 pub struct BrokerMetrics {
     name: String,
-    pub connected: Gauge,
-    pub connects: Counter,
+    pub connection: ConnectionMetrics,
     pub published: Counter,
     pub outbox_depth: Gauge,
     dropped: Family<BrokerReasonLabel, Counter>,
     messages_dropped: Family<FunctionReasonLabel, Counter>,
+}
+
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub connected: Gauge,
+    pub connects: Counter,
 }
 
 impl BrokerMetrics {
@@ -434,9 +449,17 @@ impl BrokerMetrics {
     }
 }
 
-impl crate::outbound::OutboxDrops for Metrics {
+impl crate::outbound::OutboxMetrics for Metrics {
     fn dropped(&self, broker: &str, function: &str, reason: &str, count: u64) {
         self.broker(broker).outbox_dropped(function, reason, count);
+    }
+
+    fn queued(&self, broker: &str, queued: u64) {
+        self.outbox_depth
+            .get_or_create(&BrokerLabel {
+                broker: broker.to_owned(),
+            })
+            .set(queued as i64);
     }
 }
 

@@ -20,7 +20,9 @@ use crate::config::{LogConfig, LogFormat};
 pub use health::{ComponentHealth, Health, HealthReport};
 pub use http::serve;
 pub use latency::{LatencyRecord, LatencySnapshot};
-pub use metrics::{AcknowledgedMetrics, BrokerMetrics, FunctionMetrics, Metrics};
+pub use metrics::{
+    AcknowledgedMetrics, BrokerMetrics, ConnectionMetrics, FunctionMetrics, Metrics,
+};
 pub use spaced_log::SpacedLog;
 
 /// Installs the global log subscriber. `RUST_LOG` overrides the configured level. Logs go to

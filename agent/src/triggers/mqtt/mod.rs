@@ -20,7 +20,7 @@ use crate::config::{FunctionSpec, TriggerSpec};
 use crate::outbound::Outboxes;
 use crate::router::Dispatch;
 use crate::state::StateDb;
-use crate::telemetry::{BrokerMetrics, Health, Metrics};
+use crate::telemetry::{BrokerMetrics, ConnectionMetrics, Health, Metrics};
 
 use ack_order::Settle;
 use inbound::{Completer, Completions, Inbound, PendingAcks};
@@ -54,7 +54,7 @@ pub struct BrokerStatus {
     /// or `<name>/publish` for its publishing connection.
     connection: String,
     /// Connection state.
-    link: BrokerMetrics,
+    link: ConnectionMetrics,
     /// What the broker's outbox delivered, whichever connection publishes it.
     metrics: BrokerMetrics,
     health: Arc<Health>,
@@ -66,7 +66,7 @@ impl BrokerStatus {
         Self {
             connection: name.to_string(),
             name,
-            link: broker.clone(),
+            link: broker.connection.clone(),
             metrics: broker,
             health,
         }
@@ -77,7 +77,7 @@ impl BrokerStatus {
         let connection = format!("{}/publish", self.name);
         Self {
             name: self.name.clone(),
-            link: metrics.broker(&connection),
+            link: metrics.connection(&connection),
             connection,
             metrics: self.metrics.clone(),
             health: self.health.clone(),

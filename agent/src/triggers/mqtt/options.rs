@@ -94,10 +94,15 @@ impl ConnectionSettings {
             .transpose()?;
         Ok(Self {
             name: Arc::from(spec.name.as_str()),
-            client_id: spec
-                .client_id
-                .clone()
-                .unwrap_or_else(|| format!("fogd-{}-{}", crate::config::hostname(), spec.name)),
+            // Config parsing names every connection; a spec built otherwise gets the
+            // packaged daemon's default.
+            client_id: spec.client_id.clone().unwrap_or_else(|| {
+                crate::config::default_client_id(
+                    &crate::config::hostname(),
+                    &spec.name,
+                    &crate::config::default_state_dir(),
+                )
+            }),
             spec: spec.clone(),
             host,
             port,
