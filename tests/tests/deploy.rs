@@ -500,3 +500,69 @@ fn a_revision_brings_a_model_to_a_device_that_had_none() {
     daemon.wait_for_next(&["deployment committed", "revision=1"]);
     daemon.terminate();
 }
+
+#[test]
+fn staging_left_by_a_killed_deploy_is_removed_at_the_next_start() {
+    let site = Site::new();
+    // What a `fogd deploy` killed while copying leaves: a half-filled staging folder and
+    // its lock file, held by no process.
+    let staging = site.dir.path().join("state/revisions/3.staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("echo.wasm"), b"half a component").unwrap();
+    std::fs::write(site.dir.path().join("state/revisions/3.staging.lock"), b"").unwrap();
+    let mut daemon = Daemon::start(&site.config);
+    daemon.wait_for(&[
+        "removed a revision whose staging was interrupted",
+        "3.staging",
+    ]);
+    daemon.wait_for(&["fogd ready"]);
+    assert!(!staging.exists());
+    assert!(
+        !site
+            .dir
+            .path()
+            .join("state/revisions/3.staging.lock")
+            .exists()
+    );
+    daemon.terminate();
+}
+
+#[test]
+fn during_a_watch_window_another_document_or_a_lower_revision_is_refused() {
+    let site = Site::new();
+    let echo = std::fs::read(&components().echo).unwrap();
+    let mut daemon = site.running_revision_1(&echo);
+    let mut watched = site.document(3, &echo, json!({}));
+    watched["health"] = json!({"window": "60s"});
+    let (signed, artifacts) = site.write("rev3", &site.key, watched, &echo);
+    assert!(site.deploy(&signed, &artifacts).status.success());
+    daemon.wait_for_next(&[
+        "running deployment; watching it before committing",
+        "revision=3",
+    ]);
+
+    let (other, artifacts) = site.write(
+        "rev3-other",
+        &site.key,
+        site.document(3, &echo, json!({"output": "other/{subject}"})),
+        &echo,
+    );
+    refused_with(
+        &site.deploy(&other, &artifacts),
+        "revision 3 is already staged with another document",
+    );
+    let (lower, artifacts) =
+        site.write("rev2", &site.key, site.document(2, &echo, json!({})), &echo);
+    refused_with(
+        &site.deploy(&lower, &artifacts),
+        "revision 2 is below revision 3, which is staged or being watched",
+    );
+    assert!(!site.revision_dir(2).exists());
+    // Revision 3 is still the one watched, with its own document.
+    assert_eq!(
+        std::fs::read(site.revision_dir(3).join("deployment.json")).unwrap(),
+        std::fs::read(&signed).unwrap()
+    );
+    daemon.wait_for(&["publish", "deployed/rev3"]);
+    daemon.terminate();
+}

@@ -55,6 +55,9 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         Err(error) => return refused(error.to_string()),
     };
     let revision = deployment.revision;
+    if let Err(reason) = store.admits(revision, &signed) {
+        return refused(reason);
+    }
     let staged = match store.prepare(&signed, &deployment, &args.artifacts) {
         Ok(staged) => staged,
         Err(error) => return refused(error.to_string()),

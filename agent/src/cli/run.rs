@@ -46,6 +46,14 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    match RevisionStore::new(&config.state_dir).remove_abandoned_staging() {
+        Ok(removed) => {
+            for folder in removed {
+                tracing::info!(folder = %folder.display(), "removed a revision whose staging was interrupted");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot remove interrupted staging"),
+    }
     let selected = activate::select(&config);
     // The registry outlives reloads: a changed model version is loaded beside the active
     // one and swapped in, unchanged ones are kept as they are.

@@ -301,6 +301,15 @@ impl Apply {
             Ok(committed) => committed,
             Err(error) => return Outcome::Refused(error.to_string()),
         };
+        if let Err(reason) = self.store.admits(revision, signed) {
+            // The staged or watched revision stays; nothing to record against this one.
+            tracing::warn!(revision, %reason, "desired revision refused");
+            self.reporter.update(|report| {
+                report.enter(SyncState::Rejected, Some(revision));
+                report.reason = Some(reason);
+            });
+            return Outcome::Done;
+        }
         let known = committed == Some(revision)
             || self.store.pending().unwrap_or_default().contains(&revision)
             || self

@@ -30,6 +30,8 @@ pub enum StoreError {
     Artifact { name: String, reason: String },
     #[error("{path} does not hold a revision number")]
     Corrupt { path: PathBuf },
+    #[error("{path} is being staged by another process")]
+    Busy { path: PathBuf },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -81,18 +83,44 @@ impl RevisionStore {
         let staging = self
             .dir
             .join(format!("{}{STAGING_SUFFIX}", deployment.revision));
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let lock = StagingLock::take(&staging)?.ok_or_else(|| StoreError::Busy {
+            path: staging.clone(),
+        })?;
         remove_dir_if_present(&staging)?;
         std::fs::create_dir_all(&staging).map_err(io(&staging))?;
         let staged = Staged {
             dir: staging,
             target: self.revision_dir(deployment.revision),
             store: self.dir.clone(),
+            _lock: lock,
         };
         for (name, artifact) in &deployment.artifacts {
             copy_checked(name, artifact, &source.join(name), &staged.dir)?;
         }
         write_synced(&staged.dir.join(DOCUMENT_FILE), signed)?;
         Ok(staged)
+    }
+
+    /// Whether a signed document for `revision` may be staged beside what is stored: a
+    /// revision number names exactly one document, and nothing goes in below a revision that
+    /// is staged or being watched. `Err` says why not.
+    pub fn admits(&self, revision: u64, signed: &[u8]) -> Result<(), String> {
+        let pending = self.pending().map_err(|error| error.to_string())?;
+        if pending.contains(&revision) {
+            let stored = self.document(revision).map_err(|error| error.to_string())?;
+            if stored != signed {
+                return Err(format!(
+                    "revision {revision} is already staged with another document; a revision number names one document"
+                ));
+            }
+        }
+        match pending.first() {
+            Some(&newest) if newest > revision => Err(format!(
+                "revision {revision} is below revision {newest}, which is staged or being watched"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Staged revisions above the committed one, newest first.
@@ -184,6 +212,35 @@ impl RevisionStore {
         self.dir.join(format!("{revision}.download"))
     }
 
+    /// Removes what staging left behind when its process died (`fogd deploy` killed while it
+    /// copied or probed): every `<revision>.staging/` no living process is filling. Returns
+    /// the folders removed.
+    pub fn remove_abandoned_staging(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io(&self.dir)(error)),
+        };
+        let mut removed = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let is_staging = path.is_dir()
+                && path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.ends_with(STAGING_SUFFIX));
+            if !is_staging {
+                continue;
+            }
+            if let Some(lock) = StagingLock::take(&path)? {
+                remove_dir_if_present(&path)?;
+                drop(lock);
+                removed.push(path);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes a revision's directory (a refused or an old one).
     pub fn discard(&self, revision: u64) -> Result<(), StoreError> {
         remove_dir_if_present(&self.revision_dir(revision))
@@ -209,6 +266,45 @@ pub struct Staged {
     dir: PathBuf,
     target: PathBuf,
     store: PathBuf,
+    _lock: StagingLock,
+}
+
+/// An exclusive advisory lock (`flock`) on `<revision>.staging.lock`, held while a process
+/// fills `<revision>.staging/`; the kernel lets go of it when the process dies, so a staging
+/// folder whose lock can be taken was abandoned.
+struct StagingLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl StagingLock {
+    /// The lock of `staging`, or `None` if another process holds it.
+    fn take(staging: &Path) -> Result<Option<Self>, StoreError> {
+        use std::os::fd::AsRawFd;
+        let mut name = staging.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        // SAFETY: flock on a descriptor this function owns; no memory is involved.
+        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        // Not `then_some`: a lock built and dropped would unlink the holder's lock file.
+        Ok(if taken {
+            Some(Self { path, _file: file })
+        } else {
+            None
+        })
+    }
+}
+
+impl Drop for StagingLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl Staged {
@@ -228,7 +324,7 @@ impl Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        // Gone already once sealed.
+        // Gone already once sealed; the lock goes after it.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -388,6 +484,67 @@ mod tests {
         assert!(!store.revision_dir(1).exists());
         assert!(store.revision_dir(2).exists());
         assert_eq!(store.document(4).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn staging_left_by_a_dead_process_is_removed_and_staging_in_progress_is_not() {
+        let state = tempfile::tempdir().unwrap();
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("echo.wasm"), b"component bytes").unwrap();
+        let store = RevisionStore::new(state.path());
+        let abandoned = state.path().join("revisions/7.staging");
+        std::fs::create_dir_all(&abandoned).unwrap();
+        std::fs::write(abandoned.join("echo.wasm"), b"half").unwrap();
+        let in_progress = store
+            .prepare(b"{}", &deployment(8, b"component bytes"), source.path())
+            .unwrap();
+        assert_eq!(
+            store.remove_abandoned_staging().unwrap(),
+            vec![abandoned.clone()]
+        );
+        assert!(!abandoned.exists());
+        assert!(!state.path().join("revisions/7.staging.lock").exists());
+        assert!(in_progress.dir().join("echo.wasm").exists());
+        assert!(matches!(
+            store.prepare(b"{}", &deployment(8, b"component bytes"), source.path()),
+            Err(StoreError::Busy { .. })
+        ));
+        in_progress.seal().unwrap();
+        assert_eq!(store.pending().unwrap(), vec![8]);
+        assert!(store.remove_abandoned_staging().unwrap().is_empty());
+        let left: Vec<_> = std::fs::read_dir(state.path().join("revisions"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["8"]);
+    }
+
+    #[test]
+    fn a_revision_number_names_one_document_and_nothing_goes_in_below_a_staged_one() {
+        let state = tempfile::tempdir().unwrap();
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("echo.wasm"), b"component bytes").unwrap();
+        let store = RevisionStore::new(state.path());
+        assert_eq!(store.admits(2, b"doc 2"), Ok(()));
+        store
+            .prepare(b"doc 2", &deployment(2, b"component bytes"), source.path())
+            .unwrap()
+            .seal()
+            .unwrap();
+        assert_eq!(store.admits(2, b"doc 2"), Ok(()), "the same document again");
+        assert!(
+            store
+                .admits(2, b"other doc 2")
+                .unwrap_err()
+                .contains("another document")
+        );
+        assert!(
+            store
+                .admits(1, b"doc 1")
+                .unwrap_err()
+                .contains("below revision 2")
+        );
+        assert_eq!(store.admits(3, b"doc 3"), Ok(()));
     }
 
     #[test]
