@@ -182,7 +182,7 @@ impl Dispatch {
     /// Offers an event from a source that cannot wait: each matching function takes it if
     /// its queue has room, otherwise the drop is counted. Returns how many functions took it.
     pub fn offer(&self, event: Event) -> usize {
-        self.metrics.event_received(event.source.as_str());
+        self.metrics.event_received(event.source);
         let event = Arc::new(event);
         self.targets(&event)
             .iter()

@@ -141,7 +141,7 @@ impl Site {
         self.running
             .agent
             .metrics
-            .input_rejected_count("snmp", reason)
+            .input_rejected_count("snmp-trap", reason)
     }
 }
 
@@ -500,7 +500,9 @@ fn malformed_datagrams_are_counted_and_the_receiver_keeps_working() {
     let rejected = |text: &str| -> u64 {
         text.lines()
             .find(|l| {
-                l.starts_with("fogd_inputs_rejected_total{source=\"snmp\",reason=\"malformed\"}")
+                l.starts_with(
+                    "fogd_inputs_rejected_total{source=\"snmp-trap\",reason=\"malformed\"}",
+                )
             })
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
@@ -660,7 +662,7 @@ retries = 0
         running
             .agent
             .metrics
-            .input_rejected_count("snmp_poll", "failed"),
+            .input_rejected_count("snmp-poll", "failed"),
         0
     );
     let system = &v2c[0];
@@ -680,4 +682,54 @@ retries = 0
         "ops@example.net"
     );
     running.agent.shutdown().await;
+}
+
+#[test]
+fn a_failed_poll_is_logged_once_as_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let nobody = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.path().join("fogd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "state"
+[metrics]
+address = "127.0.0.1:0"
+
+[snmp]
+[[snmp.poll]]
+name = "gone"
+target = "{nobody}"
+community = "fogd-ro"
+get = ["1.3.6.1.2.1.1.6.0"]
+every = "200ms"
+timeout = "100ms"
+retries = 0
+
+{gone}"#,
+            gone = function(
+                "gone",
+                &components().echo,
+                "[[function.trigger]]\nsnmp_poll = { job = \"gone\" }"
+            ),
+        ),
+    )
+    .unwrap();
+    let mut daemon = fogd_tests::daemon::Daemon::start(&config);
+    daemon.wait_for(&["SNMP poll failed", "job=gone"]);
+    daemon.wait_for_next(&["SNMP poll failed", "job=gone"]);
+    let (_, lines) = daemon.terminate();
+    let failures = lines
+        .iter()
+        .filter(|l| l.contains("SNMP poll failed"))
+        .count();
+    let errors: Vec<&String> = lines.iter().filter(|l| l.contains("ERROR")).collect();
+    assert!(failures >= 2);
+    assert!(
+        errors.is_empty(),
+        "each failure is one warning: {errors:#?}"
+    );
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics. Per-function handles are resolved once when a function is loaded, so
 //! the event path only touches atomics.
 
+use crate::event::Source;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -307,20 +308,22 @@ impl Metrics {
     }
 
     /// Counts an event produced by a trigger.
-    pub fn event_received(&self, source: &str) {
+    pub fn event_received(&self, source: Source) {
         self.received
             .get_or_create(&SourceLabel {
-                source: source.to_owned(),
+                source: source.as_str().to_owned(),
             })
             .inc();
     }
 
-    /// Counts an input a trigger refused (malformed, unauthorised, too large...).
-    pub fn input_rejected(&self, source: &str, reason: &str) {
+    /// Counts an input a trigger refused (malformed, unauthorised, too large...), labelled
+    /// with the same source names as the events (`Source::as_str`).
+    pub fn input_rejected(&self, source: Source, reason: &str) {
         self.inputs_rejected_by(source, reason, 1);
     }
 
-    pub fn inputs_rejected_by(&self, source: &str, reason: &str, count: u64) {
+    pub fn inputs_rejected_by(&self, source: Source, reason: &str, count: u64) {
+        let source = source.as_str();
         self.rejected
             .get_or_create(&SourceReasonLabel {
                 source: source.to_owned(),

@@ -28,13 +28,15 @@ pub use spaced_log::SpacedLog;
 /// Installs the global log subscriber. `RUST_LOG` overrides the configured level. Logs go to
 /// stderr so that command output (`fogd invoke`, `fogd bench --json`) stays clean on stdout.
 pub fn init_logging(config: &LogConfig) {
-    // The embedded broker logs ordinary disconnects as errors, and async-snmp warns once per
-    // undecodable datagram (counted instead, see `DecodeFailureCounter`): keep both quiet
-    // unless asked.
+    // The embedded broker logs ordinary disconnects as errors, async-snmp warns once per
+    // undecodable datagram (counted instead, see `DecodeFailureCounter`), and its client
+    // logs every failed request as an error with no message (a poll failure fogd reports
+    // itself): keep them quiet unless the level names the crate.
     let mut level = config.level.clone();
-    for quiet in ["rumqttd=off", "async_snmp=error"] {
+    for quiet in ["rumqttd=off", "async_snmp=error", "async_snmp::client=off"] {
         let (target, _) = quiet.split_once('=').unwrap_or((quiet, ""));
-        if !config.level.contains(target) {
+        let krate = target.split("::").next().unwrap_or(target);
+        if !config.level.contains(krate) {
             level = format!("{level},{quiet}");
         }
     }

@@ -86,7 +86,7 @@ impl Inbound {
         });
         let metrics = self.dispatch.metrics();
         if message.payload.len() > self.max_bytes {
-            metrics.input_rejected("mqtt", "too_large");
+            metrics.input_rejected(Source::Mqtt, "too_large");
             tracing::warn!(broker = %self.broker, topic = %message.topic, bytes = message.payload.len(), limit = self.max_bytes, "message rejected: payload too large");
             if let Some(ack) = ack {
                 let _ = self.acks.send(ack);
@@ -94,7 +94,7 @@ impl Inbound {
             return;
         }
         let event = Arc::new(to_event(&self.broker, message));
-        metrics.event_received("mqtt");
+        metrics.event_received(Source::Mqtt);
         let targets = self.dispatch.targets(&event);
         let Some(ack) = ack else {
             for (queue, _) in targets {

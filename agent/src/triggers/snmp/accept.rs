@@ -2,6 +2,7 @@
 //! security level each user is configured for. Every refusal is counted by reason; a
 //! refused inform is not answered.
 
+use crate::event::Source;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,7 +51,7 @@ impl AcceptList {
         match self.refusal(envelope) {
             None => NotificationAcceptance::Accept,
             Some(reason) => {
-                self.metrics.input_rejected("snmp", reason);
+                self.metrics.input_rejected(Source::SnmpTrap, reason);
                 tracing::debug!(source = %envelope.source, reason, "SNMP notification refused");
                 NotificationAcceptance::Reject
             }

@@ -1,7 +1,7 @@
 //! SNMP triggers: the trap and inform receiver (v1, v2c, v3 USM, built on async-snmp). Each
 //! accepted notification becomes an event (subject = trap OID) offered to the functions whose
 //! `snmp_trap` trigger matches; informs are answered before that, so the sender stops
-//! retrying. Rejected datagrams are counted in `fogd_inputs_rejected_total{source="snmp"}`.
+//! retrying. Rejected datagrams are counted in `fogd_inputs_rejected_total{source="snmp-trap"}`.
 
 mod accept;
 mod engine;
@@ -10,6 +10,7 @@ mod poll;
 pub mod render;
 mod socket;
 
+use crate::event::Source;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,7 +187,7 @@ async fn receive(
                     dispatch.offer(event);
                 }
                 Err(error) => {
-                    metrics.input_rejected("snmp", "receive_error");
+                    metrics.input_rejected(Source::SnmpTrap, "receive_error");
                     tracing::warn!(%error, "SNMP receive failed");
                 }
             },
@@ -257,7 +258,7 @@ impl RejectionCounters {
         let now = Self::read(receiver, socket);
         for ((reason, now), seen) in REASONS.iter().zip(now).zip(&mut self.seen) {
             if now > *seen {
-                metrics.inputs_rejected_by("snmp", reason, now - *seen);
+                metrics.inputs_rejected_by(Source::SnmpTrap, reason, now - *seen);
                 *seen = now;
             }
         }

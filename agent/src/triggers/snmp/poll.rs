@@ -128,7 +128,9 @@ async fn run(
             }
             Err(error) => {
                 tracing::warn!(job = %job.name, target = %job.target, %error, "SNMP poll failed");
-                dispatch.metrics().input_rejected("snmp_poll", "failed");
+                dispatch
+                    .metrics()
+                    .input_rejected(Source::SnmpPoll, "failed");
                 health.set(component.clone(), false, error.to_string());
             }
         }
