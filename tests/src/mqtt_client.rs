@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, watch};
 pub struct Received {
     pub topic: String,
     pub payload: Bytes,
+    /// The QoS it was delivered at (at most the subscription's, 1).
+    pub qos: u8,
     pub correlation_data: Option<Bytes>,
     pub user_properties: Vec<(String, String)>,
 }
@@ -75,6 +77,7 @@ impl TestClient {
                         let message = Received {
                             topic: String::from_utf8_lossy(&publish.topic).into_owned(),
                             payload: publish.payload,
+                            qos: publish.qos as u8,
                             correlation_data: properties.correlation_data,
                             user_properties: properties.user_properties,
                         };

@@ -763,3 +763,44 @@ fn the_mqtt_bench_daemon_ends_when_the_bench_is_killed() {
     };
     fogd_tests::wait_until_blocking("the daemon ended with its bench", || !running(daemon));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_goes_out_at_the_triggers_qos_unless_the_function_names_one() {
+    let mosquitto = Mosquitto::start();
+    let mut client = TestClient::connect(mosquitto.port, "observer-qos", &["out/#"]).await;
+    let running = start(&format!(
+        "{}{}{}",
+        broker("local", &mosquitto.address(), ""),
+        function(
+            "follows",
+            &components().echo,
+            "output = \"out/follows\"\n[[function.trigger]]\nmqtt = { topic = \"in/follows\", qos = 1 }"
+        ),
+        function(
+            "named",
+            &components().echo,
+            "output = \"out/named\"\noutput_qos = 0\n[[function.trigger]]\nmqtt = { topic = \"in/named\", qos = 1 }"
+        ),
+    ))
+    .await;
+    connected(&running.agent, "local").await;
+    let sender = TestClient::connect(mosquitto.port, "sender-qos", &[]).await;
+    sender.publish("in/follows", "at 0", 0).await;
+    sender.publish("in/follows", "at 1", 1).await;
+    sender.publish("in/named", "at 1", 1).await;
+    let received = client.collect_until(PATIENCE, |all| all.len() == 3).await;
+    let mut seen: Vec<(String, String, u8)> = received
+        .iter()
+        .map(|m| (m.topic.clone(), m.text(), m.qos))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("out/follows".into(), "at 0".into(), 0),
+            ("out/follows".into(), "at 1".into(), 1),
+            ("out/named".into(), "at 1".into(), 0),
+        ]
+    );
+    running.agent.shutdown().await;
+}

@@ -331,6 +331,9 @@ pub struct FunctionSpec {
     /// `{subject}` and `{1}`, `{2}`, ... (levels of the subject) are replaced. An MQTT v5
     /// request with a response topic is answered there instead.
     pub output: Option<String>,
+    /// QoS of the published result: 0, 1 or 2. Default: the QoS of the MQTT message that
+    /// triggered the event, 1 for other sources.
+    pub output_qos: Option<u8>,
     /// The broker connection results and publishes go to; defaults to the first `[[broker]]`.
     pub broker: Option<String>,
     #[serde(default)]
@@ -579,6 +582,7 @@ impl FunctionSpec {
             component,
             triggers: Vec::new(),
             output: None,
+            output_qos: None,
             broker: None,
             limits: Limits::default(),
             effects: Effects::default(),

@@ -327,6 +327,9 @@ impl FunctionSpec {
         if let Some(output) = &self.output {
             validate_template(output, &format!("{at}.output"), problems);
         }
+        if self.output_qos.is_some_and(|qos| qos > 2) {
+            problems.push((format!("{at}.output_qos"), "must be 0, 1 or 2".into()));
+        }
         for (index, trigger) in self.triggers.iter().enumerate() {
             let key = format!("{at}.trigger[{index}]");
             match trigger {

@@ -11,7 +11,7 @@ use crate::config::{FunctionSpec, Limits, OrderBy};
 use crate::contract::NetworkFunctionPre;
 use crate::event::{Event, attribute, mqtt_attributes};
 use crate::host::{CommitError, FunctionCaps, HostState, LimitHit, Unpublished};
-use crate::outbound::OutboundMessage;
+use crate::outbound::{OutboundMessage, Qos};
 use crate::state::KvError;
 use crate::topic::render_template;
 
@@ -53,6 +53,7 @@ pub struct LoadedFunction {
     limits: Limits,
     deadline_ticks: u64,
     output: Option<String>,
+    output_qos: Option<Qos>,
     order_by: OrderBy,
     load_source: LoadSource,
 }
@@ -77,6 +78,7 @@ impl LoadedFunction {
             limits: spec.limits.clone(),
             deadline_ticks,
             output: spec.output.clone(),
+            output_qos: spec.output_qos.and_then(Qos::from_level),
             order_by: spec.order_by.clone(),
             load_source,
         }
@@ -108,8 +110,14 @@ impl LoadedFunction {
     /// otherwise a message on the function's output topic, if it has one.
     pub fn result_message(&self, event: &Event, output: Vec<u8>) -> Option<OutboundMessage> {
         let name = self.caps.name.clone();
+        let qos = self.output_qos.unwrap_or_else(|| {
+            attribute(event, mqtt_attributes::QOS)
+                .and_then(|level| Qos::from_level(level.parse().ok()?))
+                .unwrap_or(Qos::AtLeastOnce)
+        });
         if let Some(topic) = attribute(event, mqtt_attributes::RESPONSE_TOPIC) {
             let mut message = OutboundMessage::new(topic.to_owned(), output, name);
+            message.qos = qos;
             message.broker = attribute(event, mqtt_attributes::BROKER).map(Arc::from);
             message.properties.correlation_data =
                 attribute(event, mqtt_attributes::CORRELATION_DATA)
@@ -118,7 +126,9 @@ impl LoadedFunction {
         }
         let template = self.output.as_ref()?;
         let topic = render_template(template, &self.caps.name, &event.subject);
-        Some(OutboundMessage::new(topic, output, name))
+        let mut message = OutboundMessage::new(topic, output, name);
+        message.qos = qos;
+        Some(message)
     }
 
     /// Handles one event in a fresh instance (again, in a new one, if its kv writes
