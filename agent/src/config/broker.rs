@@ -51,8 +51,9 @@ pub struct BrokerSpec {
     /// First reconnect delay; doubles (with jitter) up to `reconnect_max`.
     #[serde(default = "default_reconnect_min")]
     pub reconnect_min: Millis,
-    #[serde(default = "default_reconnect_max")]
-    pub reconnect_max: Millis,
+    /// Longest reconnect delay. Default: 2 s for a broker on this host (`localhost`,
+    /// loopback addresses), which is cheap to probe and usually back quickly; 30 s otherwise.
+    reconnect_max: Option<Millis>,
     /// A connection whose outbound messages wait this long with none completed is reported
     /// unhealthy and reconnected.
     #[serde(default = "default_publish_timeout")]
@@ -84,8 +85,31 @@ fn default_separate_publisher() -> bool {
 fn default_reconnect_min() -> Millis {
     Millis(100)
 }
-fn default_reconnect_max() -> Millis {
-    Millis(30_000)
+const LOCAL_RECONNECT_MAX: Millis = Millis(2_000);
+const REMOTE_RECONNECT_MAX: Millis = Millis(30_000);
+
+impl BrokerSpec {
+    /// The longest delay between reconnect attempts.
+    pub fn reconnect_max(&self) -> Millis {
+        self.reconnect_max.unwrap_or(if self.is_local() {
+            LOCAL_RECONNECT_MAX
+        } else {
+            REMOTE_RECONNECT_MAX
+        })
+    }
+
+    /// Whether the broker runs on this host.
+    fn is_local(&self) -> bool {
+        let host = self
+            .address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(host, _)| host)
+            .trim_matches(['[', ']']);
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback())
+    }
 }
 fn default_publish_timeout() -> Millis {
     Millis(10_000)
@@ -193,6 +217,26 @@ pub fn default_client_id(hostname: &str, broker: &str, state_dir: &Path) -> Stri
         .map(|byte| format!("{byte:02x}"))
         .collect();
     format!("fogd-{hostname}-{broker}-{short}")
+}
+
+#[cfg(test)]
+mod reconnect_tests {
+    #[test]
+    fn a_local_broker_is_retried_sooner() {
+        let spec = |address: &str, extra: &str| -> super::BrokerSpec {
+            toml::from_str(&format!("name = \"b\"\naddress = \"{address}\"\n{extra}")).unwrap()
+        };
+        assert_eq!(spec("127.0.0.1:1883", "").reconnect_max().0, 2_000);
+        assert_eq!(spec("localhost:1883", "").reconnect_max().0, 2_000);
+        assert_eq!(spec("[::1]:1883", "").reconnect_max().0, 2_000);
+        assert_eq!(
+            spec("broker.example.net:8883", "").reconnect_max().0,
+            30_000
+        );
+        assert_eq!(spec("10.0.0.2:1883", "").reconnect_max().0, 30_000);
+        let set = spec("127.0.0.1:1883", "reconnect_max = \"10s\"");
+        assert_eq!(set.reconnect_max().0, 10_000);
+    }
 }
 
 #[cfg(test)]

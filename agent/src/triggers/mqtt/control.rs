@@ -51,7 +51,7 @@ impl ControlConnection {
             filters,
             backoff: Backoff::new(
                 spec.reconnect_min.as_duration(),
-                spec.reconnect_max.as_duration(),
+                spec.reconnect_max().as_duration(),
             ),
             unacknowledged: 0,
         }

@@ -55,7 +55,7 @@ impl Session {
         let spec = &self.settings.spec;
         let mut backoff = Backoff::new(
             spec.reconnect_min.as_duration(),
-            spec.reconnect_max.as_duration(),
+            spec.reconnect_max().as_duration(),
         );
         let mut generation = 0u64;
         loop {
