@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{FunctionSpec, TriggerSpec};
+use crate::config::{FunctionSpec, Retained, TriggerSpec};
 use crate::event::{Event, Source, TIMER_ATTRIBUTE, attribute, mqtt_attributes};
 use crate::runtime::{Executor, FunctionQueue};
 use crate::telemetry::Metrics;
@@ -20,10 +20,12 @@ enum Selector {
     SnmpTrap(Option<String>),
     /// Results of one SNMP poll job.
     SnmpPoll(String),
-    /// MQTT messages on one broker connection whose topic matches.
+    /// MQTT messages on one broker connection whose topic matches; retained copies only if
+    /// the trigger takes them.
     Mqtt {
         broker: Arc<str>,
         filter: TopicFilter,
+        retained: Retained,
     },
 }
 
@@ -95,6 +97,7 @@ impl Router {
                             Selector::Mqtt {
                                 broker: Arc::from(broker),
                                 filter,
+                                retained: mqtt.retained,
                             },
                             delivery,
                         )
@@ -114,6 +117,9 @@ impl Router {
     /// configuration order.
     pub fn route(&self, event: &Event) -> Vec<&Route> {
         let broker = attribute(event, mqtt_attributes::BROKER);
+        // The broker marks the retained copy it sends on subscribing (live messages arrive
+        // without the flag: fogd does not ask for Retain As Published).
+        let retained_copy = attribute(event, mqtt_attributes::RETAIN) == Some("true");
         let mut selected: Vec<&Route> = Vec::new();
         for route in &self.routes {
             let matches = match (&route.selector, event.source) {
@@ -128,9 +134,14 @@ impl Router {
                     Selector::Mqtt {
                         broker: wanted,
                         filter,
+                        retained,
                     },
                     Source::Mqtt,
-                ) => broker == Some(&**wanted) && filter.matches(&event.subject),
+                ) => {
+                    broker == Some(&**wanted)
+                        && filter.matches(&event.subject)
+                        && (!retained_copy || *retained != Retained::New)
+                }
                 _ => false,
             };
             if matches && !selected.iter().any(|r| r.function == route.function) {
@@ -224,5 +235,39 @@ mod tests {
         let routes = router.route(&event);
         assert_eq!(routes.len(), 1);
         assert_eq!(&*routes[0].function, "b");
+    }
+
+    #[test]
+    fn a_retained_copy_reaches_only_triggers_that_take_retained_messages() {
+        let subscribed = |function: &str, retained: &str| {
+            let mut spec = FunctionSpec::for_component(function, "f.wasm".into());
+            let trigger: crate::config::MqttTrigger =
+                toml::from_str(&format!("topic = \"cfg/#\"\nretained = \"{retained}\"")).unwrap();
+            spec.triggers.push(TriggerSpec::Mqtt(trigger));
+            spec
+        };
+        let router = Router::new(
+            &[subscribed("new", "new"), subscribed("always", "always")],
+            Some("local"),
+        );
+        let message = |retain: &str| {
+            let mut event = new_event(Source::Mqtt, "cfg/r1", Vec::new());
+            event
+                .attributes
+                .push((mqtt_attributes::BROKER.into(), "local".into()));
+            event
+                .attributes
+                .push((mqtt_attributes::RETAIN.into(), retain.into()));
+            event
+        };
+        let functions = |event: &Event| -> Vec<String> {
+            router
+                .route(event)
+                .iter()
+                .map(|r| r.function.to_string())
+                .collect()
+        };
+        assert_eq!(functions(&message("false")), ["new", "always"]);
+        assert_eq!(functions(&message("true")), ["always"]);
     }
 }

@@ -119,6 +119,14 @@ impl TestClient {
             .expect("publish queued");
     }
 
+    /// Publishes at QoS 1 with the retain flag: the broker keeps it for new subscribers.
+    pub async fn publish_retained(&self, topic: &str, payload: impl Into<Bytes>) {
+        self.client
+            .publish(topic, qos(1), true, payload.into())
+            .await
+            .expect("publish queued");
+    }
+
     pub async fn request(
         &self,
         topic: &str,

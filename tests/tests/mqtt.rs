@@ -804,3 +804,92 @@ async fn a_result_goes_out_at_the_triggers_qos_unless_the_function_names_one() {
     );
     running.agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_run_a_trigger_never_once_or_at_every_start_as_it_asks() {
+    const FUNCTIONS: [&str; 3] = ["new", "once", "always"];
+    let mosquitto = Mosquitto::start();
+    let sender = TestClient::connect(mosquitto.port, "sender-retained", &[]).await;
+    for function in FUNCTIONS {
+        sender
+            .publish_retained(&format!("cfg/{function}"), "before")
+            .await;
+    }
+    let mut observer = TestClient::connect(mosquitto.port, "observer-retained", &["seen/#"]).await;
+    let trigger = |function: &str, retained: &str| {
+        format!(
+            "output = \"seen/{{function}}\"\n[[function.trigger]]\nmqtt = {{ topic = \"cfg/{function}\", qos = 1{retained} }}"
+        )
+    };
+    let config = format!(
+        "{}{}{}{}",
+        broker("local", &mosquitto.address(), ""),
+        function("new", &components().echo, &trigger("new", "")),
+        function(
+            "once",
+            &components().echo,
+            &trigger("once", ", retained = \"once\"")
+        ),
+        function(
+            "always",
+            &components().echo,
+            &trigger("always", ", retained = \"always\"")
+        ),
+    );
+    // Everything each function echoed up to and including `marker`, by function.
+    async fn seen_until(
+        observer: &mut TestClient,
+        sender: &TestClient,
+        marker: &str,
+    ) -> std::collections::BTreeMap<String, Vec<String>> {
+        for function in FUNCTIONS {
+            sender
+                .publish(&format!("cfg/{function}"), marker.to_owned(), 1)
+                .await;
+        }
+        let received = observer
+            .collect_until(PATIENCE, |all| {
+                all.iter().filter(|m| m.text() == marker).count() == FUNCTIONS.len()
+            })
+            .await;
+        let mut by_function = std::collections::BTreeMap::new();
+        for message in received {
+            let function = message.topic.trim_start_matches("seen/").to_owned();
+            by_function
+                .entry(function)
+                .or_insert_with(Vec::new)
+                .push(message.text());
+        }
+        by_function
+    }
+
+    let running = start(&config).await;
+    connected(&running.agent, "local").await;
+    let first = seen_until(&mut observer, &sender, "marker 1").await;
+    assert_eq!(first["new"], ["marker 1"]);
+    assert_eq!(first["once"], ["before", "marker 1"]);
+    assert_eq!(first["always"], ["before", "marker 1"]);
+    for function in FUNCTIONS {
+        sender
+            .publish_retained(&format!("cfg/{function}"), "changed")
+            .await;
+    }
+    let live = seen_until(&mut observer, &sender, "marker 2").await;
+    for function in FUNCTIONS {
+        assert_eq!(live[function], ["changed", "marker 2"], "{function}");
+    }
+    running.agent.shutdown().await;
+
+    // The same client id: the broker still has the subscriptions.
+    let running = start(&config).await;
+    connected(&running.agent, "local").await;
+    let restarted = seen_until(&mut observer, &sender, "marker 3").await;
+    assert_eq!(restarted["new"], ["marker 3"]);
+    assert_eq!(restarted["once"], ["marker 3"]);
+    assert_eq!(
+        restarted["always"],
+        ["changed", "marker 3"],
+        "{restarted:?}"
+    );
+    running.agent.shutdown().await;
+}

@@ -181,6 +181,25 @@ pub struct MqttTrigger {
     /// Topic template (`{function}`, `{subject}`, `{1}`...) that receives an event's message
     /// once every attempt failed, with the error in the `fogd-error` user property.
     pub dead_letter: Option<String>,
+    /// Which retained messages run the function.
+    #[serde(default)]
+    pub retained: Retained,
+}
+
+/// Whether the retained message a broker sends on subscribing runs the function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retained {
+    /// Never: only messages published while the trigger is subscribed (and those queued for
+    /// it while fogd was away). A restart does not replay old state as a new event.
+    #[default]
+    New,
+    /// When the subscription is first made, not at each reconnect or restart (MQTT v5
+    /// Retain Handling 1; over 3.1.1, as `always`).
+    Once,
+    /// At every subscribe, including each reconnect and restart: for functions that
+    /// rebuild their state from the retained message.
+    Always,
 }
 
 fn default_qos() -> u8 {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use broker::{
-    BrokerSpec, EmbeddedBrokerSpec, MqttProtocol, MqttTrigger, OutboxLimits, TlsSpec,
+    BrokerSpec, EmbeddedBrokerSpec, MqttProtocol, MqttTrigger, OutboxLimits, Retained, TlsSpec,
     default_client_id,
 };
 pub use duration::Millis;

@@ -4,9 +4,11 @@
 use bytes::Bytes;
 use rumqttc::v5;
 use rumqttc::v5::mqttbytes::v5::{
-    Packet, PubAckReason, PubRecReason, Publish as V5Publish, PublishProperties,
+    Filter, Packet, PubAckReason, PubRecReason, Publish as V5Publish, PublishProperties,
+    RetainForwardRule,
 };
 
+use crate::config::Retained;
 use crate::outbound::OutboundMessage;
 
 /// MQTT v5 properties of an inbound message (empty for 3.1.1).
@@ -144,11 +146,21 @@ fn v5_properties(message: &OutboundMessage) -> PublishProperties {
 }
 
 impl MqttClient {
-    pub fn subscribe(&self, filter: &str, qos: u8) -> Result<(), String> {
+    /// Subscribes to `filter`; over MQTT v5, `retained` says when the broker sends the
+    /// retained message (Retain Handling). Over 3.1.1 the broker sends it at every subscribe.
+    pub fn subscribe(&self, filter: &str, qos: u8, retained: Retained) -> Result<(), String> {
         match self {
-            MqttClient::V5(client) => client
-                .try_subscribe(filter, v5_qos(qos))
-                .map_err(|e| e.to_string()),
+            MqttClient::V5(client) => {
+                let mut subscription = Filter::new(filter, v5_qos(qos));
+                subscription.retain_forward_rule = match retained {
+                    Retained::New => RetainForwardRule::Never,
+                    Retained::Once => RetainForwardRule::OnNewSubscribe,
+                    Retained::Always => RetainForwardRule::OnEverySubscribe,
+                };
+                client
+                    .try_subscribe_many([subscription])
+                    .map_err(|e| e.to_string())
+            }
             MqttClient::V311(client) => client
                 .try_subscribe(filter, v311_qos(qos))
                 .map_err(|e| e.to_string()),

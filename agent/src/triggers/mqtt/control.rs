@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::backoff::Backoff;
 use super::client::{MqttClient, MqttEventLoop, SessionEvent};
 use super::options::ConnectionSettings;
+use crate::config::Retained;
 use crate::outbound::{MessageProperties, OutboundMessage, Qos};
 
 /// What the connection delivered.
@@ -64,7 +65,7 @@ impl ControlConnection {
                 Ok(SessionEvent::Connected { .. }) => {
                     self.backoff.reset();
                     for filter in &self.filters {
-                        if let Err(error) = self.client.subscribe(filter, 1) {
+                        if let Err(error) = self.client.subscribe(filter, 1, Retained::Always) {
                             return ControlEvent::Disconnected(format!(
                                 "cannot subscribe to {filter}: {error}"
                             ));

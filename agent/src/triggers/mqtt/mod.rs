@@ -25,7 +25,7 @@ use crate::telemetry::{BrokerMetrics, ConnectionMetrics, Health, Metrics};
 use ack_order::Settle;
 use inbound::{Completer, Completions, Inbound, PendingAcks};
 pub use options::{ConnectionSettings, SetupError};
-use session::{Phase, Session};
+use session::{Phase, Session, Subscription};
 
 /// What a finished QoS 1/2 message asks its session to do.
 #[derive(Debug, Clone, Copy)]
@@ -148,7 +148,7 @@ impl MqttTriggers {
             .brokers
             .first()
             .map(|settings| settings.name.clone());
-        let mut subscriptions: HashMap<Arc<str>, Vec<(String, u8)>> = HashMap::new();
+        let mut subscriptions: HashMap<Arc<str>, Vec<Subscription>> = HashMap::new();
         for function in context.functions {
             for trigger in &function.triggers {
                 let TriggerSpec::Mqtt(mqtt) = trigger else {
@@ -161,9 +161,16 @@ impl MqttTriggers {
                     .or_else(|| default_broker.clone());
                 if let Some(broker) = broker {
                     let wanted = subscriptions.entry(broker).or_default();
-                    match wanted.iter_mut().find(|(filter, _)| *filter == mqtt.topic) {
-                        Some((_, qos)) => *qos = (*qos).max(mqtt.qos),
-                        None => wanted.push((mqtt.topic.clone(), mqtt.qos)),
+                    match wanted.iter_mut().find(|s| s.filter == mqtt.topic) {
+                        Some(subscription) => {
+                            subscription.qos = subscription.qos.max(mqtt.qos);
+                            subscription.retained = subscription.retained.max(mqtt.retained);
+                        }
+                        None => wanted.push(Subscription {
+                            filter: mqtt.topic.clone(),
+                            qos: mqtt.qos,
+                            retained: mqtt.retained,
+                        }),
                     }
                 }
             }

@@ -20,6 +20,7 @@ use super::client::{MqttClient, SessionEvent};
 use super::inbound::Inbound;
 use super::options::ConnectionSettings;
 use super::{AckRequest, BrokerStatus};
+use crate::config::Retained;
 use crate::event::now_millis;
 use crate::outbound::decode;
 use crate::state::{FairOutbox, Lane};
@@ -38,9 +39,19 @@ pub enum Phase {
     Stopped,
 }
 
+/// One filter a connection subscribes to, for all the triggers that name it: the highest QoS
+/// and the most retained messages any of them asks for (each trigger then skips what it
+/// does not want).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub filter: String,
+    pub qos: u8,
+    pub retained: Retained,
+}
+
 pub struct Session {
     pub settings: ConnectionSettings,
-    pub subscriptions: Vec<(String, u8)>,
+    pub subscriptions: Vec<Subscription>,
     /// Where messages go; `None` on a connection that only publishes.
     pub inbound: Option<Inbound>,
     /// What this connection publishes; `None` when another connection publishes it.
@@ -149,9 +160,14 @@ impl Session {
                         }
                         backoff.reset();
                         tracing::info!(broker = %self.settings.name, connection = %self.status.connection, address = %self.settings.spec.address, session_present, queued = self.outbox.as_ref().map(FairOutbox::len), "broker connected");
-                        for (filter, qos) in &self.subscriptions {
-                            if let Err(error) = client.subscribe(filter, *qos) {
-                                return Some(format!("cannot subscribe to {filter}: {error}"));
+                        for wanted in &self.subscriptions {
+                            if let Err(error) =
+                                client.subscribe(&wanted.filter, wanted.qos, wanted.retained)
+                            {
+                                return Some(format!(
+                                    "cannot subscribe to {}: {error}",
+                                    wanted.filter
+                                ));
                             }
                         }
                         awaiting_subacks = self.subscriptions.len();
