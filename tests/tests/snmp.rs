@@ -75,6 +75,20 @@ name = "sha256-only"
 auth = "SHA-256"
 auth_password_file = "{sha256_auth}"
 
+[[snmp.user]]
+name = "aes192"
+auth = "SHA-256"
+auth_password_file = "{sha256_auth}"
+privacy = "AES-192-BLUMENTHAL"
+privacy_password_file = "{aes_priv}"
+
+[[snmp.user]]
+name = "aes256"
+auth = "SHA-256"
+auth_password_file = "{sha256_auth}"
+privacy = "AES-256-BLUMENTHAL"
+privacy_password_file = "{aes_priv}"
+
 {broker}
 {all}
 {link_down}
@@ -271,8 +285,43 @@ async fn v2c_and_v1_traps_become_events_routed_by_trap_oid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v3_traps_with_each_security_level_and_wrong_keys_are_counted() {
     let mut site = site("snmp-observer-2").await;
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 5] = [
         (SHA_AES_USER, "authPriv"),
+        // net-snmp's AES-192 and AES-256 extend the key as Blumenthal's draft does.
+        (
+            &[
+                "-u",
+                "aes192",
+                "-l",
+                "authPriv",
+                "-a",
+                "SHA-256",
+                "-A",
+                "sha256password",
+                "-x",
+                "AES-192",
+                "-X",
+                "privpass123",
+            ],
+            "authPriv",
+        ),
+        (
+            &[
+                "-u",
+                "aes256",
+                "-l",
+                "authPriv",
+                "-a",
+                "SHA-256",
+                "-A",
+                "sha256password",
+                "-x",
+                "AES-256",
+                "-X",
+                "privpass123",
+            ],
+            "authPriv",
+        ),
         (
             &[
                 "-u",

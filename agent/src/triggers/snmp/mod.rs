@@ -100,8 +100,13 @@ pub async fn start_receiver(
     let socket = BoundSocket::find(local);
     let requested = config.receive_buffer_kib as usize * 1024;
     match socket.as_ref().map(|s| s.set_receive_buffer(requested)) {
+        // Linux reports twice what it keeps for datagrams; less than twice the request
+        // means it was capped.
+        Some(Ok(granted)) if granted / 2 < requested => {
+            tracing::warn!(listen = %local, receive_buffer_bytes = granted / 2, requested_bytes = requested, "SNMP receiver listening with a smaller receive buffer than asked: the kernel caps it at net.core.rmem_max (raise it with sysctl, or run with CAP_NET_ADMIN)")
+        }
         Some(Ok(granted)) => {
-            tracing::info!(listen = %local, receive_buffer_bytes = granted, "SNMP receiver listening")
+            tracing::info!(listen = %local, receive_buffer_bytes = granted / 2, "SNMP receiver listening")
         }
         Some(Err(error)) => {
             tracing::warn!(listen = %local, %error, "SNMP receiver listening; cannot size its receive buffer")

@@ -33,23 +33,29 @@ impl BoundSocket {
         None
     }
 
-    /// Asks for a receive buffer of `bytes` and returns what the kernel granted (capped by
-    /// `net.core.rmem_max`; Linux reports twice the usable size).
+    /// Asks for a receive buffer of `bytes` and returns what the kernel granted. Linux
+    /// reports twice the usable size, and caps the request at `net.core.rmem_max` unless the
+    /// process may pass it (CAP_NET_ADMIN, `SO_RCVBUFFORCE`).
     pub fn set_receive_buffer(&self, bytes: usize) -> std::io::Result<usize> {
         let requested = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: setsockopt/getsockopt on a descriptor this process owns, with an int
-        // option value of the right size.
-        unsafe {
-            if libc::setsockopt(
-                self.fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&raw const requested).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
+        let set = |option: libc::c_int| {
+            // SAFETY: setsockopt on a descriptor this process owns, with an int option value
+            // of the right size.
+            unsafe {
+                libc::setsockopt(
+                    self.fd,
+                    libc::SOL_SOCKET,
+                    option,
+                    (&raw const requested).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                ) == 0
             }
+        };
+        if !set(libc::SO_RCVBUFFORCE) && !set(libc::SO_RCVBUF) {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: getsockopt on a descriptor this process owns, into an int of the right size.
+        unsafe {
             let mut granted: libc::c_int = 0;
             let mut length = size_of::<libc::c_int>() as libc::socklen_t;
             if libc::getsockopt(
