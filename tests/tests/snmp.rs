@@ -285,43 +285,31 @@ async fn v2c_and_v1_traps_become_events_routed_by_trap_oid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v3_traps_with_each_security_level_and_wrong_keys_are_counted() {
     let mut site = site("snmp-observer-2").await;
+    // net-snmp's AES-192 and AES-256 extend the key as Blumenthal's draft does.
+    let blumenthal = |user: &'static str, privacy: &'static str| {
+        [
+            "-u",
+            user,
+            "-l",
+            "authPriv",
+            "-a",
+            "SHA-256",
+            "-A",
+            "sha256password",
+            "-x",
+            privacy,
+            "-X",
+            "privpass123",
+        ]
+    };
+    let (aes192, aes256) = (
+        blumenthal("aes192", "AES-192"),
+        blumenthal("aes256", "AES-256"),
+    );
     let cases: [(&[&str], &str); 5] = [
         (SHA_AES_USER, "authPriv"),
-        // net-snmp's AES-192 and AES-256 extend the key as Blumenthal's draft does.
-        (
-            &[
-                "-u",
-                "aes192",
-                "-l",
-                "authPriv",
-                "-a",
-                "SHA-256",
-                "-A",
-                "sha256password",
-                "-x",
-                "AES-192",
-                "-X",
-                "privpass123",
-            ],
-            "authPriv",
-        ),
-        (
-            &[
-                "-u",
-                "aes256",
-                "-l",
-                "authPriv",
-                "-a",
-                "SHA-256",
-                "-A",
-                "sha256password",
-                "-x",
-                "AES-256",
-                "-X",
-                "privpass123",
-            ],
-            "authPriv",
-        ),
+        (&aes192, "authPriv"),
+        (&aes256, "authPriv"),
         (
             &[
                 "-u",
