@@ -886,9 +886,12 @@ async fn retained_messages_run_a_trigger_never_once_or_at_every_start_as_it_asks
     let restarted = seen_until(&mut observer, &sender, "marker 3").await;
     assert_eq!(restarted["new"], ["marker 3"]);
     assert_eq!(restarted["once"], ["marker 3"]);
-    assert_eq!(
-        restarted["always"],
-        ["changed", "marker 3"],
+    // Once per subscribe: a reconnect while starting would add another copy.
+    let always = &restarted["always"];
+    assert!(
+        always.len() >= 2
+            && always.last().map(String::as_str) == Some("marker 3")
+            && always[..always.len() - 1].iter().all(|m| m == "changed"),
         "{restarted:?}"
     );
     running.agent.shutdown().await;

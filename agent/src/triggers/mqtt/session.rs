@@ -120,6 +120,20 @@ impl Session {
                 biased;
                 changed = self.phase.changed() => {
                     if changed.is_err() || *self.phase.borrow() == Phase::Stopped {
+                        // Acknowledgements settled before the stop go out ahead of the
+                        // DISCONNECT; left in the channel, the broker would redeliver
+                        // messages whose results it already has.
+                        while let Ok(ack) = self.acks.try_recv() {
+                            if ack.generation == generation {
+                                unsent_acks.extend(order.finish(ack.position, ack.settle));
+                            }
+                        }
+                        while let Some(&(qos, pkid)) = unsent_acks.front() {
+                            if client.ack(qos, pkid).is_err() {
+                                break;
+                            }
+                            unsent_acks.pop_front();
+                        }
                         client.disconnect();
                         // Let the event loop write the DISCONNECT, briefly.
                         let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
