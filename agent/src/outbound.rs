@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -126,29 +127,46 @@ impl OutboundSink for DiscardSink {
 /// messages they were, and how many messages wait.
 pub trait OutboxMetrics: Send + Sync {
     fn dropped(&self, broker: &str, function: &str, reason: &str, count: u64);
-    fn queued(&self, broker: &str, queued: u64);
+    /// The gauge of how many messages wait in `broker`'s outbox, resolved once per broker.
+    fn depth(&self, broker: &str) -> Gauge;
 }
 
 /// The durable outboxes of all broker connections, shared by every function's sink.
 pub struct Outboxes {
-    outboxes: HashMap<Arc<str>, FairOutbox>,
+    outboxes: HashMap<Arc<str>, BrokerOutbox>,
     metrics: Arc<dyn OutboxMetrics>,
+}
+
+struct BrokerOutbox {
+    queues: FairOutbox,
+    depth: Gauge,
 }
 
 impl Outboxes {
     pub fn new(outboxes: HashMap<Arc<str>, FairOutbox>, metrics: Arc<dyn OutboxMetrics>) -> Self {
+        let outboxes = outboxes
+            .into_iter()
+            .map(|(broker, queues)| {
+                let depth = metrics.depth(&broker);
+                (broker, BrokerOutbox { queues, depth })
+            })
+            .collect();
         Self { outboxes, metrics }
     }
 
     pub fn get(&self, broker: &str) -> Option<&FairOutbox> {
-        self.outboxes.get(broker)
+        self.outboxes.get(broker).map(|outbox| &outbox.queues)
     }
 
     /// Whether every message pushed before the call left its outbox (delivered, or dropped
     /// and counted) within `patience`; false at once if some cannot leave soon.
     pub async fn delivered_within(&self, patience: Duration) -> bool {
         let mut waits = Vec::new();
-        for lane in self.outboxes.values().flat_map(|fair| fair.lanes_from(0)) {
+        for lane in self
+            .outboxes
+            .values()
+            .flat_map(|outbox| outbox.queues.lanes_from(0))
+        {
             match lane.outbox.delivered() {
                 Delivered::Already => {}
                 Delivered::When(gone) => waits.push(gone),
@@ -176,9 +194,10 @@ impl Outboxes {
             .get(broker)
             .ok_or_else(|| OutboundError::UnknownBroker(broker.to_owned()))?;
         let report = outbox
+            .queues
             .push(&message.origin, &encode(message))
             .map_err(|error| OutboundError::Storage(error.to_string()))?;
-        self.metrics.queued(broker, outbox.len());
+        outbox.depth.set(outbox.queues.len() as i64);
         if report.dropped_oldest > 0 {
             self.metrics.dropped(
                 broker,

@@ -98,13 +98,18 @@ impl BrokerSpec {
         })
     }
 
+    /// The host (without IPv6 brackets) and port of `address`; the whole address and 1883
+    /// when it names no port.
+    pub fn host_and_port(&self) -> (&str, u16) {
+        self.address
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse().ok()?)))
+            .unwrap_or((self.address.as_str(), 1883))
+    }
+
     /// Whether the broker runs on this host.
     fn is_local(&self) -> bool {
-        let host = self
-            .address
-            .rsplit_once(':')
-            .map_or(self.address.as_str(), |(host, _)| host)
-            .trim_matches(['[', ']']);
+        let (host, _) = self.host_and_port();
         host.eq_ignore_ascii_case("localhost")
             || host
                 .parse::<std::net::IpAddr>()

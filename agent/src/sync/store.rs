@@ -216,13 +216,8 @@ impl RevisionStore {
     /// copied or probed): every `<revision>.staging/` no living process is filling. Returns
     /// the folders removed.
     pub fn remove_abandoned_staging(&self) -> Result<Vec<PathBuf>, StoreError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(io(&self.dir)(error)),
-        };
         let mut removed = Vec::new();
-        for entry in entries.filter_map(Result::ok) {
+        for entry in self.entries()? {
             let path = entry.path();
             let is_staging = path.is_dir()
                 && path
@@ -246,14 +241,19 @@ impl RevisionStore {
         remove_dir_if_present(&self.revision_dir(revision))
     }
 
+    /// What the store's folder holds; nothing before the first revision was stored.
+    fn entries(&self) -> Result<Vec<std::fs::DirEntry>, StoreError> {
+        match std::fs::read_dir(&self.dir) {
+            Ok(entries) => Ok(entries.filter_map(Result::ok).collect()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(error) => Err(io(&self.dir)(error)),
+        }
+    }
+
     fn revisions(&self) -> Result<Vec<u64>, StoreError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(io(&self.dir)(error)),
-        };
-        Ok(entries
-            .filter_map(Result::ok)
+        Ok(self
+            .entries()?
+            .into_iter()
             .filter(|entry| entry.path().join(DOCUMENT_FILE).is_file())
             .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
             .collect())

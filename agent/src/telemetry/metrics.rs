@@ -1,7 +1,6 @@
 //! Prometheus metrics. Per-function handles are resolved once when a function is loaded, so
 //! the event path only touches atomics.
 
-use crate::event::Source;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::latency::LatencyRecord;
+use crate::event::Source;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabel {
@@ -457,12 +457,10 @@ impl crate::outbound::OutboxMetrics for Metrics {
         self.broker(broker).outbox_dropped(function, reason, count);
     }
 
-    fn queued(&self, broker: &str, queued: u64) {
-        self.outbox_depth
-            .get_or_create(&BrokerLabel {
-                broker: broker.to_owned(),
-            })
-            .set(queued as i64);
+    fn depth(&self, broker: &str) -> Gauge {
+        self.outbox_depth.get_or_create_owned(&BrokerLabel {
+            broker: broker.to_owned(),
+        })
     }
 }
 

@@ -60,6 +60,16 @@ pub enum SessionEvent {
     Other,
 }
 
+/// Why a publish was not handed to the event loop.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PublishRefused {
+    #[error("{size} bytes, larger than the broker's maximum packet size of {max_packet}")]
+    TooLarge { size: usize, max_packet: usize },
+    /// Try again later.
+    #[error("the MQTT client's request queue is full")]
+    ClientFull,
+}
+
 pub enum MqttClient {
     V5(v5::AsyncClient),
     V311(rumqttc::AsyncClient),
@@ -167,24 +177,32 @@ impl MqttClient {
         }
     }
 
-    /// The size of `message`'s PUBLISH packet on an MQTT v5 connection.
-    pub fn packet_size(message: &OutboundMessage) -> usize {
-        V5Publish::new(
-            message.topic.as_str(),
-            v5_qos(message.qos.level()),
-            Bytes::copy_from_slice(&message.payload),
-            Some(v5_properties(message)),
-        )
-        .size()
-    }
-
-    /// Hands a publish to the event loop; fails if its request channel is full.
-    pub fn publish(&self, message: &OutboundMessage) -> Result<(), String> {
+    /// Hands a publish to the event loop. Refused without being sent when its packet is
+    /// larger than `max_packet` (what an MQTT v5 broker announced), or when the client's
+    /// request channel is full.
+    pub fn publish(
+        &self,
+        message: &OutboundMessage,
+        max_packet: Option<usize>,
+    ) -> Result<(), PublishRefused> {
         let qos = message.qos.level();
         let payload = Bytes::copy_from_slice(&message.payload);
         match self {
             MqttClient::V5(client) => {
                 let properties = v5_properties(message);
+                if let Some(max_packet) = max_packet {
+                    // Built to be measured only: the payload is shared, not copied.
+                    let size = V5Publish::new(
+                        message.topic.as_str(),
+                        v5_qos(qos),
+                        payload.clone(),
+                        Some(properties.clone()),
+                    )
+                    .size();
+                    if size > max_packet {
+                        return Err(PublishRefused::TooLarge { size, max_packet });
+                    }
+                }
                 client
                     .try_publish_with_properties(
                         message.topic.as_str(),
@@ -193,7 +211,7 @@ impl MqttClient {
                         payload,
                         properties,
                     )
-                    .map_err(|e| e.to_string())
+                    .map_err(|_| PublishRefused::ClientFull)
             }
             MqttClient::V311(client) => client
                 .try_publish(
@@ -202,7 +220,7 @@ impl MqttClient {
                     message.retain,
                     payload,
                 )
-                .map_err(|e| e.to_string()),
+                .map_err(|_| PublishRefused::ClientFull),
         }
     }
 

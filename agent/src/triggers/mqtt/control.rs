@@ -100,15 +100,20 @@ impl ControlConnection {
     /// Publishes `payload` at QoS 1. An empty retained payload clears the topic's retained
     /// message.
     pub fn publish(&mut self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), String> {
-        self.client.publish(&OutboundMessage {
-            topic: topic.to_owned(),
-            payload,
-            qos: Qos::AtLeastOnce,
-            retain,
-            origin: "control".into(),
-            broker: None,
-            properties: MessageProperties::default(),
-        })?;
+        self.client
+            .publish(
+                &OutboundMessage {
+                    topic: topic.to_owned(),
+                    payload,
+                    qos: Qos::AtLeastOnce,
+                    retain,
+                    origin: "control".into(),
+                    broker: None,
+                    properties: MessageProperties::default(),
+                },
+                None,
+            )
+            .map_err(|refused| refused.to_string())?;
         self.unacknowledged += 1;
         Ok(())
     }

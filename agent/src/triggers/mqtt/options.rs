@@ -72,13 +72,8 @@ impl std::fmt::Debug for ConnectionSettings {
 
 impl ConnectionSettings {
     pub fn load(spec: &BrokerSpec) -> Result<Self, SetupError> {
-        let (host, port) = spec
-            .address
-            .rsplit_once(':')
-            .and_then(|(host, port)| {
-                Some((host.trim_matches(['[', ']']).to_owned(), port.parse().ok()?))
-            })
-            .unwrap_or_else(|| (spec.address.clone(), 1883));
+        let (host, port) = spec.host_and_port();
+        let host = host.to_owned();
         let password = match &spec.password_file {
             Some(path) => Some(read(spec, "password file", path).map(|bytes| {
                 String::from_utf8_lossy(&bytes)

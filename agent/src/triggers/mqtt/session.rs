@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::ack_order::AckOrder;
 use super::backoff::Backoff;
-use super::client::{MqttClient, SessionEvent};
+use super::client::{MqttClient, PublishRefused, SessionEvent};
 use super::inbound::Inbound;
 use super::options::ConnectionSettings;
 use super::{AckRequest, BrokerStatus};
@@ -102,12 +102,7 @@ impl Session {
             tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            while let Some(&(qos, pkid)) = unsent_acks.front() {
-                if client.ack(qos, pkid).is_err() {
-                    break;
-                }
-                unsent_acks.pop_front();
-            }
+            send_acks(&client, &mut unsent_acks);
             if connected
                 && unsent_acks.is_empty()
                 && let Some(publisher) = publisher.as_mut()
@@ -128,12 +123,7 @@ impl Session {
                                 unsent_acks.extend(order.finish(ack.position, ack.settle));
                             }
                         }
-                        while let Some(&(qos, pkid)) = unsent_acks.front() {
-                            if client.ack(qos, pkid).is_err() {
-                                break;
-                            }
-                            unsent_acks.pop_front();
-                        }
+                        send_acks(&client, &mut unsent_acks);
                         client.disconnect();
                         // Let the event loop write the DISCONNECT, briefly.
                         let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
@@ -235,6 +225,16 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// Hands the waiting acknowledgements to the client in order, as many as it takes now.
+fn send_acks(client: &MqttClient, unsent_acks: &mut VecDeque<(u8, u16)>) {
+    while let Some(&(qos, pkid)) = unsent_acks.front() {
+        if client.ack(qos, pkid).is_err() {
+            break;
+        }
+        unsent_acks.pop_front();
     }
 }
 
@@ -355,21 +355,16 @@ impl Publisher {
                     continue;
                 }
             };
-            if let Some(max_packet) = self.max_packet
-                && MqttClient::packet_size(&message) > max_packet
-            {
-                self.log_refusal(
-                    &lane.origin,
-                    &format!("larger than the broker's maximum packet size of {max_packet} bytes"),
-                    status,
-                );
-                self.discard(&lane, entry.seq, status, "too_large");
-                self.lanes[index].1 = Some(entry.seq);
-                continue;
-            }
-            if client.publish(&message).is_err() {
-                // The client's queue is full: try this entry again on the next round.
-                return Turn::ClientFull;
+            match client.publish(&message, self.max_packet) {
+                Ok(()) => {}
+                Err(refused @ PublishRefused::TooLarge { .. }) => {
+                    self.log_refusal(&lane.origin, &refused.to_string(), status);
+                    self.discard(&lane, entry.seq, status, "too_large");
+                    self.lanes[index].1 = Some(entry.seq);
+                    continue;
+                }
+                // Try this entry again on the next round.
+                Err(PublishRefused::ClientFull) => return Turn::ClientFull,
             }
             if self.waiting() == 0 {
                 self.last_progress = Instant::now();
