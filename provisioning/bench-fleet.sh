@@ -61,7 +61,7 @@ grep -q "^ready" "$work/sim.out" || { echo "the simulated fleet did not come up"
 
 times=()
 for run in $(seq "$runs"); do
-    python3 - "$root/agent/schema/example-deployment.json" "$run" > "$work/doc.json" <<'PY'
+    python3 - "$root/fleet/schema/example-deployment.json" "$run" > "$work/doc.json" <<'PY'
 import json, sys
 document = json.load(open(sys.argv[1]))
 document["revision"] = int(sys.argv[2])

@@ -14,9 +14,10 @@ use crate::outbound::{ChannelSink, OutboundMessage, OutboundSink, OutboxSink, Ou
 use crate::router::{Dispatch, Router};
 use crate::runtime::{Executor, Runtime, RuntimeSettings};
 use crate::state::StateDb;
-use crate::telemetry::{self, Health, Metrics};
+use crate::telemetry::{self, Health, JsonPage, Metrics};
 use crate::triggers;
-use crate::triggers::mqtt::{ConnectionSettings, MqttContext, MqttTriggers};
+use crate::triggers::mqtt::{MqttContext, MqttTriggers};
+use fogd_fleet::mqtt::ConnectionSettings;
 
 /// Outbound messages that may wait in memory for the log when no broker is configured.
 const OUTBOUND_CAPACITY: usize = 4096;
@@ -47,7 +48,7 @@ impl Agent {
     /// and starts the triggers. `models` is the registry the caller keeps across reloads.
     pub async fn start(config: Config, models: Arc<ModelRegistry>) -> anyhow::Result<Self> {
         let mut metrics = Metrics::new();
-        metrics.register_inference(models.metrics());
+        models.metrics().register(metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let health = Arc::new(Health::default());
         report_models(&config, &models, &health);
@@ -170,7 +171,7 @@ impl Agent {
                     address,
                     metrics.clone(),
                     health.clone(),
-                    models.clone(),
+                    vec![("/models", models.clone() as Arc<dyn JsonPage>)],
                     shutdown_rx.clone(),
                 )
                 .await

@@ -6,7 +6,6 @@
 
 pub mod agent;
 pub mod bench;
-pub mod config;
 pub mod contract;
 pub mod event;
 pub mod host;
@@ -19,5 +18,6 @@ pub mod runtime;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
-pub mod topic;
 pub mod triggers;
+
+pub use fogd_fleet::{config, topic};

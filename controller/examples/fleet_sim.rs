@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use fogd::config::BrokerSpec;
-use fogd::sync::{Deployment, Report, SyncState, TrustedKeys, topics};
-use fogd::triggers::mqtt::ConnectionSettings;
-use fogd::triggers::mqtt::control::{ControlConnection, ControlEvent};
+use fogd_fleet::config::BrokerSpec;
+use fogd_fleet::deployment::{Deployment, Report, SyncState, TrustedKeys, topics};
+use fogd_fleet::mqtt::ConnectionSettings;
+use fogd_fleet::mqtt::control::{ControlConnection, ControlEvent};
 use tokio::sync::mpsc;
 
 #[derive(Parser)]

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use fogd::config::BrokerSpec;
-use fogd::sync::{Report, topics};
-use fogd::triggers::mqtt::ConnectionSettings;
-use fogd::triggers::mqtt::control::{ControlConnection, ControlEvent};
+use fogd_fleet::config::BrokerSpec;
+use fogd_fleet::deployment::{Report, topics};
+use fogd_fleet::mqtt::ConnectionSettings;
+use fogd_fleet::mqtt::control::{ControlConnection, ControlEvent};
 
 /// How to reach the fleet's broker.
 #[derive(clap::Args, Clone)]
@@ -49,7 +49,7 @@ impl BrokerArgs {
         let spec: BrokerSpec = serde_json::from_value(serde_json::json!({
             "name": "fleet",
             "address": self.broker,
-            "client_id": format!("fogctl-{}-{}", fogd::config::hostname(), std::process::id()),
+            "client_id": format!("fogctl-{}-{}", fogd_fleet::config::hostname(), std::process::id()),
             "username": self.username,
             "password_file": self.password_file,
             "tls": tls,

@@ -6,7 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use fogd::sync::FleetKey;
+use fogd_fleet::deployment::FleetKey;
 
 /// Writes a new key pair; returns the public key file's path.
 pub fn generate(private: &Path) -> anyhow::Result<PathBuf> {

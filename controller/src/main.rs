@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fogd::sync::{Deployment, FleetKey, SignedDocument, TrustedKeys, topics};
+use fogd_fleet::deployment::{Deployment, FleetKey, SignedDocument, TrustedKeys, topics};
 
 #[derive(Parser)]
 #[command(
@@ -129,7 +129,7 @@ struct Target {
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    fogd::config::Millis::parse(text).map(fogd::config::Millis::as_duration)
+    fogd_fleet::config::Millis::parse(text).map(fogd_fleet::config::Millis::as_duration)
 }
 
 fn main() -> ExitCode {
@@ -263,7 +263,7 @@ async fn roll_out(
 }
 
 async fn roll_out_on(
-    connection: &mut fogd::triggers::mqtt::control::ControlConnection,
+    connection: &mut fogd_fleet::mqtt::control::ControlConnection,
     snapshot: &mut fleet::Snapshot,
     revision: u64,
     signed: bytes::Bytes,

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fogd::sync::{Report, SyncState, topics};
-use fogd::triggers::mqtt::control::{ControlConnection, ControlEvent};
+use fogd_fleet::deployment::{Report, SyncState, topics};
+use fogd_fleet::mqtt::control::{ControlConnection, ControlEvent};
 
 use crate::fleet::Snapshot;
 

@@ -1,6 +1,6 @@
 //! `fogctl status`: the fleet table, from the devices' retained reports.
 
-use fogd::sync::topics;
+use fogd_fleet::deployment::topics;
 
 use crate::fleet::{self, BrokerArgs};
 use crate::rollout::state_name;

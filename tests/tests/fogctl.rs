@@ -22,7 +22,7 @@ fn text(bytes: &[u8]) -> String {
 
 fn example() -> String {
     root()
-        .join("agent/schema/example-deployment.json")
+        .join("fleet/schema/example-deployment.json")
         .display()
         .to_string()
 }

@@ -10,6 +10,7 @@ use fogd::inference::{Availability, ModelRegistry};
 use fogd::outbound::DiscardSink;
 use fogd::runtime::{LoadError, Runtime, RuntimeSettings};
 use fogd::state::StateDb;
+use fogd::sync::Deployment;
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -85,4 +86,21 @@ pub(super) fn compile(config: &Config, cache_dir: &Path) -> anyhow::Result<Vec<(
         }
     }
     Ok(problems)
+}
+
+/// Builds the configuration that runs a staged revision (in `dir`) on this device and
+/// compiles it into the daemon's cache (entries are content-addressed and written
+/// atomically), so that switching to the revision loads instead of compiling. Models are
+/// loaded and run on their reference vectors. Returns what keeps it from running.
+pub fn probe(config: &Config, deployment: &Deployment, dir: &Path) -> Vec<String> {
+    match deployment.configure(config, dir) {
+        Ok(effective) => match compile(&effective, &effective.cache_dir()) {
+            Ok(problems) => problems
+                .into_iter()
+                .map(|(key, message)| format!("{key}: {message}"))
+                .collect(),
+            Err(error) => vec![format!("{error:#}")],
+        },
+        Err(error) => vec![error.to_string()],
+    }
 }

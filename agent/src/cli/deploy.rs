@@ -2,13 +2,13 @@
 //! air-gapped sites). The document is verified, its artifacts copied from a directory and
 //! checked, the result compiled, and the running daemon asked to switch to it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use super::ConfigArg;
-use fogd::config::{self, Config};
+use fogd::config;
 use fogd::sync::{Deployment, RevisionStore, TrustedKeys};
 
 #[derive(clap::Args)]
@@ -62,31 +62,14 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         Ok(staged) => staged,
         Err(error) => return refused(error.to_string()),
     };
-    let problems = probe(&config, &deployment, staged.dir());
+    let problems = super::check::probe(&config, &deployment, staged.dir());
     if !problems.is_empty() {
         return refused(problems.join("; "));
     }
     staged.seal()?;
-    match super::reload::signal_daemon(&config)? {
+    match super::daemon::signal_daemon(&config)? {
         Some(pid) => println!("revision {revision} staged; fogd (pid {pid}) is switching to it"),
         None => println!("revision {revision} staged; fogd runs it when it starts"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Builds the configuration that runs a staged revision (in `dir`) on this device and
-/// compiles it into the daemon's cache (entries are content-addressed and written
-/// atomically), so that switching to the revision loads instead of compiling. Models are
-/// loaded and run on their reference vectors. Returns what keeps it from running.
-pub fn probe(config: &Config, deployment: &Deployment, dir: &Path) -> Vec<String> {
-    match deployment.configure(config, dir) {
-        Ok(effective) => match super::check::compile(&effective, &effective.cache_dir()) {
-            Ok(problems) => problems
-                .into_iter()
-                .map(|(key, message)| format!("{key}: {message}"))
-                .collect(),
-            Err(error) => vec![format!("{error:#}")],
-        },
-        Err(error) => vec![error.to_string()],
-    }
 }

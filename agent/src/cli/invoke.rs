@@ -60,7 +60,7 @@ pub fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let (spec, state, settings, models, _scratch) = match (&args.config, &args.component) {
         (Some(path), None) => {
             let config = config::load_file(path)?;
-            fogd::telemetry::init_logging(&config.log);
+            fogd::telemetry::init_logging(&config.log, Vec::new());
             let Some(name) = args.function.as_deref() else {
                 bail!("name the function to invoke");
             };
@@ -79,7 +79,7 @@ pub fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
             )
         }
         (None, Some(component)) => {
-            fogd::telemetry::init_logging(&Default::default());
+            fogd::telemetry::init_logging(&Default::default(), Vec::new());
             let scratch = tempfile::tempdir()?;
             let spec = FunctionSpec::for_component("invoke", component.clone());
             let state = StateDb::temporary(&StateConfig::default())?;

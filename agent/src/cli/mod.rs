@@ -1,9 +1,8 @@
 //! Command-line interface: parsing and dispatch to one module per command.
 
 mod bench;
-mod bench_infer;
-mod bench_mqtt;
 mod check;
+mod daemon;
 mod deploy;
 mod identity;
 mod invoke;

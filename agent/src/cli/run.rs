@@ -1,6 +1,6 @@
 //! `fogd run`: the daemon, its signals and its systemd integration.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::ConfigArg;
+use super::daemon::pid_file;
 use fogd::agent::Agent;
 use fogd::config::{self, Config};
 use fogd::inference::{ModelRegistry, SyncAction};
@@ -16,6 +17,7 @@ use fogd::sync::cloud::{CloudSync, Reporter};
 use fogd::sync::watch::{Verdict, Watch, function_health};
 use fogd::sync::{RevisionStore, SyncState, activate};
 use fogd::telemetry::{self, systemd};
+use fogd::triggers::snmp;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
@@ -29,15 +31,10 @@ pub struct RunArgs {
     config: ConfigArg,
 }
 
-/// Where `fogd run` records its pid, for `fogd reload`.
-pub fn pid_file(config: &Config) -> PathBuf {
-    config.state_dir.join("fogd.pid")
-}
-
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let path = args.config.config;
     let config = config::load_file(&path)?;
-    telemetry::init_logging(&config.log);
+    telemetry::init_logging(&config.log, vec![snmp::decode_failures::counter()]);
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
     super::tokio_runtime(Some(config.async_threads()))?.block_on(serve(&path, config))
 }
@@ -63,7 +60,7 @@ async fn serve(path: &Path, mut config: Config) -> anyhow::Result<ExitCode> {
         replaced_models: Vec::new(),
     };
     let (mut agent, mut watching) = start_selected(&config, next, &models).await?;
-    let mut cloud = CloudSync::start(&config, Arc::new(super::deploy::probe))?;
+    let mut cloud = CloudSync::start(&config, Arc::new(super::check::probe))?;
     let mut reporter = reporter_of(&cloud);
     report_start(&reporter, &config, &agent, &watching, None);
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
@@ -163,7 +160,7 @@ async fn restart_sync(cloud: Option<CloudSync>, config: &Config) -> Option<Cloud
     if let Some(cloud) = cloud {
         cloud.stop().await;
     }
-    match CloudSync::start(config, Arc::new(super::deploy::probe)) {
+    match CloudSync::start(config, Arc::new(super::check::probe)) {
         Ok(cloud) => cloud,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "cannot follow the fleet with the reloaded config; running without fleet sync");

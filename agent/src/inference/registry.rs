@@ -500,3 +500,13 @@ impl Default for ModelRegistry {
         Self::none()
     }
 }
+
+/// `/models`: whether the runtime opened, and each model's status.
+impl crate::telemetry::JsonPage for ModelRegistry {
+    fn render(&self) -> serde_json::Value {
+        serde_json::json!({
+            "runtime": self.availability(),
+            "models": self.status(),
+        })
+    }
+}

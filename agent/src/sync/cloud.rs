@@ -20,8 +20,8 @@ use super::download::Downloader;
 use super::report::{Progress, Report, SyncState, topics};
 use super::{Deployment, DocumentError, RevisionStore, TrustedKeys};
 use crate::config::Config;
-use crate::triggers::mqtt::ConnectionSettings;
-use crate::triggers::mqtt::control::{ControlConnection, ControlEvent};
+use fogd_fleet::mqtt::ConnectionSettings;
+use fogd_fleet::mqtt::control::{ControlConnection, ControlEvent};
 
 /// Checks a staged revision against the device: builds the configuration that runs it and
 /// compiles it into the daemon's cache. Returns what keeps it from running.

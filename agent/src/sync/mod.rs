@@ -1,18 +1,17 @@
-//! Desired state from the fleet: signed deployment documents ([`signing`], over the
-//! [`canonical`] encoding), what they contain ([`document`]), the revisions kept on disk
-//! ([`store`]), and following the fleet over MQTT ([`cloud`], [`report`], [`download`]).
+//! Desired state from the fleet on the device: the revisions kept on disk ([`store`]),
+//! following the fleet over MQTT ([`cloud`], [`download`]), activating a revision
+//! ([`activate`]) and watching it against its health gates ([`watch`]). The document itself,
+//! its signing and the fleet topics live in [`fogd_fleet::deployment`].
 
 pub mod activate;
-pub mod canonical;
 pub mod cloud;
-pub mod document;
 pub mod download;
-pub mod report;
-pub mod signing;
 pub mod store;
 pub mod watch;
 
-pub use document::{Artifact, Deployment, DocumentError, HealthGates};
-pub use report::{Report, SyncState, topics};
-pub use signing::{FleetKey, KeyError, SignatureError, SignedDocument, TrustedKeys};
+pub use fogd_fleet::deployment::{
+    Artifact, Deployment, DocumentError, FleetKey, FunctionHealth, HealthGates, KeyError, Progress,
+    Report, SignatureError, SignedDocument, SyncState, TrustedKeys, canonical, document, report,
+    signing, topics,
+};
 pub use store::{RevisionStore, StoreError};

@@ -1,4 +1,4 @@
-//! The `/metrics`, `/healthz` and `/models` endpoint.
+//! The `/metrics` and `/healthz` endpoint, with the JSON pages other parts add (`/models`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,18 +14,26 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{Health, Metrics};
-use crate::inference::ModelRegistry;
+
+/// A JSON page the endpoint serves beside `/metrics` and `/healthz`, rendered per request.
+pub trait JsonPage: Send + Sync {
+    fn render(&self) -> serde_json::Value;
+}
+
+/// The pages to serve, each at its path (`/models`).
+pub type JsonPages = Vec<(&'static str, Arc<dyn JsonPage>)>;
 
 /// Binds `address` and serves until `shutdown` turns true. Returns the bound address.
 pub async fn serve(
     address: SocketAddr,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    models: Arc<ModelRegistry>,
+    pages: JsonPages,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
+    let pages = Arc::new(pages);
     tokio::spawn(async move {
         loop {
             let (stream, _) = tokio::select! {
@@ -40,10 +48,10 @@ pub async fn serve(
             };
             let metrics = metrics.clone();
             let health = health.clone();
-            let models = models.clone();
+            let pages = pages.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
-                    let response = respond(&request, &metrics, &health, &models);
+                    let response = respond(&request, &metrics, &health, &pages);
                     async move { Ok::<_, std::convert::Infallible>(response) }
                 });
                 let _ = http1::Builder::new()
@@ -59,7 +67,7 @@ fn respond(
     request: &Request<Incoming>,
     metrics: &Metrics,
     health: &Health,
-    models: &ModelRegistry,
+    pages: &JsonPages,
 ) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match request.uri().path() {
         "/metrics" => (
@@ -77,19 +85,18 @@ fn respond(
             let body = serde_json::to_string_pretty(&report).unwrap_or_default();
             (status, "application/json", body)
         }
-        "/models" => {
-            let report = serde_json::json!({
-                "runtime": models.availability(),
-                "models": models.status(),
-            });
-            let body = serde_json::to_string_pretty(&report).unwrap_or_default();
-            (StatusCode::OK, "application/json", body)
-        }
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "try /metrics, /healthz or /models\n".to_owned(),
-        ),
+        path => match pages.iter().find(|(at, _)| *at == path) {
+            Some((_, page)) => {
+                let body = serde_json::to_string_pretty(&page.render()).unwrap_or_default();
+                (StatusCode::OK, "application/json", body)
+            }
+            None => {
+                let mut paths = vec!["/metrics", "/healthz"];
+                paths.extend(pages.iter().map(|(at, _)| *at));
+                let hint = format!("try {}\n", paths.join(", "));
+                (StatusCode::NOT_FOUND, "text/plain", hint)
+            }
+        },
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

@@ -452,21 +452,10 @@ impl BrokerMetrics {
     }
 }
 
-impl crate::outbound::OutboxMetrics for Metrics {
-    fn dropped(&self, broker: &str, function: &str, reason: &str, count: u64) {
-        self.broker(broker).outbox_dropped(function, reason, count);
-    }
-
-    fn depth(&self, broker: &str) -> Gauge {
-        self.outbox_depth.get_or_create_owned(&BrokerLabel {
-            broker: broker.to_owned(),
-        })
-    }
-}
-
 impl Metrics {
-    /// Adds the model registry's metrics, which outlive this agent across reloads.
-    pub fn register_inference(&mut self, inference: &crate::inference::InferenceMetrics) {
-        inference.register(&mut self.registry);
+    /// The registry, for metrics kept elsewhere (the model registry's, which outlive an
+    /// agent across reloads) to add themselves to.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 }

@@ -7,31 +7,32 @@ mod metrics;
 mod spaced_log;
 pub mod systemd;
 
-use tracing::Level;
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
-
-use crate::triggers::snmp;
 
 use crate::config::{LogConfig, LogFormat};
 
 pub use health::{ComponentHealth, Health, HealthReport};
-pub use http::serve;
+pub use http::{JsonPage, JsonPages, serve};
 pub use latency::{LatencyRecord, LatencySnapshot};
 pub use metrics::{
     AcknowledgedMetrics, BrokerMetrics, ConnectionMetrics, FunctionMetrics, Metrics,
 };
 pub use spaced_log::SpacedLog;
 
-/// Installs the global log subscriber. `RUST_LOG` overrides the configured level. Logs go to
-/// stderr so that command output (`fogd invoke`, `fogd bench --json`) stays clean on stdout.
-pub fn init_logging(config: &LogConfig) {
+/// A layer that watches log events for what a dependency reports only there (the SNMP
+/// receiver's decode failures), installed beside the output whatever the level.
+pub type LogObserver = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Installs the global log subscriber with `observers`. `RUST_LOG` overrides the configured
+/// level. Logs go to stderr so that command output (`fogd invoke`, `fogd bench --json`)
+/// stays clean on stdout.
+pub fn init_logging(config: &LogConfig, mut observers: Vec<LogObserver>) {
     // The embedded broker logs ordinary disconnects as errors, async-snmp warns once per
-    // undecodable datagram (counted instead, see `DecodeFailureCounter`), and its client
-    // logs every failed request as an error with no message (a poll failure fogd reports
-    // itself): keep them quiet unless the level names the crate.
+    // undecodable datagram (counted instead by an observer), and its client logs every
+    // failed request as an error with no message (a poll failure fogd reports itself): keep
+    // them quiet unless the level names the crate.
     let mut level = config.level.clone();
     for quiet in ["rumqttd=off", "async_snmp=error", "async_snmp::client=off"] {
         let (target, _) = quiet.split_once('=').unwrap_or((quiet, ""));
@@ -53,40 +54,6 @@ pub fn init_logging(config: &LogConfig) {
         (LogFormat::Human, true) => fmt.without_time().with_ansi(false).boxed(),
         (LogFormat::Json, _) => fmt.json().flatten_event(true).boxed(),
     };
-    let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .with(
-            // Decided once per call site, with a level hint: otherwise every debug and trace
-            // call site of every dependency (and every `log` record, which the bridge to
-            // tracing then builds) would be evaluated on each call, a measurable share of the
-            // MQTT path's time.
-            DecodeFailureCounter
-                .with_filter(Targets::new().with_target(snmp::DECODE_FAILURE_TARGET, Level::WARN)),
-        )
-        .try_init();
-}
-
-/// Counts the datagrams async-snmp skips as undecodable, which it reports only as a log
-/// event; independent of the log level.
-struct DecodeFailureCounter;
-
-impl<S: tracing::Subscriber> Layer<S> for DecodeFailureCounter {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let mut message = MessageText(false);
-        event.record(&mut message);
-        if message.0 {
-            snmp::count_decode_failure();
-        }
-    }
-}
-
-/// Whether an event's message is async-snmp's decode-failure message.
-struct MessageText(bool);
-
-impl tracing::field::Visit for MessageText {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}") == snmp::DECODE_FAILURE_MESSAGE;
-        }
-    }
+    observers.push(fmt.with_filter(filter).boxed());
+    let _ = tracing_subscriber::registry().with(observers).try_init();
 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::client::InboundMessage;
 use super::{AckRequest, Settle};
 use crate::event::{Event, Source, mqtt_attributes as attr, new_event};
 use crate::outbound::{OutboundMessage, Outboxes};
@@ -24,6 +23,7 @@ use crate::runtime::{FunctionQueue, InvokeError, Outcome};
 use crate::state::StateDb;
 use crate::telemetry::AcknowledgedMetrics;
 use crate::topic::render_template;
+use fogd_fleet::mqtt::client::InboundMessage;
 
 /// How long an acknowledgement waits for the results to reach their broker before it has
 /// them flushed to disk instead.

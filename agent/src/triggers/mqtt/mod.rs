@@ -2,12 +2,8 @@
 //! delivery, and publishing through each connection's durable outbox.
 
 mod ack_order;
-mod backoff;
-mod client;
-pub mod control;
 pub mod embedded;
 mod inbound;
-mod options;
 mod session;
 
 use std::collections::HashMap;
@@ -15,6 +11,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+use fogd_fleet::mqtt::ConnectionSettings;
 
 use crate::config::{FunctionSpec, TriggerSpec};
 use crate::outbound::Outboxes;
@@ -24,7 +22,6 @@ use crate::telemetry::{BrokerMetrics, ConnectionMetrics, Health, Metrics};
 
 use ack_order::Settle;
 use inbound::{Completer, Completions, Inbound, PendingAcks};
-pub use options::{ConnectionSettings, SetupError};
 use session::{Phase, Session, Subscription};
 
 /// What a finished QoS 1/2 message asks its session to do.

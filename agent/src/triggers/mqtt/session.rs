@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::ack_order::AckOrder;
-use super::backoff::Backoff;
-use super::client::{MqttClient, PublishRefused, SessionEvent};
 use super::inbound::Inbound;
-use super::options::ConnectionSettings;
 use super::{AckRequest, BrokerStatus};
 use crate::config::Retained;
 use crate::event::now_millis;
 use crate::outbound::decode;
 use crate::state::{FairOutbox, Lane};
 use crate::telemetry::SpacedLog;
+use fogd_fleet::mqtt::ConnectionSettings;
+use fogd_fleet::mqtt::backoff::Backoff;
+use fogd_fleet::mqtt::client::{MqttClient, PublishRefused, SessionEvent};
 
 /// Entries taken from one function's queue before the next queue's turn.
 const LANE_TURN: usize = 16;

@@ -4,6 +4,7 @@
 //! retrying. Rejected datagrams are counted in `fogd_inputs_rejected_total{source="snmp-trap"}`.
 
 mod accept;
+pub mod decode_failures;
 mod engine;
 pub mod payload;
 mod poll;
@@ -14,7 +15,6 @@ use crate::event::Source;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -28,25 +28,11 @@ use crate::router::Dispatch;
 use crate::telemetry::{Health, Metrics};
 
 use accept::AcceptList;
-pub use accept::parse_network;
 pub use poll::start as start_polls;
 use socket::BoundSocket;
 
 /// How often the receiver's own rejection counters are copied into fogd's metrics.
 const COUNTER_SYNC: Duration = Duration::from_secs(1);
-
-/// Datagrams async-snmp could not decode. It skips them and reports each one only as a
-/// tracing event, which `telemetry` counts here (see `count_decode_failure`).
-static DECODE_FAILURES: AtomicU64 = AtomicU64::new(0);
-
-/// The tracing target and message with which async-snmp reports a datagram it skipped.
-pub const DECODE_FAILURE_TARGET: &str = "async_snmp::notification";
-pub const DECODE_FAILURE_MESSAGE: &str = "failed to parse notification";
-
-/// Called by the logging layer for each decode failure async-snmp reports.
-pub fn count_decode_failure() {
-    DECODE_FAILURES.fetch_add(1, Ordering::Relaxed);
-}
 
 /// Binds the receiver and starts its task, which stops when `shutdown` turns true; returns
 /// the task and the bound address.
@@ -59,7 +45,7 @@ pub async fn start_receiver(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(JoinHandle<()>, SocketAddr)> {
     let metrics = dispatch.metrics().clone();
-    let accept = Arc::new(AcceptList::new(config, metrics.clone())?);
+    let accept = Arc::new(AcceptList::new(config, metrics.clone()));
     let mut builder = NotificationReceiver::builder()
         .bind(listen.to_owned())
         .acceptance_policy({
@@ -249,7 +235,7 @@ impl RejectionCounters {
             u64::from(receiver.usm_unsupported_sec_levels()),
             u64::from(receiver.usm_decryption_errors()),
             u64::from(receiver.usm_unknown_engine_ids()),
-            DECODE_FAILURES.load(Ordering::Relaxed),
+            decode_failures::count(),
             socket.and_then(BoundSocket::kernel_drops).unwrap_or(0),
         ]
     }

@@ -8,8 +8,8 @@ use rumqttc::v5::mqttbytes::v5::{
     RetainForwardRule,
 };
 
+use super::OutboundMessage;
 use crate::config::Retained;
-use crate::outbound::OutboundMessage;
 
 /// MQTT v5 properties of an inbound message (empty for 3.1.1).
 #[derive(Debug, Clone, Default)]

@@ -1,4 +1,4 @@
-//! The deployment document (schema `fogd.deployment/v1`, see `agent/schema/`): a revision,
+//! The deployment document (schema `fogd.deployment/v1`, see `fleet/schema/`): a revision,
 //! the artifacts it needs, and the functions and models to run. Functions and models have
 //! exactly the shape of fogd.toml's `[[function]]` and `[[model]]` tables and go through the
 //! same parser and checks; their file names (`component`, `path`, `reference`) name

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use fogd::bench::Summary;
 
-use super::bench::{Measurement, measure};
+use super::measure::{Measurement, guest_latencies, measure, shipped_component};
 use fogd::config::{FunctionSpec, InferenceConfig, ModelSpec, RuntimeConfig, StateConfig};
 use fogd::event::{Source, new_event};
 use fogd::inference::{ModelRegistry, TensorSpec, reference_inputs};
@@ -122,7 +122,7 @@ fn from_guest(
 ) -> anyhow::Result<Summary> {
     let component = match &args.component {
         Some(path) => path.clone(),
-        None => super::bench::shipped_component("probe")?,
+        None => shipped_component("probe")?,
     };
     let scratch = tempfile::tempdir()?;
     let mut spec = FunctionSpec::for_component("bench", component);
@@ -144,7 +144,7 @@ fn from_guest(
             "infer-bench",
             request.to_string().into_bytes(),
         );
-        super::bench::guest_latencies(&function, &event, iterations)
+        guest_latencies(&function, &event, iterations)
     };
     call(args.measurement.warmup)?;
     let (mut latencies, elapsed) = call(args.measurement.iterations)?;

@@ -15,6 +15,7 @@ use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use serde::Serialize;
 
+use super::measure::shipped_component;
 use fogd::bench::Summary;
 
 #[derive(clap::Args)]
@@ -138,7 +139,7 @@ struct Report {
 pub async fn run(args: MqttBenchArgs) -> anyhow::Result<()> {
     let component = match &args.component {
         Some(path) => path.clone(),
-        None => super::bench::shipped_component("echo")?,
+        None => shipped_component("echo")?,
     };
     // The child resolves paths against its config file's directory.
     let component = std::fs::canonicalize(&component)

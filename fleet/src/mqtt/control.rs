@@ -10,8 +10,8 @@ use bytes::Bytes;
 use super::backoff::Backoff;
 use super::client::{MqttClient, MqttEventLoop, SessionEvent};
 use super::options::ConnectionSettings;
+use super::{MessageProperties, OutboundMessage, Qos};
 use crate::config::Retained;
-use crate::outbound::{MessageProperties, OutboundMessage, Qos};
 
 /// What the connection delivered.
 #[derive(Debug)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::Millis;
+use super::{Millis, Network};
 
 /// SNMP: the trap and inform receiver (when `listen` is set) and poll jobs.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,7 +21,7 @@ pub struct SnmpConfig {
     pub communities: Vec<String>,
     /// Source networks accepted (`10.0.0.0/8`, `192.0.2.7`); empty accepts any source.
     #[serde(default)]
-    pub allowed_sources: Vec<String>,
+    pub allowed_sources: Vec<Network>,
     /// SNMPv3 USM users (`[[snmp.user]]`), for receiving and polling.
     #[serde(default, rename = "user")]
     pub users: Vec<SnmpUser>,

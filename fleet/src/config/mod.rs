@@ -6,6 +6,7 @@
 mod broker;
 mod duration;
 mod load;
+mod network;
 mod snmp;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use broker::{
 };
 pub use duration::Millis;
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
+pub use network::Network;
 pub use snmp::{PollJob, SnmpConfig, SnmpPollTrigger, SnmpTrapTrigger, SnmpUser};
 
 /// The whole configuration file.

@@ -1,0 +1,54 @@
+//! Address ranges in the config file (`10.0.0.0/8`, or one address such as `192.0.2.7`),
+//! parsed when the file loads.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, de};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network(pub IpNet);
+
+impl Network {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        text.parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+            .map(Network)
+            .map_err(|_| format!("{text:?} is not an address or network such as 10.0.0.0/8"))
+    }
+
+    pub fn contains(&self, address: &IpAddr) -> bool {
+        self.0.contains(address)
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Network::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_and_single_addresses_parse() {
+        let net = Network::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains(&"10.1.2.3".parse().unwrap()));
+        assert!(!net.contains(&"11.0.0.1".parse().unwrap()));
+        let host = Network::parse("192.0.2.7").unwrap();
+        assert!(host.contains(&"192.0.2.7".parse().unwrap()));
+        assert!(!host.contains(&"192.0.2.8".parse().unwrap()));
+        assert!(Network::parse("10.0.0.0/33").is_err());
+        assert!(Network::parse("gateway").is_err());
+    }
+}
