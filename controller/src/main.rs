@@ -128,7 +128,7 @@ struct Target {
     wave_timeout: std::time::Duration,
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(text: &str) -> Result<std::time::Duration, fogd_fleet::config::DurationError> {
     fogd_fleet::config::Millis::parse(text).map(fogd_fleet::config::Millis::as_duration)
 }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use fogd::config::InferenceConfig;
-use fogd::inference::{Availability, InferenceError, ModelRegistry, SyncAction};
+use fogd::inference::{
+    Availability, InferenceError, ModelError, ModelFileError, ModelRegistry, SyncAction,
+};
 use fogd_tests::{ReferenceVectors, flow_anomaly as spec, model_path, model_registry as registry};
 
 #[test]
@@ -15,11 +17,9 @@ fn reproduces_the_python_interpreter_exactly() {
     let mut with_reference = spec("1", "flow-anomaly/flow-anomaly.tflite");
     with_reference.reference = Some(model_path("flow-anomaly/reference.json"));
     let result = registry.activate(&with_reference);
-    assert_eq!(
-        result,
-        Ok(SyncAction::Loaded {
-            version: "1".into()
-        })
+    assert!(
+        matches!(&result, Ok(SyncAction::Loaded { version }) if version == "1"),
+        "{result:?}"
     );
     let cases = ReferenceVectors::load().cases;
     assert_eq!(cases.len(), 32);
@@ -57,12 +57,28 @@ fn refuses_corrupt_truncated_and_foreign_files() {
         let mut bad = spec("1", "unused");
         bad.path = path;
         let error = registry.activate(&bad).expect_err(name);
-        assert!(error.contains(&format!("{name}.tflite")), "{name}: {error}");
+        assert!(
+            matches!(error, ModelError::File { .. } | ModelError::Load { .. }),
+            "{name}: {error}"
+        );
+        assert!(
+            error.to_string().contains(&format!("{name}.tflite")),
+            "{name}: {error}"
+        );
     }
     let mut tampered = spec("1", "flow-anomaly/flow-anomaly.tflite");
     tampered.sha256 = Some("0".repeat(64));
     let error = registry.activate(&tampered).unwrap_err();
-    assert!(error.contains("sha256 mismatch"), "{error}");
+    assert!(
+        matches!(
+            error,
+            ModelError::File {
+                source: ModelFileError::Sha256Mismatch { .. },
+                ..
+            }
+        ),
+        "{error}"
+    );
     assert!(matches!(
         registry.run("flow-anomaly", &[&[0u8; 8]]),
         Err(InferenceError::UnknownModel(_))
@@ -93,12 +109,15 @@ fn a_version_with_another_signature_is_refused_and_the_old_one_stays() {
     let error = registry
         .activate(&spec("2", "testdata/wrong-shape.tflite"))
         .unwrap_err();
-    assert!(error.contains("changes the model's signature"), "{error}");
+    assert!(matches!(error, ModelError::SignatureChanged(_)), "{error}");
     assert_eq!(registry.status()[0].version, "1");
     let error = registry
         .check_shapes("flow-anomaly", &[vec![1, 4]], &[])
         .unwrap_err();
-    assert!(error.contains("the function expects [[1, 4]]"), "{error}");
+    assert!(
+        error.to_string().contains("the function expects [[1, 4]]"),
+        "{error}"
+    );
     assert!(
         registry
             .check_shapes("flow-anomaly", &[vec![1, 8]], &[vec![1, 4]])
@@ -152,7 +171,7 @@ fn hot_swap_under_load_fails_no_call() {
             std::thread::yield_now();
         }
     }
-    assert_eq!(registry.rollback("flow-anomaly"), Ok("2".to_owned()));
+    assert_eq!(registry.rollback("flow-anomaly").ok().as_deref(), Some("2"));
     stop.store(true, Ordering::Relaxed);
     let failures: Vec<String> = workers
         .into_iter()
@@ -202,9 +221,9 @@ fn shadow_version_is_measured_not_returned() {
     assert!(report.agreements >= 28, "{report:?}");
     assert!(report.active_mean_us > 0.0 && report.shadow_mean_us > 0.0);
     let results = registry.sync(&[spec("1", "flow-anomaly/flow-anomaly.tflite")]);
-    assert_eq!(
-        results,
-        vec![("flow-anomaly".to_owned(), Ok(SyncAction::Unchanged))]
+    assert!(
+        matches!(results.as_slice(), [(name, Ok(SyncAction::Unchanged))] if name == "flow-anomaly"),
+        "{results:?}"
     );
     assert!(registry.status()[0].shadow.is_none());
 }
@@ -222,7 +241,7 @@ fn without_the_runtime_inference_is_unavailable_with_the_reason() {
     let error = registry
         .activate(&spec("1", "flow-anomaly/flow-anomaly.tflite"))
         .unwrap_err();
-    assert!(error.contains("inference unavailable"), "{error}");
+    assert!(matches!(error, ModelError::Unavailable(_)), "{error}");
     assert!(matches!(
         registry.run("flow-anomaly", &[&[0u8; 8]]),
         Err(InferenceError::Unavailable(_))

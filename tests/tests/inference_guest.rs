@@ -188,7 +188,9 @@ fn a_function_expecting_other_shapes_is_not_loaded() {
         },
     );
     match harness.load(&mismatched) {
-        Err(LoadError::Model(reason)) => assert!(reason.contains("[1, 4]"), "{reason}"),
+        Err(LoadError::Model(reason)) => {
+            assert!(reason.to_string().contains("[1, 4]"), "{reason}")
+        }
         Err(other) => panic!("refused for another reason: {other}"),
         Ok(_) => panic!("a function expecting [1, 4] inputs loaded against a [1, 8] model"),
     }

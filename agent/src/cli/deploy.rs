@@ -56,7 +56,7 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     };
     let revision = deployment.revision;
     if let Err(reason) = store.admits(revision, &signed) {
-        return refused(reason);
+        return refused(reason.to_string());
     }
     let staged = match store.prepare(&signed, &deployment, &args.artifacts) {
         Ok(staged) => staged,

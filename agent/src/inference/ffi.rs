@@ -6,6 +6,29 @@ use std::ffi::{c_char, c_int, c_void};
 use std::path::Path;
 
 use libloading::Library;
+use thiserror::Error;
+
+/// Why the LiteRT library could not be used.
+#[derive(Debug, Error)]
+pub enum LibraryError {
+    #[error("{path} (from {named_by}) does not exist")]
+    Missing {
+        path: String,
+        named_by: &'static str,
+    },
+    #[error(
+        "libLiteRt.so not found: set inference.runtime or {env}, or install it in one of \
+         {locations} (models/fetch-runtime.sh fetches it)"
+    )]
+    NotFound {
+        env: &'static str,
+        locations: String,
+    },
+    #[error("cannot load {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("{path} does not export {symbol}")]
+    MissingSymbol { path: String, symbol: &'static str },
+}
 
 pub type Status = c_int;
 pub const STATUS_OK: Status = 0;
@@ -189,18 +212,24 @@ pub struct Api {
 
 impl Api {
     /// Opens the library and resolves every entry point; fails on the first one missing.
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, LibraryError> {
         // SAFETY: loading runs the library's initialisers; libLiteRt's only register its
         // built-in ops and accelerators.
-        let library = unsafe { Library::new(path) }.map_err(|e| e.to_string())?;
+        let library = unsafe { Library::new(path) }.map_err(|error| LibraryError::Open {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })?;
         macro_rules! symbol {
             ($name:literal) => {
                 // SAFETY: each field's type is the C signature of the symbol it names, as
                 // declared in the LiteRT headers; the pointer lives as long as `library`.
                 unsafe {
-                    *library
-                        .get(concat!($name, "\0").as_bytes())
-                        .map_err(|_| format!("{} does not export {}", path.display(), $name))?
+                    *library.get(concat!($name, "\0").as_bytes()).map_err(|_| {
+                        LibraryError::MissingSymbol {
+                            path: path.display().to_string(),
+                            symbol: $name,
+                        }
+                    })?
                 }
             };
         }

@@ -8,7 +8,7 @@ use std::ptr;
 use std::sync::{Arc, Mutex};
 
 use super::InferenceError;
-use super::ffi::{self, Api, Status};
+use super::ffi::{self, Api, LibraryError, Status};
 use super::tensor::{ElementType, Quantization, TensorSpec};
 
 /// Where fogd looks for `libLiteRt.so` after the configured path and `FOGD_LITERT_LIB`.
@@ -25,7 +25,7 @@ pub const LIBRARY_ENV: &str = "FOGD_LITERT_LIB";
 
 /// Picks the library: the configured path, then `FOGD_LITERT_LIB`, then the standard
 /// locations. A configured or named path that does not exist is an error, not skipped.
-pub fn locate_library(configured: Option<&Path>) -> Result<PathBuf, String> {
+pub fn locate_library(configured: Option<&Path>) -> Result<PathBuf, LibraryError> {
     let named = configured
         .map(|p| (p.to_path_buf(), "inference.runtime"))
         .or_else(|| std::env::var_os(LIBRARY_ENV).map(|p| (PathBuf::from(p), LIBRARY_ENV)));
@@ -33,19 +33,19 @@ pub fn locate_library(configured: Option<&Path>) -> Result<PathBuf, String> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(format!("{} (from {source}) does not exist", path.display()))
+            Err(LibraryError::Missing {
+                path: path.display().to_string(),
+                named_by: source,
+            })
         };
     }
     STANDARD_LOCATIONS
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "libLiteRt.so not found: set inference.runtime or {LIBRARY_ENV}, or install it \
-                 in one of {} (models/fetch-runtime.sh fetches it)",
-                STANDARD_LOCATIONS.join(", ")
-            )
+        .ok_or_else(|| LibraryError::NotFound {
+            env: LIBRARY_ENV,
+            locations: STANDARD_LOCATIONS.join(", "),
         })
 }
 
@@ -74,7 +74,8 @@ unsafe impl Sync for LiteRt {}
 
 impl LiteRt {
     pub fn open(path: &Path) -> Result<Arc<Self>, InferenceError> {
-        let api = Api::open(path).map_err(InferenceError::Unavailable)?;
+        let api =
+            Api::open(path).map_err(|error| InferenceError::Unavailable(error.to_string()))?;
         // Only the CPU accelerator: probing GPU and NPU plugins slows start-up and finds
         // nothing on a gateway.
         let options = [

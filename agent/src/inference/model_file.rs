@@ -5,9 +5,29 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use thiserror::Error;
 
 /// A TFLite flatbuffer carries this file identifier at bytes 4..8.
 const TFLITE_IDENTIFIER: &[u8; 4] = b"TFL3";
+
+/// Why a model file is refused.
+#[derive(Debug, Error)]
+pub enum ModelFileError {
+    #[error("cannot open: {0}")]
+    Open(std::io::Error),
+    #[error("cannot stat: {0}")]
+    Stat(std::io::Error),
+    #[error("{len} bytes is over the {max}-byte limit")]
+    TooLarge { len: u64, max: u64 },
+    #[error("{0} bytes is too short to be a TFLite model")]
+    TooShort(u64),
+    #[error("cannot map: {0}")]
+    Map(std::io::Error),
+    #[error("sha256 mismatch: expected {expected}, the file has {actual}")]
+    Sha256Mismatch { expected: String, actual: String },
+    #[error("not a TFLite model (no TFL3 identifier)")]
+    NotTflite,
+}
 
 /// The file mapped read-only, with its digest.
 pub struct ModelFile {
@@ -22,30 +42,31 @@ impl ModelFile {
         path: &Path,
         expected_sha256: Option<&str>,
         max_bytes: u64,
-    ) -> Result<Self, String> {
-        let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-        let len = file
-            .metadata()
-            .map_err(|e| format!("cannot stat: {e}"))?
-            .len();
+    ) -> Result<Self, ModelFileError> {
+        let file = File::open(path).map_err(ModelFileError::Open)?;
+        let len = file.metadata().map_err(ModelFileError::Stat)?.len();
         if len > max_bytes {
-            return Err(format!("{len} bytes is over the {max_bytes}-byte limit"));
+            return Err(ModelFileError::TooLarge {
+                len,
+                max: max_bytes,
+            });
         }
         if len < 8 {
-            return Err(format!("{len} bytes is too short to be a TFLite model"));
+            return Err(ModelFileError::TooShort(len));
         }
         // SAFETY: read-only mapping of a file fogd treats as immutable (see above).
-        let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map: {e}"))?;
+        let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(ModelFileError::Map)?;
         let sha256 = hex::encode(Sha256::digest(&bytes[..]));
         if let Some(expected) = expected_sha256
             && !expected.eq_ignore_ascii_case(&sha256)
         {
-            return Err(format!(
-                "sha256 mismatch: expected {expected}, the file has {sha256}"
-            ));
+            return Err(ModelFileError::Sha256Mismatch {
+                expected: expected.to_owned(),
+                actual: sha256,
+            });
         }
         if &bytes[4..8] != TFLITE_IDENTIFIER {
-            return Err("not a TFLite model (no TFL3 identifier)".to_owned());
+            return Err(ModelFileError::NotTflite);
         }
         Ok(Self {
             bytes: Arc::new(bytes),
@@ -68,21 +89,27 @@ mod tests {
     fn rejects_files_that_are_not_tflite() {
         let file = write(b"GIF89a-not-a-model");
         let error = ModelFile::open(file.path(), None, 1 << 20).err().unwrap();
-        assert!(error.contains("not a TFLite model"), "{error}");
+        assert!(matches!(error, ModelFileError::NotTflite), "{error}");
         let short = write(b"abc");
         let error = ModelFile::open(short.path(), None, 1 << 20).err().unwrap();
-        assert!(error.contains("too short"), "{error}");
+        assert!(matches!(error, ModelFileError::TooShort(3)), "{error}");
     }
 
     #[test]
     fn checks_size_and_digest() {
         let file = write(b"\x1c\0\0\0TFL3rest-of-model");
         let error = ModelFile::open(file.path(), None, 8).err().unwrap();
-        assert!(error.contains("over the 8-byte limit"), "{error}");
+        assert!(
+            error.to_string().contains("over the 8-byte limit"),
+            "{error}"
+        );
         let error = ModelFile::open(file.path(), Some("00"), 1 << 20)
             .err()
             .unwrap();
-        assert!(error.contains("sha256 mismatch"), "{error}");
+        assert!(
+            matches!(error, ModelFileError::Sha256Mismatch { .. }),
+            "{error}"
+        );
         let ok = ModelFile::open(file.path(), None, 1 << 20).unwrap();
         let again = ModelFile::open(file.path(), Some(&ok.sha256.to_uppercase()), 1 << 20);
         assert!(again.is_ok());

@@ -16,7 +16,7 @@ use super::metrics::InferenceMetrics;
 use super::model_file::ModelFile;
 use super::shadow::{ShadowReport, ShadowStats};
 use super::tensor::TensorSpec;
-use super::{InferenceError, reference};
+use super::{InferenceError, ModelError, reference};
 use crate::config::{InferenceConfig, ModelSpec};
 
 /// One loaded, checked version of a model.
@@ -162,9 +162,11 @@ impl ModelRegistry {
             let Some(config) = &self.inference else {
                 return Err(NO_MODELS.to_owned());
             };
-            let runtime = locate_library(config.runtime.as_deref()).and_then(|path| {
-                LiteRt::open(&path).map_err(|e| format!("{}: {e}", path.display()))
-            });
+            let runtime = locate_library(config.runtime.as_deref())
+                .map_err(|error| error.to_string())
+                .and_then(|path| {
+                    LiteRt::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+                });
             match &runtime {
                 Ok(runtime) => {
                     tracing::info!(library = %runtime.path().display(), "inference runtime loaded");
@@ -202,7 +204,7 @@ impl ModelRegistry {
     /// Brings the registry in line with `specs`: loads new models, swaps changed versions
     /// in after checking them, starts or stops shadows, and forgets models no longer
     /// listed. A version that fails its checks leaves the current one active.
-    pub fn sync(&self, specs: &[ModelSpec]) -> Vec<(String, Result<SyncAction, String>)> {
+    pub fn sync(&self, specs: &[ModelSpec]) -> Vec<(String, Result<SyncAction, ModelError>)> {
         let results = self.apply(specs);
         if let Ok(mut failures) = self.failures.lock() {
             failures.clear();
@@ -211,7 +213,7 @@ impl ModelRegistry {
                     Ok(action) => tracing::info!(model = %name, ?action, "model synced"),
                     Err(error) => {
                         tracing::error!(model = %name, %error, "model version refused");
-                        failures.insert(name.clone(), error.clone());
+                        failures.insert(name.clone(), error.to_string());
                     }
                 }
             }
@@ -224,7 +226,7 @@ impl ModelRegistry {
         self.failures.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
-    fn apply(&self, specs: &[ModelSpec]) -> Vec<(String, Result<SyncAction, String>)> {
+    fn apply(&self, specs: &[ModelSpec]) -> Vec<(String, Result<SyncAction, ModelError>)> {
         let mut results = Vec::new();
         for spec in specs.iter().filter(|s| !s.shadow) {
             results.push((spec.name.clone(), self.activate(spec)));
@@ -250,7 +252,7 @@ impl ModelRegistry {
     }
 
     /// Loads `spec` beside the active version (if any), checks it and swaps it in.
-    pub fn activate(&self, spec: &ModelSpec) -> Result<SyncAction, String> {
+    pub fn activate(&self, spec: &ModelSpec) -> Result<SyncAction, ModelError> {
         let existing = self.slot(&spec.name);
         if let Some(slot) = &existing
             && read(&slot.active).same_artifact(spec)
@@ -273,14 +275,11 @@ impl ModelRegistry {
         };
         let current = read(&slot.active);
         if !candidate.compatible_with(&current) {
-            return Err(format!(
-                "version {} changes the model's signature; give it a new model name",
-                spec.version
-            ));
+            return Err(ModelError::SignatureChanged(spec.version.clone()));
         }
         let old = match slot.active.write() {
             Ok(mut active) => std::mem::replace(&mut *active, candidate),
-            Err(_) => return Err("the model slot is poisoned".to_owned()),
+            Err(_) => return Err(ModelError::Poisoned),
         };
         let from = old.version.clone();
         if let Ok(mut previous) = slot.previous.lock() {
@@ -294,28 +293,28 @@ impl ModelRegistry {
     }
 
     /// Makes the previous version active again (the one just replaced becomes previous).
-    pub fn rollback(&self, name: &str) -> Result<String, String> {
+    pub fn rollback(&self, name: &str) -> Result<String, ModelError> {
         let slot = self
             .slot(name)
-            .ok_or_else(|| format!("no model named {name:?}"))?;
-        let mut previous = slot.previous.lock().map_err(|_| "poisoned".to_owned())?;
+            .ok_or_else(|| ModelError::UnknownModel(name.to_owned()))?;
+        let mut previous = slot.previous.lock().map_err(|_| ModelError::Poisoned)?;
         let restored = previous
             .take()
-            .ok_or_else(|| format!("model {name:?} has no previous version"))?;
+            .ok_or_else(|| ModelError::NoPreviousVersion(name.to_owned()))?;
         let version = restored.version.clone();
         let replaced = match slot.active.write() {
             Ok(mut active) => std::mem::replace(&mut *active, restored),
-            Err(_) => return Err("the model slot is poisoned".to_owned()),
+            Err(_) => return Err(ModelError::Poisoned),
         };
         *previous = Some(replaced);
         tracing::info!(model = %name, version = %version, "model rolled back");
         Ok(version)
     }
 
-    fn start_shadow(&self, spec: &ModelSpec) -> Result<SyncAction, String> {
+    fn start_shadow(&self, spec: &ModelSpec) -> Result<SyncAction, ModelError> {
         let slot = self
             .slot(&spec.name)
-            .ok_or_else(|| format!("model {:?} has no active version to shadow", spec.name))?;
+            .ok_or_else(|| ModelError::NothingToShadow(spec.name.clone()))?;
         if let Ok(shadow) = slot.shadow.read()
             && shadow.as_ref().is_some_and(|(v, _)| v.same_artifact(spec))
         {
@@ -323,10 +322,7 @@ impl ModelRegistry {
         }
         let candidate = Arc::new(self.load(spec)?);
         if !candidate.compatible_with(&read(&slot.active)) {
-            return Err(format!(
-                "shadow version {} does not take and give the same tensors as the active one",
-                spec.version
-            ));
+            return Err(ModelError::ShadowIncompatible(spec.version.clone()));
         }
         if let Ok(mut shadow) = slot.shadow.write() {
             *shadow = Some((candidate, Arc::new(ShadowStats::default())));
@@ -336,17 +332,29 @@ impl ModelRegistry {
         })
     }
 
-    fn load(&self, spec: &ModelSpec) -> Result<ModelVersion, String> {
+    fn load(&self, spec: &ModelSpec) -> Result<ModelVersion, ModelError> {
         let runtime = self
             .runtime()
             .as_ref()
-            .map_err(|reason| format!("inference unavailable: {reason}"))?;
-        let at = |e: String| format!("{}: {e}", spec.path.display());
-        let file =
-            ModelFile::open(&spec.path, spec.sha256.as_deref(), self.max_bytes).map_err(at)?;
-        let model = LoadedModel::new(runtime.clone(), file.bytes).map_err(|e| at(e.to_string()))?;
+            .map_err(|reason| ModelError::Unavailable(reason.clone()))?;
+        let path = || spec.path.display().to_string();
+        let file = ModelFile::open(&spec.path, spec.sha256.as_deref(), self.max_bytes).map_err(
+            |source| ModelError::File {
+                path: path(),
+                source,
+            },
+        )?;
+        let model =
+            LoadedModel::new(runtime.clone(), file.bytes).map_err(|source| ModelError::Load {
+                path: path(),
+                source,
+            })?;
         if let Some(reference) = &spec.reference {
-            let cases = reference::check(&model, reference).map_err(at)?;
+            let cases =
+                reference::check(&model, reference).map_err(|source| ModelError::Reference {
+                    path: path(),
+                    source,
+                })?;
             tracing::info!(model = %spec.name, version = %spec.version, cases, "reference vectors reproduced");
         }
         Ok(ModelVersion {
@@ -467,21 +475,27 @@ impl ModelRegistry {
         name: &str,
         inputs: &[Vec<u32>],
         outputs: &[Vec<u32>],
-    ) -> Result<(), String> {
-        let active = self.active(name).map_err(|e| e.to_string())?;
+    ) -> Result<(), ModelError> {
+        let active = self.active(name)?;
         let shapes = |t: &[TensorSpec]| t.iter().map(|s| s.shape.clone()).collect::<Vec<_>>();
         let (have_in, have_out) = (shapes(active.inputs()), shapes(active.outputs()));
         if !inputs.is_empty() && inputs != have_in.as_slice() {
-            return Err(format!(
-                "model {name:?} version {} takes inputs {have_in:?}, the function expects {inputs:?}",
-                active.version
-            ));
+            return Err(ModelError::Shapes {
+                name: name.to_owned(),
+                version: active.version.clone(),
+                direction: "takes inputs",
+                have: have_in,
+                expected: inputs.to_vec(),
+            });
         }
         if !outputs.is_empty() && outputs != have_out.as_slice() {
-            return Err(format!(
-                "model {name:?} version {} gives outputs {have_out:?}, the function expects {outputs:?}",
-                active.version
-            ));
+            return Err(ModelError::Shapes {
+                name: name.to_owned(),
+                version: active.version.clone(),
+                direction: "gives outputs",
+                have: have_out,
+                expected: outputs.to_vec(),
+            });
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ pub enum LoadError {
     #[error("invalid grant: {0}")]
     Grant(#[from] crate::topic::TopicError),
     #[error("{0}")]
-    Model(String),
+    Model(#[from] crate::inference::ModelError),
 }
 
 /// One event failed; the function and the daemon carry on.

@@ -172,8 +172,7 @@ impl Runtime {
         for (model, shapes) in &spec.model_shapes {
             if self.models.active(model).is_ok() {
                 self.models
-                    .check_shapes(model, &shapes.inputs, &shapes.outputs)
-                    .map_err(LoadError::Model)?;
+                    .check_shapes(model, &shapes.inputs, &shapes.outputs)?;
             }
         }
         Ok(())

@@ -306,7 +306,7 @@ impl Apply {
             tracing::warn!(revision, %reason, "desired revision refused");
             self.reporter.update(|report| {
                 report.enter(SyncState::Rejected, Some(revision));
-                report.reason = Some(reason);
+                report.reason = Some(reason.to_string());
             });
             return Outcome::Done;
         }

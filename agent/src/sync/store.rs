@@ -32,6 +32,12 @@ pub enum StoreError {
     Corrupt { path: PathBuf },
     #[error("{path} is being staged by another process")]
     Busy { path: PathBuf },
+    #[error(
+        "revision {0} is already staged with another document; a revision number names one document"
+    )]
+    OtherDocument(u64),
+    #[error("revision {revision} is below revision {newest}, which is staged or being watched")]
+    BelowPending { revision: u64, newest: u64 },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -105,20 +111,15 @@ impl RevisionStore {
     /// Whether a signed document for `revision` may be staged beside what is stored: a
     /// revision number names exactly one document, and nothing goes in below a revision that
     /// is staged or being watched. `Err` says why not.
-    pub fn admits(&self, revision: u64, signed: &[u8]) -> Result<(), String> {
-        let pending = self.pending().map_err(|error| error.to_string())?;
-        if pending.contains(&revision) {
-            let stored = self.document(revision).map_err(|error| error.to_string())?;
-            if stored != signed {
-                return Err(format!(
-                    "revision {revision} is already staged with another document; a revision number names one document"
-                ));
-            }
+    pub fn admits(&self, revision: u64, signed: &[u8]) -> Result<(), StoreError> {
+        let pending = self.pending()?;
+        if pending.contains(&revision) && self.document(revision)? != signed {
+            return Err(StoreError::OtherDocument(revision));
         }
         match pending.first() {
-            Some(&newest) if newest > revision => Err(format!(
-                "revision {revision} is below revision {newest}, which is staged or being watched"
-            )),
+            Some(&newest) if newest > revision => {
+                Err(StoreError::BelowPending { revision, newest })
+            }
             _ => Ok(()),
         }
     }
@@ -525,26 +526,25 @@ mod tests {
         let source = tempfile::tempdir().unwrap();
         std::fs::write(source.path().join("echo.wasm"), b"component bytes").unwrap();
         let store = RevisionStore::new(state.path());
-        assert_eq!(store.admits(2, b"doc 2"), Ok(()));
+        assert!(store.admits(2, b"doc 2").is_ok());
         store
             .prepare(b"doc 2", &deployment(2, b"component bytes"), source.path())
             .unwrap()
             .seal()
             .unwrap();
-        assert_eq!(store.admits(2, b"doc 2"), Ok(()), "the same document again");
-        assert!(
-            store
-                .admits(2, b"other doc 2")
-                .unwrap_err()
-                .contains("another document")
-        );
-        assert!(
-            store
-                .admits(1, b"doc 1")
-                .unwrap_err()
-                .contains("below revision 2")
-        );
-        assert_eq!(store.admits(3, b"doc 3"), Ok(()));
+        assert!(store.admits(2, b"doc 2").is_ok(), "the same document again");
+        assert!(matches!(
+            store.admits(2, b"other doc 2"),
+            Err(StoreError::OtherDocument(2))
+        ));
+        assert!(matches!(
+            store.admits(1, b"doc 1"),
+            Err(StoreError::BelowPending {
+                revision: 1,
+                newest: 2
+            })
+        ));
+        assert!(store.admits(3, b"doc 3").is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de};
+use thiserror::Error;
 
 /// A duration with millisecond resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -14,31 +15,45 @@ impl Millis {
         Duration::from_millis(self.0)
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, DurationError> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
-            format!("{text:?} has no unit; write e.g. \"500ms\", \"10s\", \"5m\"")
-        })?;
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| DurationError::NoUnit(text.to_owned()))?;
         let (number, unit) = text.split_at(split);
         let value: u64 = number
             .parse()
-            .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+            .map_err(|_| DurationError::NoNumber(text.to_owned()))?;
         let scale = match unit {
             "ms" => 1,
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
             _ => {
-                return Err(format!(
-                    "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
-                ));
+                return Err(DurationError::UnknownUnit {
+                    unit: unit.to_owned(),
+                    text: text.to_owned(),
+                });
             }
         };
         value
             .checked_mul(scale)
             .map(Millis)
-            .ok_or_else(|| format!("{text:?} is too long"))
+            .ok_or_else(|| DurationError::TooLong(text.to_owned()))
     }
+}
+
+/// Why a duration in the config file does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DurationError {
+    #[error("{0:?} has no unit; write e.g. \"500ms\", \"10s\", \"5m\"")]
+    NoUnit(String),
+    #[error("{0:?} does not start with a whole number")]
+    NoNumber(String),
+    #[error("unknown unit {unit:?} in {text:?}; use ms, s, m or h")]
+    UnknownUnit { unit: String, text: String },
+    #[error("{0:?} is too long")]
+    TooLong(String),
 }
 
 impl fmt::Display for Millis {
@@ -68,8 +83,11 @@ mod tests {
 
     #[test]
     fn rejects_missing_or_unknown_units() {
-        assert!(Millis::parse("10").unwrap_err().contains("no unit"));
-        assert!(Millis::parse("10d").unwrap_err().contains("unknown unit"));
+        assert!(matches!(Millis::parse("10"), Err(DurationError::NoUnit(_))));
+        assert!(matches!(
+            Millis::parse("10d"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
         assert!(Millis::parse("ms").is_err());
         assert!(Millis::parse("99999999999999999999h").is_err());
     }

@@ -20,9 +20,9 @@ pub use broker::{
     BrokerSpec, EmbeddedBrokerSpec, MqttProtocol, MqttTrigger, OutboxLimits, Retained, TlsSpec,
     default_client_id,
 };
-pub use duration::Millis;
+pub use duration::{DurationError, Millis};
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
-pub use network::Network;
+pub use network::{Network, NetworkError};
 pub use snmp::{PollJob, SnmpConfig, SnmpPollTrigger, SnmpTrapTrigger, SnmpUser};
 
 /// The whole configuration file.

@@ -6,16 +6,21 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, de};
+use thiserror::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network(pub IpNet);
 
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0:?} is not an address or network such as 10.0.0.0/8")]
+pub struct NetworkError(String);
+
 impl Network {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, NetworkError> {
         text.parse::<IpNet>()
             .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
             .map(Network)
-            .map_err(|_| format!("{text:?} is not an address or network such as 10.0.0.0/8"))
+            .map_err(|_| NetworkError(text.to_owned()))
     }
 
     pub fn contains(&self, address: &IpAddr) -> bool {

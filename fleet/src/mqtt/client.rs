@@ -70,6 +70,12 @@ pub enum PublishRefused {
     ClientFull,
 }
 
+/// A subscribe or acknowledgement the event loop did not take: its request queue was full
+/// or it had stopped (rumqttc does not say which).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the MQTT client did not take the {0} request (its queue is full or it stopped)")]
+pub struct RequestRefused(&'static str);
+
 pub enum MqttClient {
     V5(v5::AsyncClient),
     V311(rumqttc::AsyncClient),
@@ -158,7 +164,12 @@ fn v5_properties(message: &OutboundMessage) -> PublishProperties {
 impl MqttClient {
     /// Subscribes to `filter`; over MQTT v5, `retained` says when the broker sends the
     /// retained message (Retain Handling). Over 3.1.1 the broker sends it at every subscribe.
-    pub fn subscribe(&self, filter: &str, qos: u8, retained: Retained) -> Result<(), String> {
+    pub fn subscribe(
+        &self,
+        filter: &str,
+        qos: u8,
+        retained: Retained,
+    ) -> Result<(), RequestRefused> {
         match self {
             MqttClient::V5(client) => {
                 let mut subscription = Filter::new(filter, v5_qos(qos));
@@ -169,11 +180,11 @@ impl MqttClient {
                 };
                 client
                     .try_subscribe_many([subscription])
-                    .map_err(|e| e.to_string())
+                    .map_err(|_| RequestRefused("subscribe"))
             }
             MqttClient::V311(client) => client
                 .try_subscribe(filter, v311_qos(qos))
-                .map_err(|e| e.to_string()),
+                .map_err(|_| RequestRefused("subscribe")),
         }
     }
 
@@ -225,18 +236,22 @@ impl MqttClient {
     }
 
     /// Acknowledges a QoS 1/2 message by its packet id.
-    pub fn ack(&self, qos: u8, pkid: u16) -> Result<(), String> {
+    pub fn ack(&self, qos: u8, pkid: u16) -> Result<(), RequestRefused> {
         match self {
             MqttClient::V5(client) => {
                 let mut publish =
                     v5::mqttbytes::v5::Publish::new("", v5_qos(qos), Bytes::new(), None);
                 publish.pkid = pkid;
-                client.try_ack(&publish).map_err(|e| e.to_string())
+                client
+                    .try_ack(&publish)
+                    .map_err(|_| RequestRefused("acknowledgement"))
             }
             MqttClient::V311(client) => {
                 let mut publish = rumqttc::Publish::new("", v311_qos(qos), Vec::new());
                 publish.pkid = pkid;
-                client.try_ack(&publish).map_err(|e| e.to_string())
+                client
+                    .try_ack(&publish)
+                    .map_err(|_| RequestRefused("acknowledgement"))
             }
         }
     }

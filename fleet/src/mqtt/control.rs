@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::backoff::Backoff;
-use super::client::{MqttClient, MqttEventLoop, SessionEvent};
+use super::client::{MqttClient, MqttEventLoop, PublishRefused, SessionEvent};
 use super::options::ConnectionSettings;
 use super::{MessageProperties, OutboundMessage, Qos};
 use crate::config::Retained;
@@ -99,21 +99,24 @@ impl ControlConnection {
 
     /// Publishes `payload` at QoS 1. An empty retained payload clears the topic's retained
     /// message.
-    pub fn publish(&mut self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), String> {
-        self.client
-            .publish(
-                &OutboundMessage {
-                    topic: topic.to_owned(),
-                    payload,
-                    qos: Qos::AtLeastOnce,
-                    retain,
-                    origin: "control".into(),
-                    broker: None,
-                    properties: MessageProperties::default(),
-                },
-                None,
-            )
-            .map_err(|refused| refused.to_string())?;
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> Result<(), PublishRefused> {
+        self.client.publish(
+            &OutboundMessage {
+                topic: topic.to_owned(),
+                payload,
+                qos: Qos::AtLeastOnce,
+                retain,
+                origin: "control".into(),
+                broker: None,
+                properties: MessageProperties::default(),
+            },
+            None,
+        )?;
         self.unacknowledged += 1;
         Ok(())
     }
