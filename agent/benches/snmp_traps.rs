@@ -162,7 +162,7 @@ snmp_trap = {{}}
     );
     let config =
         config::parse_str(&text, "bench.toml".as_ref(), dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Agent::start(config, Default::default()).await
+    Ok(Agent::start(config, Default::default()).await?)
 }
 
 /// Events the function has finished.

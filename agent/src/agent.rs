@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -12,18 +11,46 @@ use crate::config::Config;
 use crate::inference::{Availability, ModelRegistry};
 use crate::outbound::{ChannelSink, OutboundMessage, OutboundSink, OutboxSink, Outboxes};
 use crate::router::{Dispatch, Router};
+use crate::runtime::RuntimeError;
 use crate::runtime::{Executor, Runtime, RuntimeSettings};
-use crate::state::StateDb;
+use crate::state::{StateDb, StateError};
 use crate::telemetry::{self, Health, JsonPage, Metrics};
 use crate::triggers;
+use crate::triggers::mqtt::embedded::EmbeddedError;
 use crate::triggers::mqtt::{MqttContext, MqttTriggers};
-use fogd_fleet::mqtt::ConnectionSettings;
+use crate::triggers::snmp::SnmpError;
+use fogd_fleet::mqtt::{ConnectionSettings, SetupError};
 
 /// Outbound messages that may wait in memory for the log when no broker is configured.
 const OUTBOUND_CAPACITY: usize = 4096;
 
 /// How long shutdown waits for admitted MQTT messages to be acknowledged.
 const ACK_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    EmbeddedBroker(#[from] EmbeddedError),
+    #[error(transparent)]
+    Connection(#[from] SetupError),
+    #[error(transparent)]
+    Snmp(#[from] SnmpError),
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
 
 /// A running agent.
 pub struct Agent {
@@ -46,17 +73,15 @@ pub struct Agent {
 impl Agent {
     /// Opens state, loads every function (reporting, not failing on, those that cannot load),
     /// and starts the triggers. `models` is the registry the caller keeps across reloads.
-    pub async fn start(config: Config, models: Arc<ModelRegistry>) -> anyhow::Result<Self> {
+    pub async fn start(config: Config, models: Arc<ModelRegistry>) -> Result<Self, StartError> {
         let mut metrics = Metrics::new();
         models.metrics().register(metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let health = Arc::new(Health::default());
         report_models(&config, &models, &health);
-        std::fs::create_dir_all(&config.state_dir).with_context(|| {
-            format!(
-                "cannot create the state directory {}",
-                config.state_dir.display()
-            )
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {
+            path: config.state_dir.clone(),
+            source,
         })?;
         let state = StateDb::open(&config.state_dir.join("db"), &config.state)?;
         let runtime =
@@ -175,7 +200,7 @@ impl Agent {
                     shutdown_rx.clone(),
                 )
                 .await
-                .with_context(|| format!("cannot serve metrics on {address}"))?,
+                .map_err(|source| StartError::Metrics { address, source })?,
             ),
             None => None,
         };

@@ -16,12 +16,12 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::download::Downloader;
+use super::download::{DownloadError, Downloader};
 use super::report::{Progress, Report, SyncState, topics};
-use super::{Deployment, DocumentError, RevisionStore, TrustedKeys};
+use super::{Deployment, DocumentError, KeyError, RevisionStore, TrustedKeys};
 use crate::config::Config;
-use fogd_fleet::mqtt::ConnectionSettings;
 use fogd_fleet::mqtt::control::{ControlConnection, ControlEvent};
+use fogd_fleet::mqtt::{ConnectionSettings, SetupError};
 
 /// Checks a staged revision against the device: builds the configuration that runs it and
 /// compiles it into the daemon's cache. Returns what keeps it from running.
@@ -68,9 +68,22 @@ pub struct CloudSync {
     apply: JoinHandle<()>,
 }
 
+/// Why following the fleet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncStartError {
+    #[error("sync.broker: no [[broker]] is named {0:?}")]
+    UnknownBroker(String),
+    #[error(transparent)]
+    Connection(#[from] SetupError),
+    #[error("sync.trusted_keys: {0}")]
+    TrustedKeys(#[from] KeyError),
+    #[error("sync.artifact_ca: {0}")]
+    Downloads(#[from] DownloadError),
+}
+
 impl CloudSync {
     /// Starts following the fleet if `sync.broker` is set.
-    pub fn start(config: &Config, probe: Probe) -> anyhow::Result<Option<Self>> {
+    pub fn start(config: &Config, probe: Probe) -> Result<Option<Self>, SyncStartError> {
         let sync = &config.sync;
         let Some(broker) = &sync.broker else {
             return Ok(None);
@@ -79,7 +92,7 @@ impl CloudSync {
             .brokers
             .iter()
             .find(|spec| &spec.name == broker)
-            .ok_or_else(|| anyhow::anyhow!("sync.broker: no [[broker]] is named {broker:?}"))?;
+            .ok_or_else(|| SyncStartError::UnknownBroker(broker.clone()))?;
         let settings = ConnectionSettings::load(spec)?.second_connection("sync");
         let trusted = TrustedKeys::from_hex(sync.trusted_keys.iter().map(String::as_str))?;
         let downloader = Downloader::new(sync.artifact_ca.as_deref())?;

@@ -10,6 +10,8 @@ use async_snmp::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::SnmpError;
+
 #[derive(Serialize, Deserialize)]
 struct Stored {
     engine_id: String,
@@ -17,7 +19,7 @@ struct Stored {
 }
 
 /// Loads the engine (counting this start as one more boot), or creates one.
-pub fn load(state_dir: &Path) -> anyhow::Result<AuthoritativeEngine> {
+pub fn load(state_dir: &Path) -> Result<AuthoritativeEngine, SnmpError> {
     let path = state_dir.join("snmp-engine.json");
     let persist = {
         let path = path.clone();
@@ -25,18 +27,22 @@ pub fn load(state_dir: &Path) -> anyhow::Result<AuthoritativeEngine> {
     };
     let engine = match std::fs::read(&path) {
         Ok(bytes) => {
-            let stored: Stored = serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let stored: Stored =
+                serde_json::from_slice(&bytes).map_err(|e| SnmpError::engine_state(&path, e))?;
             let engine_id = hex::decode(&stored.engine_id)
-                .map_err(|e| anyhow::anyhow!("{}: engine_id: {e}", path.display()))?;
+                .map_err(|e| SnmpError::engine_state(&path, format!("engine_id: {e}")))?;
             let previous = PersistedAuthoritativeEngine::new(engine_id, stored.boots)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            AuthoritativeEngine::restart(previous, persist)?
+                .map_err(|e| SnmpError::engine_state(&path, e))?;
+            AuthoritativeEngine::restart(previous, persist)
+                .map_err(|e| SnmpError::Engine(e.to_string()))?
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            AuthoritativeEngine::install(async_snmp::v3::generate_engine_id()?, persist)?
+            let engine_id = async_snmp::v3::generate_engine_id()
+                .map_err(|e| SnmpError::Engine(e.to_string()))?;
+            AuthoritativeEngine::install(engine_id, persist)
+                .map_err(|e| SnmpError::Engine(e.to_string()))?
         }
-        Err(error) => return Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
+        Err(source) => return Err(SnmpError::Read { path, source }),
     };
     Ok(engine)
 }
@@ -57,7 +63,7 @@ struct StoredDesEpoch {
 }
 
 /// The DES salt epoch for this start (one more than the last).
-pub fn des_salt(state_dir: &Path) -> anyhow::Result<DesSaltState> {
+pub fn des_salt(state_dir: &Path) -> Result<DesSaltState, SnmpError> {
     let path = state_dir.join("snmp-des-salt.json");
     let persist = {
         let path = path.clone();
@@ -72,14 +78,17 @@ pub fn des_salt(state_dir: &Path) -> anyhow::Result<DesSaltState> {
     };
     let state = match std::fs::read(&path) {
         Ok(bytes) => {
-            let stored: StoredDesEpoch = serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            DesSaltState::restart(PersistedDesSaltState::new(stored.boots)?, persist)?
+            let stored: StoredDesEpoch =
+                serde_json::from_slice(&bytes).map_err(|e| SnmpError::engine_state(&path, e))?;
+            let previous = PersistedDesSaltState::new(stored.boots)
+                .map_err(|e| SnmpError::engine_state(&path, e))?;
+            DesSaltState::restart(previous, persist)
+                .map_err(|e| SnmpError::Engine(e.to_string()))?
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            DesSaltState::install(persist)?
+            DesSaltState::install(persist).map_err(|e| SnmpError::Engine(e.to_string()))?
         }
-        Err(error) => return Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
+        Err(source) => return Err(SnmpError::Read { path, source }),
     };
     Ok(state)
 }

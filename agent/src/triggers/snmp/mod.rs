@@ -6,6 +6,7 @@
 mod accept;
 pub mod decode_failures;
 mod engine;
+mod error;
 pub mod payload;
 mod poll;
 pub mod render;
@@ -17,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use async_snmp::notification::NotificationReceiver;
 use async_snmp::{AuthProtocol, PrivProtocol, SecurityLevel};
 use tokio::sync::watch;
@@ -28,6 +28,7 @@ use crate::router::Dispatch;
 use crate::telemetry::{Health, Metrics};
 
 use accept::AcceptList;
+pub use error::SnmpError;
 pub use poll::start as start_polls;
 use socket::BoundSocket;
 
@@ -43,7 +44,7 @@ pub async fn start_receiver(
     dispatch: Dispatch,
     health: Arc<Health>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<(JoinHandle<()>, SocketAddr)> {
+) -> Result<(JoinHandle<()>, SocketAddr), SnmpError> {
     let metrics = dispatch.metrics().clone();
     let accept = Arc::new(AcceptList::new(config, metrics.clone()));
     let mut builder = NotificationReceiver::builder()
@@ -76,12 +77,12 @@ pub async fn start_receiver(
                 (Some((auth, auth_key)), None) => u.auth(auth, auth_key),
                 _ => Ok(u),
             })
-            .with_context(|| format!("SNMP user {:?}", user.name))?;
+            .map_err(|e| SnmpError::user(&user.name, e))?;
     }
-    let receiver = builder
-        .build()
-        .await
-        .with_context(|| format!("cannot receive SNMP notifications on {listen}"))?;
+    let receiver = builder.build().await.map_err(|e| SnmpError::Bind {
+        listen: listen.to_owned(),
+        reason: e.to_string(),
+    })?;
     let local = receiver.local_addr();
     let socket = BoundSocket::find(local);
     let requested = config.receive_buffer_kib as usize * 1024;
@@ -110,23 +111,29 @@ type Key = Option<(AuthProtocol, Vec<u8>)>;
 type PrivacyKey = Option<(PrivProtocol, Vec<u8>)>;
 
 /// Reads a user's passwords from their files (validation guarantees they are named).
-pub(crate) fn read_keys(user: &SnmpUser) -> anyhow::Result<(Key, PrivacyKey)> {
-    let read = |file: &Option<std::path::PathBuf>| -> anyhow::Result<Vec<u8>> {
-        let path = file.as_ref().context("password file missing")?;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+pub(crate) fn read_keys(user: &SnmpUser) -> Result<(Key, PrivacyKey), SnmpError> {
+    let read = |file: &Option<std::path::PathBuf>| -> Result<Vec<u8>, SnmpError> {
+        let path = file
+            .as_ref()
+            .ok_or_else(|| SnmpError::user(&user.name, "password file missing"))?;
+        let text = std::fs::read_to_string(path).map_err(|source| SnmpError::Read {
+            path: path.clone(),
+            source,
+        })?;
         Ok(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
     };
     let auth = match &user.auth {
         Some(name) => Some((
-            name.parse::<AuthProtocol>()?,
+            name.parse::<AuthProtocol>()
+                .map_err(|e| SnmpError::user(&user.name, e))?,
             read(&user.auth_password_file)?,
         )),
         None => None,
     };
     let privacy = match &user.privacy {
         Some(name) => Some((
-            name.parse::<PrivProtocol>()?,
+            name.parse::<PrivProtocol>()
+                .map_err(|e| SnmpError::user(&user.name, e))?,
             read(&user.privacy_password_file)?,
         )),
         None => None,

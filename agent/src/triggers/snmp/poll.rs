@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use async_snmp::{Auth, Client, Oid, Retry, UsmConfig, VarBind};
 use serde_json::json;
 use tokio::sync::watch;
@@ -18,6 +17,8 @@ use crate::event::{Source, new_event};
 use crate::router::Dispatch;
 use crate::telemetry::Health;
 
+use super::SnmpError;
+
 /// GETBULK repetitions per walk request.
 const MAX_REPETITIONS: u32 = 25;
 
@@ -27,17 +28,22 @@ pub fn start(
     dispatch: &Dispatch,
     health: &Arc<Health>,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<Vec<JoinHandle<()>>> {
+) -> Result<Vec<JoinHandle<()>>, SnmpError> {
     let mut tasks = Vec::new();
     for job in &config.polls {
-        let auth = auth(config, job).with_context(|| format!("SNMP poll job {:?}", job.name))?;
+        let auth = auth(config, job)?;
         let get = job
             .get
             .iter()
             .map(|oid| Oid::parse(oid))
             .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("SNMP poll job {:?}", job.name))?;
-        let walk = job.walk.as_deref().map(Oid::parse).transpose()?;
+            .map_err(|e| SnmpError::poll_job(&job.name, e))?;
+        let walk = job
+            .walk
+            .as_deref()
+            .map(Oid::parse)
+            .transpose()
+            .map_err(|e| SnmpError::poll_job(&job.name, e))?;
         tasks.push(tokio::spawn(run(
             job.clone(),
             auth,
@@ -51,23 +57,30 @@ pub fn start(
     Ok(tasks)
 }
 
-fn auth(config: &SnmpConfig, job: &PollJob) -> anyhow::Result<Auth> {
+fn auth(config: &SnmpConfig, job: &PollJob) -> Result<Auth, SnmpError> {
     if let Some(community) = &job.community {
         return Ok(Auth::v2c(community.clone()));
     }
-    let name = job.user.as_deref().context("neither community nor user")?;
+    let name = job
+        .user
+        .as_deref()
+        .ok_or_else(|| SnmpError::poll_job(&job.name, "neither community nor user"))?;
     let user = config
         .users
         .iter()
         .find(|u| u.name == name)
-        .with_context(|| format!("no [[snmp.user]] named {name:?}"))?;
+        .ok_or_else(|| {
+            SnmpError::poll_job(&job.name, format!("no [[snmp.user]] named {name:?}"))
+        })?;
     let (auth, privacy) = super::read_keys(user)?;
     let usm = UsmConfig::new(user.name.clone().into_bytes());
     let usm = match (auth, privacy) {
-        (Some((auth, auth_key)), Some((privacy, privacy_key))) => {
-            usm.auth_priv(auth, auth_key, privacy, privacy_key)?
-        }
-        (Some((auth, auth_key)), None) => usm.auth(auth, auth_key)?,
+        (Some((auth, auth_key)), Some((privacy, privacy_key))) => usm
+            .auth_priv(auth, auth_key, privacy, privacy_key)
+            .map_err(|e| SnmpError::user(&user.name, e))?,
+        (Some((auth, auth_key)), None) => usm
+            .auth(auth, auth_key)
+            .map_err(|e| SnmpError::user(&user.name, e))?,
         _ => usm,
     };
     Ok(Auth::Usm(usm))
@@ -137,20 +150,22 @@ async fn run(
     }
 }
 
-async fn connect(job: &PollJob, auth: Auth) -> anyhow::Result<Client<async_snmp::UdpHandle>> {
-    let retry = Retry::fixed(job.retries, Duration::ZERO).context("retries")?;
-    Ok(Client::builder(job.target.as_str(), auth)
+async fn connect(job: &PollJob, auth: Auth) -> Result<Client<async_snmp::UdpHandle>, SnmpError> {
+    let retry = Retry::fixed(job.retries, Duration::ZERO)
+        .map_err(|e| SnmpError::poll_job(&job.name, format!("retries: {e}")))?;
+    Client::builder(job.target.as_str(), auth)
         .request_timeout(job.timeout.as_duration())
         .retry(retry)
         .connect()
-        .await?)
+        .await
+        .map_err(|e| SnmpError::poll_job(&job.name, e))
 }
 
 async fn poll(
     client: &Client<async_snmp::UdpHandle>,
     get: &[Oid],
     walk: Option<&Oid>,
-) -> anyhow::Result<Vec<VarBind>> {
+) -> async_snmp::Result<Vec<VarBind>> {
     let mut varbinds = Vec::new();
     if !get.is_empty() {
         varbinds.extend(client.get_many(get).await?.varbinds);
