@@ -27,6 +27,13 @@ const OUTBOUND_CAPACITY: usize = 4096;
 /// How long shutdown waits for admitted MQTT messages to be acknowledged.
 const ACK_GRACE: Duration = Duration::from_secs(10);
 
+/// The metrics of an agent, with the model registry's.
+pub fn metrics_for(models: &ModelRegistry) -> Metrics {
+    let mut metrics = Metrics::new();
+    models.metrics().register(metrics.registry_mut());
+    metrics
+}
+
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -74,9 +81,17 @@ impl Agent {
     /// Opens state, loads every function (reporting, not failing on, those that cannot load),
     /// and starts the triggers. `models` is the registry the caller keeps across reloads.
     pub async fn start(config: Config, models: Arc<ModelRegistry>) -> Result<Self, StartError> {
-        let mut metrics = Metrics::new();
-        models.metrics().register(metrics.registry_mut());
-        let metrics = Arc::new(metrics);
+        let metrics = Arc::new(metrics_for(&models));
+        Self::start_with(config, models, metrics).await
+    }
+
+    /// As [`Agent::start`], counting into `metrics`, which the caller keeps across restarts
+    /// (made by [`metrics_for`]) so that counters and histograms carry on.
+    pub async fn start_with(
+        config: Config,
+        models: Arc<ModelRegistry>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartError> {
         let health = Arc::new(Health::default());
         report_models(&config, &models, &health);
         std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {

@@ -2,7 +2,9 @@
 //!
 //! The modules follow the flow of an event: [`triggers`] produce events, the [`router`]
 //! matches them to functions, the [`runtime`] runs them with the capabilities in [`host`],
-//! which keep their data in [`state`]; [`telemetry`] watches all of it.
+//! which keep their data in [`state`]; [`telemetry`] watches all of it. The [`agent`]
+//! assembles these parts; the [`supervisor`] runs, reloads and replaces agents as the config
+//! file and the fleet ([`sync`]) say.
 
 pub mod agent;
 pub mod bench;
@@ -16,6 +18,7 @@ pub mod residency;
 pub mod router;
 pub mod runtime;
 pub mod state;
+pub mod supervisor;
 pub mod sync;
 pub mod telemetry;
 pub mod triggers;

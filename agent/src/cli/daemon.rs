@@ -1,15 +1,9 @@
-//! The running daemon as other commands find it: its pid file and the signal that asks it
-//! to reload.
-
-use std::path::PathBuf;
+//! The running daemon as other commands find it: by its pid file, with the signal that asks
+//! it to reload.
 
 use anyhow::{Context, bail};
 use fogd::config::Config;
-
-/// Where `fogd run` records its pid, for `fogd reload` and `fogd deploy`.
-pub fn pid_file(config: &Config) -> PathBuf {
-    config.state_dir.join("fogd.pid")
-}
+use fogd::supervisor::pid_file;
 
 /// Sends SIGHUP to the daemon running with `config`; `None` when its pid file is absent
 /// (no daemon is running).

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::ConfigArg;
 use fogd::config;
-use fogd::sync::{Deployment, RevisionStore, TrustedKeys};
+use fogd::sync::local::{self, StageError};
 
 #[derive(clap::Args)]
 #[command(
@@ -31,42 +31,20 @@ pub struct DeployArgs {
 
 pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let config = config::load_file(&args.config.config)?;
-    if config.sync.trusted_keys.is_empty() {
-        eprintln!(
-            "{}: sync.trusted_keys is empty: this device accepts no deployments",
-            args.config.config.display()
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    let trusted = TrustedKeys::from_hex(config.sync.trusted_keys.iter().map(String::as_str))?;
     let signed = std::fs::read(&args.document)
         .with_context(|| format!("cannot read {}", args.document.display()))?;
-    let store = RevisionStore::new(&config.state_dir);
-    let refused = |reason: String| {
-        eprintln!("{}: refused: {reason}", args.document.display());
-        Ok(ExitCode::FAILURE)
+    let revision = match local::stage(&config, &signed, &args.artifacts) {
+        Ok(revision) => revision,
+        Err(error @ StageError::NoTrustedKeys) => {
+            eprintln!("{}: {error}", args.config.config.display());
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(error @ StageError::Refused(_)) => {
+            eprintln!("{}: {error}", args.document.display());
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(error) => return Err(error.into()),
     };
-    let document = match trusted.open(&signed) {
-        Ok(document) => document,
-        Err(error) => return refused(error.to_string()),
-    };
-    let deployment = match Deployment::parse(document, store.committed()?) {
-        Ok(deployment) => deployment,
-        Err(error) => return refused(error.to_string()),
-    };
-    let revision = deployment.revision;
-    if let Err(reason) = store.admits(revision, &signed) {
-        return refused(reason.to_string());
-    }
-    let staged = match store.prepare(&signed, &deployment, &args.artifacts) {
-        Ok(staged) => staged,
-        Err(error) => return refused(error.to_string()),
-    };
-    let problems = super::check::probe(&config, &deployment, staged.dir());
-    if !problems.is_empty() {
-        return refused(problems.join("; "));
-    }
-    staged.seal()?;
     match super::daemon::signal_daemon(&config)? {
         Some(pid) => println!("revision {revision} staged; fogd (pid {pid}) is switching to it"),
         None => println!("revision {revision} staged; fogd runs it when it starts"),

@@ -21,7 +21,7 @@ pub fn run(args: ReloadArgs) -> anyhow::Result<ExitCode> {
     let pid = super::daemon::signal_daemon(&config)?.with_context(|| {
         format!(
             "cannot read {} (is `fogd run` running with this config?)",
-            super::daemon::pid_file(&config).display()
+            fogd::supervisor::pid_file(&config).display()
         )
     })?;
     println!(
