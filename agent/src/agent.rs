@@ -17,14 +17,15 @@ use crate::state::{StateDb, StateError};
 use crate::telemetry::{self, Health, JsonPage, Metrics};
 use crate::triggers;
 use crate::triggers::mqtt::embedded::EmbeddedError;
-use crate::triggers::mqtt::{MqttContext, MqttTriggers};
 use crate::triggers::snmp::SnmpError;
+use crate::triggers::{Inputs, Trigger};
 use fogd_fleet::mqtt::{ConnectionSettings, SetupError};
 
 /// Outbound messages that may wait in memory for the log when no broker is configured.
 const OUTBOUND_CAPACITY: usize = 4096;
 
-/// How long shutdown waits for admitted MQTT messages to be acknowledged.
+/// How long shutdown waits for admitted messages to be settled with their senders (MQTT
+/// acknowledgements).
 const ACK_GRACE: Duration = Duration::from_secs(10);
 
 /// The metrics of an agent, with the model registry's.
@@ -64,9 +65,10 @@ pub struct Agent {
     executor: Executor,
     state: StateDb,
     shutdown: watch::Sender<bool>,
+    /// The agent's own background tasks (heap trimming, sweeping, the metrics endpoint).
     tasks: Vec<JoinHandle<()>>,
     outbound_task: Option<JoinHandle<()>>,
-    mqtt: MqttTriggers,
+    triggers: Vec<Box<dyn Trigger>>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     /// Where `/metrics` and `/healthz` are served, if enabled.
@@ -167,44 +169,25 @@ impl Agent {
         let router = Router::new(&loaded_specs, default_broker.as_deref());
         let dispatch = Dispatch::new(router, &executor, metrics.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = triggers::timer::start(&loaded_specs, &dispatch, &shutdown_rx);
-        let mut snmp_address = None;
-        if let Some(snmp) = &config.snmp {
-            if let Some(listen) = &snmp.listen {
-                let (task, address) = triggers::snmp::start_receiver(
-                    snmp,
-                    listen,
-                    &config.state_dir,
-                    dispatch.clone(),
-                    health.clone(),
-                    shutdown_rx.clone(),
-                )
-                .await?;
-                tasks.push(task);
-                snmp_address = Some(address);
-            }
-            tasks.extend(triggers::snmp::start_polls(
-                snmp,
-                &dispatch,
-                &health,
-                &shutdown_rx,
-            )?);
-        }
         let broker_count = brokers.len();
-        let mqtt = MqttTriggers::start(MqttContext {
-            brokers,
+        let triggers = triggers::start(Inputs {
+            config: &config,
             functions: &loaded_specs,
+            brokers,
             dispatch: &dispatch,
             outboxes: &outboxes,
             state: &state,
             health: &health,
-        });
-        tasks.push(spawn_heap_trimmer(shutdown_rx.clone()));
-        tasks.push(spawn_sweeper(
-            state.clone(),
-            config.state.sweep_every.as_duration(),
-            shutdown_rx.clone(),
-        ));
+        })
+        .await?;
+        let tasks = vec![
+            spawn_heap_trimmer(shutdown_rx.clone()),
+            spawn_sweeper(
+                state.clone(),
+                config.state.sweep_every.as_duration(),
+                shutdown_rx.clone(),
+            ),
+        ];
         let metrics_address = match config.metrics.address {
             Some(address) => Some(
                 telemetry::serve(
@@ -225,11 +208,11 @@ impl Agent {
             shutdown,
             tasks,
             outbound_task,
-            mqtt,
+            snmp_address: triggers.iter().find_map(|trigger| trigger.listening()),
+            triggers,
             metrics,
             health,
             metrics_address,
-            snmp_address,
             loaded_functions: loaded_specs.len(),
             brokers: broker_count,
         })
@@ -250,7 +233,7 @@ impl Agent {
     /// the systemd watchdog is fed on.
     pub async fn is_alive(&self) -> bool {
         let tasks_alive = self.executor.is_alive()
-            && self.mqtt.is_alive()
+            && self.triggers.iter().all(|trigger| trigger.is_alive())
             && self.tasks.iter().all(|task| !task.is_finished());
         let pool_answers = matches!(
             tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(|| ())).await,
@@ -261,23 +244,26 @@ impl Agent {
 
     /// Stops intake, lets queued and in-flight events finish and their MQTT messages be
     /// acknowledged, disconnects, flushes state.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         tracing::info!("shutting down: draining events");
         let _ = self.shutdown.send(true);
-        self.mqtt.drain();
+        // Every trigger stops taking inputs at once; then each is waited for.
+        let drains: Vec<_> = self
+            .triggers
+            .iter_mut()
+            .map(|trigger| trigger.drain())
+            .collect();
+        for drain in drains {
+            drain.await;
+        }
         for task in self.tasks {
             let _ = task.await;
         }
         self.executor.shutdown().await;
-        if tokio::time::timeout(ACK_GRACE, self.mqtt.acknowledged())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "some messages were not acknowledged in time; the broker will redeliver them"
-            );
+        let deadline = tokio::time::Instant::now() + ACK_GRACE;
+        for trigger in self.triggers {
+            trigger.stop(deadline).await;
         }
-        self.mqtt.stop().await;
         // The executor held the last senders; the outbound log ends once it has drained.
         if let Some(task) = self.outbound_task {
             let _ = task.await;

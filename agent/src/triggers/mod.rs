@@ -1,6 +1,156 @@
-//! Inputs that become events. Each trigger owns its config and its run loop and hands
-//! events to the [`Dispatch`](crate::router::Dispatch).
+//! Inputs that become events. Each trigger owns its run loop and hands events to the
+//! [`Dispatch`]; the agent sees every running trigger through one trait, [`Trigger`], and
+//! builds them all in one place, [`start`].
 
 pub mod mqtt;
 pub mod snmp;
 pub mod timer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use fogd_fleet::mqtt::ConnectionSettings;
+
+use crate::config::{Config, FunctionSpec};
+use crate::outbound::Outboxes;
+use crate::router::Dispatch;
+use crate::state::StateDb;
+use crate::telemetry::Health;
+
+use mqtt::{MqttContext, MqttTriggers};
+use snmp::SnmpError;
+
+/// A step of a trigger's shutdown.
+pub type Stopping<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// What the agent asks of every running trigger.
+pub trait Trigger: Send {
+    /// What it is, in logs (`timer`, `snmp`, `snmp-poll`, `mqtt`).
+    fn kind(&self) -> &'static str;
+    /// The address it receives on, for those that listen.
+    fn listening(&self) -> Option<SocketAddr> {
+        None
+    }
+    /// Whether its tasks still run.
+    fn is_alive(&self) -> bool;
+    /// Stops taking inputs; resolves once it will offer the executor nothing more.
+    fn drain(&mut self) -> Stopping<'_>;
+    /// Called once the executor has finished every admitted event: settles what the trigger
+    /// owes its senders (MQTT acknowledgements) until `deadline`, then disconnects.
+    fn stop(self: Box<Self>, deadline: Instant) -> Stopping<'static>;
+}
+
+/// What the triggers need from the rest of the agent.
+pub struct Inputs<'a> {
+    pub config: &'a Config,
+    /// The functions that loaded; only their triggers run.
+    pub functions: &'a [FunctionSpec],
+    /// Loaded broker connection settings, in config order.
+    pub brokers: Vec<ConnectionSettings>,
+    pub dispatch: &'a Dispatch,
+    pub outboxes: &'a Arc<Outboxes>,
+    pub state: &'a StateDb,
+    pub health: &'a Arc<Health>,
+}
+
+/// Starts every trigger the config and the loaded functions ask for.
+pub async fn start(inputs: Inputs<'_>) -> Result<Vec<Box<dyn Trigger>>, SnmpError> {
+    let mut triggers: Vec<Box<dyn Trigger>> =
+        vec![Box::new(timer::start(inputs.functions, inputs.dispatch))];
+    if let Some(snmp) = &inputs.config.snmp {
+        if let Some(listen) = &snmp.listen {
+            triggers.push(Box::new(
+                snmp::start_receiver(
+                    snmp,
+                    listen,
+                    &inputs.config.state_dir,
+                    inputs.dispatch.clone(),
+                    inputs.health.clone(),
+                )
+                .await?,
+            ));
+        }
+        triggers.push(Box::new(snmp::start_polls(
+            snmp,
+            inputs.dispatch,
+            inputs.health,
+        )?));
+    }
+    triggers.push(Box::new(MqttTriggers::start(MqttContext {
+        brokers: inputs.brokers,
+        functions: inputs.functions,
+        dispatch: inputs.dispatch,
+        outboxes: inputs.outboxes,
+        state: inputs.state,
+        health: inputs.health,
+    })));
+    Ok(triggers)
+}
+
+/// A trigger made of tasks that stop when told and owe their senders nothing afterwards
+/// (timers, the SNMP receiver and polls).
+pub struct Tasks {
+    kind: &'static str,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    listening: Option<SocketAddr>,
+}
+
+impl Tasks {
+    pub fn new(kind: &'static str) -> Self {
+        Self {
+            kind,
+            shutdown: watch::channel(false).0,
+            tasks: Vec::new(),
+            listening: None,
+        }
+    }
+
+    /// What the tasks watch to know when to stop.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn push(&mut self, task: JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
+    pub fn listening_on(mut self, address: SocketAddr) -> Self {
+        self.listening = Some(address);
+        self
+    }
+}
+
+impl Trigger for Tasks {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn listening(&self) -> Option<SocketAddr> {
+        self.listening
+    }
+
+    fn is_alive(&self) -> bool {
+        self.tasks.iter().all(|task| !task.is_finished())
+    }
+
+    fn drain(&mut self) -> Stopping<'_> {
+        self.shutdown.send_replace(true);
+        let tasks = std::mem::take(&mut self.tasks);
+        Box::pin(async move {
+            for task in tasks {
+                let _ = task.await;
+            }
+        })
+    }
+
+    fn stop(self: Box<Self>, _deadline: Instant) -> Stopping<'static> {
+        Box::pin(async {})
+    }
+}

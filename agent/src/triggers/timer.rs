@@ -2,20 +2,17 @@
 //! `{"tick": n}`.
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval};
 
 use crate::config::{FunctionSpec, TimerTrigger, TriggerSpec};
 use crate::event::{Source, TIMER_ATTRIBUTE, new_event};
 use crate::router::{Dispatch, timer_key};
 
-/// Starts one task per timer trigger in `functions`; each stops when `shutdown` turns true.
-pub fn start(
-    functions: &[FunctionSpec],
-    dispatch: &Dispatch,
-    shutdown: &watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    let mut tasks = Vec::new();
+use super::Tasks;
+
+/// Starts one task per timer trigger in `functions`.
+pub fn start(functions: &[FunctionSpec], dispatch: &Dispatch) -> Tasks {
+    let mut tasks = Tasks::new("timer");
     for function in functions {
         for (index, trigger) in function.triggers.iter().enumerate() {
             let TriggerSpec::Timer(timer) = trigger else {
@@ -26,7 +23,7 @@ pub fn start(
                 key,
                 timer.clone(),
                 dispatch.clone(),
-                shutdown.clone(),
+                tasks.shutdown_signal(),
             )));
         }
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use fogd_fleet::mqtt::ConnectionSettings;
 
@@ -236,27 +237,40 @@ impl MqttTriggers {
             pending,
         }
     }
+}
+
+impl super::Trigger for MqttTriggers {
+    fn kind(&self) -> &'static str {
+        "mqtt"
+    }
 
     /// Whether every broker session is still running (connected or reconnecting).
-    pub fn is_alive(&self) -> bool {
+    fn is_alive(&self) -> bool {
         self.sessions.iter().all(|session| !session.is_finished())
     }
 
     /// Stops taking new messages; acknowledgements and publishing go on.
-    pub fn drain(&self) {
+    fn drain(&mut self) -> super::Stopping<'_> {
         self.phase.send_replace(Phase::Draining);
+        Box::pin(async {})
     }
 
-    /// Waits until every admitted message has been acknowledged (or given up for redelivery).
-    pub async fn acknowledged(&self) {
-        self.pending.idle().await;
-    }
-
-    /// Disconnects every session and waits for them to end.
-    pub async fn stop(self) {
-        self.phase.send_replace(Phase::Stopped);
-        for session in self.sessions {
-            let _ = session.await;
-        }
+    /// Waits until every admitted message has been acknowledged (or `deadline` passes: the
+    /// broker redelivers the rest), then disconnects every session.
+    fn stop(self: Box<Self>, deadline: Instant) -> super::Stopping<'static> {
+        Box::pin(async move {
+            if tokio::time::timeout_at(deadline, self.pending.idle())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "some messages were not acknowledged in time; the broker will redeliver them"
+                );
+            }
+            self.phase.send_replace(Phase::Stopped);
+            for session in self.sessions {
+                let _ = session.await;
+            }
+        })
     }
 }

@@ -12,18 +12,17 @@ mod poll;
 pub mod render;
 mod socket;
 
-use crate::event::Source;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_snmp::notification::NotificationReceiver;
 use async_snmp::{AuthProtocol, PrivProtocol, SecurityLevel};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use super::Tasks;
 use crate::config::{SnmpConfig, SnmpUser};
+use crate::event::Source;
 use crate::router::Dispatch;
 use crate::telemetry::{Health, Metrics};
 
@@ -35,16 +34,14 @@ use socket::BoundSocket;
 /// How often the receiver's own rejection counters are copied into fogd's metrics.
 const COUNTER_SYNC: Duration = Duration::from_secs(1);
 
-/// Binds the receiver and starts its task, which stops when `shutdown` turns true; returns
-/// the task and the bound address.
+/// Binds the receiver and starts its task.
 pub async fn start_receiver(
     config: &SnmpConfig,
     listen: &str,
     state_dir: &std::path::Path,
     dispatch: Dispatch,
     health: Arc<Health>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(JoinHandle<()>, SocketAddr), SnmpError> {
+) -> Result<Tasks, SnmpError> {
     let metrics = dispatch.metrics().clone();
     let accept = Arc::new(AcceptList::new(config, metrics.clone()));
     let mut builder = NotificationReceiver::builder()
@@ -103,8 +100,12 @@ pub async fn start_receiver(
         }
     }
     health.set("snmp", true, format!("listening on {local}"));
-    let task = tokio::spawn(receive(receiver, socket, dispatch, metrics, shutdown));
-    Ok((task, local))
+    let mut tasks = Tasks::new("snmp").listening_on(local);
+    let shutdown = tasks.shutdown_signal();
+    tasks.push(tokio::spawn(receive(
+        receiver, socket, dispatch, metrics, shutdown,
+    )));
+    Ok(tasks)
 }
 
 type Key = Option<(AuthProtocol, Vec<u8>)>;

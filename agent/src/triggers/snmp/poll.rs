@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_snmp::{Auth, Client, Oid, Retry, UsmConfig, VarBind};
 use serde_json::json;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{PollJob, SnmpConfig};
@@ -18,6 +17,7 @@ use crate::router::Dispatch;
 use crate::telemetry::Health;
 
 use super::SnmpError;
+use crate::triggers::Tasks;
 
 /// GETBULK repetitions per walk request.
 const MAX_REPETITIONS: u32 = 25;
@@ -27,9 +27,8 @@ pub fn start(
     config: &SnmpConfig,
     dispatch: &Dispatch,
     health: &Arc<Health>,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<Vec<JoinHandle<()>>, SnmpError> {
-    let mut tasks = Vec::new();
+) -> Result<Tasks, SnmpError> {
+    let mut tasks = Tasks::new("snmp-poll");
     for job in &config.polls {
         let auth = auth(config, job)?;
         let get = job
@@ -51,7 +50,7 @@ pub fn start(
             walk,
             dispatch.clone(),
             health.clone(),
-            shutdown.clone(),
+            tasks.shutdown_signal(),
         )));
     }
     Ok(tasks)
