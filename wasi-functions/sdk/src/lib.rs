@@ -1,18 +1,28 @@
 //! Write fogd network functions in Rust.
 //!
 //! ```ignore
-//! use fogd_sdk::{Event, Guest, export};
+//! use fogd_sdk::{Event, Result};
 //!
-//! struct Echo;
-//!
-//! impl Guest for Echo {
-//!     fn handle(event: Event) -> Result<Option<Vec<u8>>, String> {
-//!         Ok(Some(event.payload))
-//!     }
+//! #[derive(serde::Deserialize)]
+//! struct Reading {
+//!     temperature: f64,
 //! }
 //!
-//! export!(Echo);
+//! fn handle(event: Event) -> Result<Option<Vec<u8>>> {
+//!     let reading: Reading = event.json()?;
+//!     let seen: u64 = fogd_sdk::kv_get_json("seen")?.unwrap_or(0);
+//!     fogd_sdk::kv_set_json("seen", &(seen + 1))?;
+//!     if reading.temperature > 80.0 {
+//!         fogd_sdk::publish_json("alerts/hot", &serde_json::json!({"seen": seen + 1}))?;
+//!     }
+//!     Ok(None)
+//! }
+//!
+//! fogd_sdk::handler!(handle);
 //! ```
+//!
+//! Any error converts into [`Error`] with `?`; [`Context`] adds what was being done. A
+//! function may also implement [`Guest`] itself and call [`export!`].
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`; the result is a component
 //! fogd loads directly. The bindings come from fogd's own WIT files (`agent/wit`), so host
@@ -34,7 +44,138 @@ pub use bindings::fogd::function::types::Source;
 pub use bindings::fogd::function::{config, inference, kv, log, messaging};
 pub use bindings::{Event, Guest, export};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Why an event failed: a message fogd records as the event's error. Every error type that
+/// displays converts into it, so `?` works on the host interfaces, serde and the standard
+/// library alike.
+pub struct Error(String);
+
+impl Error {
+    pub fn msg(message: impl Into<String>) -> Self {
+        Error(message.into())
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for Error {
+    fn from(error: E) -> Self {
+        Error(error.to_string())
+    }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<Error> for String {
+    fn from(error: Error) -> Self {
+        error.0
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Says what was being done when an error happened (`kv::get(key).context("reading state")?`).
+pub trait Context<T> {
+    fn context(self, what: &str) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: &str) -> Result<T> {
+        self.map_err(|error| Error(format!("{what}: {error}")))
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, Error> {
+    fn context(self, what: &str) -> Result<T> {
+        self.map_err(|error| Error(format!("{what}: {}", error.0)))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, what: &str) -> Result<T> {
+        self.ok_or_else(|| Error(what.to_owned()))
+    }
+}
+
+/// Exports `handler`, a `fn(Event) -> fogd_sdk::Result<Option<Vec<u8>>>`, as the function's
+/// entry point; its error becomes the event's error message.
+#[macro_export]
+macro_rules! handler {
+    ($handler:path) => {
+        struct FogdHandler;
+
+        impl $crate::Guest for FogdHandler {
+            fn handle(
+                event: $crate::Event,
+            ) -> ::core::result::Result<
+                ::core::option::Option<::std::vec::Vec<u8>>,
+                ::std::string::String,
+            > {
+                $handler(event).map_err(::std::string::String::from)
+            }
+        }
+
+        $crate::export!(FogdHandler);
+    };
+}
+
+/// The attribute names fogd sets on events (see the README's event schema).
+pub mod attributes {
+    /// The timer that fired: `<function>/timer<index>`.
+    pub const TIMER: &str = "timer";
+    pub const MQTT_BROKER: &str = "mqtt.broker";
+    pub const MQTT_QOS: &str = "mqtt.qos";
+    pub const MQTT_RETAIN: &str = "mqtt.retain";
+    pub const MQTT_DUP: &str = "mqtt.dup";
+    pub const MQTT_RESPONSE_TOPIC: &str = "mqtt.response_topic";
+    pub const MQTT_CORRELATION_DATA: &str = "mqtt.correlation_data";
+    pub const MQTT_CONTENT_TYPE: &str = "mqtt.content_type";
+    /// Prefix of MQTT v5 user properties: `mqtt.user.<name>`.
+    pub const MQTT_USER_PREFIX: &str = "mqtt.user.";
+    pub const SNMP_VERSION: &str = "snmp.version";
+    pub const SNMP_PDU: &str = "snmp.pdu";
+    pub const SNMP_SOURCE: &str = "snmp.source";
+    /// The polled agent of an SNMP poll event.
+    pub const SNMP_TARGET: &str = "snmp.target";
+}
+
+/// The value stored under `key`, decoded from JSON; `None` when absent.
+pub fn kv_get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>> {
+    match kv::get(key).context(key)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .context(&format!("the value under {key} is not what was stored")),
+        None => Ok(None),
+    }
+}
+
+/// Stores `value` under `key` as JSON, with no expiry.
+pub fn kv_set_json<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value)?;
+    kv::set(key, &bytes, None).context(key)
+}
+
+/// Publishes `value` as JSON to `topic` at QoS 1, not retained.
+pub fn publish_json<T: Serialize + ?Sized>(topic: &str, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value)?;
+    messaging::publish(topic, &bytes, messaging::Qos::AtLeastOnce, false)
+        .context(&format!("publish to {topic}"))
+}
+
 impl Event {
+    /// The payload decoded from JSON into `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        Ok(serde_json::from_slice(&self.payload)?)
+    }
+
     /// The payload as text, if it is valid UTF-8.
     pub fn payload_text(&self) -> Option<&str> {
         std::str::from_utf8(&self.payload).ok()
@@ -77,6 +218,18 @@ pub enum KvUpdateError {
     /// Another writer changed the value between every read and swap, [`KV_UPDATE_ATTEMPTS`]
     /// times in a row.
     Contended,
+}
+
+impl std::fmt::Display for KvUpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KvUpdateError::Kv(error) => write!(f, "kv: {error}"),
+            KvUpdateError::Contended => write!(
+                f,
+                "the value changed under every one of {KV_UPDATE_ATTEMPTS} attempts"
+            ),
+        }
+    }
 }
 
 /// Replaces the value under `key` with `change(current)` atomically (`None` in: absent;
