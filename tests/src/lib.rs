@@ -132,10 +132,13 @@ fn nested_cargo() -> Command {
 
 fn build_binary(package: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
+    // Tests run from target/<profile>/deps/, this crate's binaries from target/<profile>/.
+    let parent = exe.parent().expect("target/<profile>/[deps/]<binary>");
+    let profile_dir = if parent.ends_with("deps") {
+        parent.parent().expect("target/<profile>/deps/<test>")
+    } else {
+        parent
+    };
     let profile = profile_dir
         .file_name()
         .and_then(|n| n.to_str())

@@ -664,13 +664,14 @@ async fn acknowledgements_wait_for_the_broker_unless_kv_was_written() {
     running.agent.shutdown().await;
 }
 
-/// `fogd bench mqtt` against a real Mosquitto: every phase reports, nothing is lost, and the
+/// `fogd-mqtt-bench` against a real Mosquitto: every phase reports, nothing is lost, and the
 /// rate ladder climbs through rates any build keeps up with.
 #[test]
 fn the_mqtt_bench_measures_both_paths_and_the_sustained_rate() {
     let mosquitto = Mosquitto::start();
-    let output = std::process::Command::new(fogd_tests::fogd_bin())
-        .args(["bench", "mqtt", "--broker", &mosquitto.address()])
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fogd-mqtt-bench"))
+        .args(["--broker", &mosquitto.address()])
+        .args(["--fogd", &fogd_tests::fogd_bin().display().to_string()])
         .args(["--component", &components().echo.display().to_string()])
         .args(["--rate", "500", "--seconds", "1", "--burst", "500"])
         .args([
@@ -719,8 +720,9 @@ fn the_mqtt_bench_measures_both_paths_and_the_sustained_rate() {
 #[test]
 fn the_mqtt_bench_daemon_ends_when_the_bench_is_killed() {
     let mosquitto = Mosquitto::start();
-    let mut bench = std::process::Command::new(fogd_tests::fogd_bin())
-        .args(["bench", "mqtt", "--broker", &mosquitto.address()])
+    let mut bench = std::process::Command::new(env!("CARGO_BIN_EXE_fogd-mqtt-bench"))
+        .args(["--broker", &mosquitto.address()])
+        .args(["--fogd", &fogd_tests::fogd_bin().display().to_string()])
         .args(["--component", &components().echo.display().to_string()])
         .args(["--rate", "100", "--seconds", "600"])
         .stdout(std::process::Stdio::null())

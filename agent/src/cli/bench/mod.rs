@@ -1,10 +1,9 @@
-//! `fogd bench`: cold start, warm calls, kv and inference from a guest, and the MQTT path,
-//! measured on this machine.
+//! `fogd bench`: cold start, warm calls, kv and inference from a guest, measured on this
+//! machine. The MQTT path through a broker is measured by `fogd-mqtt-bench` (tests/).
 
 mod guest;
 mod infer;
 mod measure;
-mod mqtt;
 
 use std::process::ExitCode;
 
@@ -20,8 +19,6 @@ pub enum BenchCommand {
     Kv(guest::BenchArgs),
     /// One model's inference latency, in the agent or from a guest.
     Infer(infer::InferBenchArgs),
-    /// Message in → function → result out through a broker, against the broker alone.
-    Mqtt(mqtt::MqttBenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -34,10 +31,6 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Kv(args) => guest::report(&args, "kv", "probe", guest::kv),
         BenchCommand::Infer(args) => {
             infer::run(args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        BenchCommand::Mqtt(args) => {
-            super::tokio_runtime(None)?.block_on(mqtt::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,4 +1,4 @@
-//! `fogd bench mqtt`: message in → function → result out through a real broker, against the
+//! `fogd-mqtt-bench`: message in → function → result out through a real broker, against the
 //! broker alone, in one run. It starts `fogd run` (this same binary) as a child process with
 //! the `echo` function on `bench/in` → `bench/out`, so the daemon is measured as deployed.
 
@@ -15,17 +15,22 @@ use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use serde::Serialize;
 
-use super::measure::shipped_component;
+use clap::Parser;
 use fogd::bench::Summary;
 
-#[derive(clap::Args)]
+#[derive(Parser)]
 #[command(
-    after_help = "Examples (a local Mosquitto on 1883):\n  fogd bench mqtt --broker 127.0.0.1:1883 --rate 5000 --seconds 10 --burst 50000 --json\n  fogd bench mqtt --broker 127.0.0.1:1883 --sustain-from 10000 --step 2500 --json"
+    name = "fogd-mqtt-bench",
+    about = "Message in, function, result out through a real broker, against the broker alone",
+    after_help = "Examples (a local Mosquitto on 1883):\n  cargo run --release -p fogd-tests --bin fogd-mqtt-bench -- --broker 127.0.0.1:1883 --rate 5000 --seconds 10 --burst 50000 --json\n  cargo run --release -p fogd-tests --bin fogd-mqtt-bench -- --broker 127.0.0.1:1883 --sustain-from 10000 --step 2500 --json"
 )]
-pub struct MqttBenchArgs {
+struct MqttBenchArgs {
     /// The broker, `host:port` (plain TCP, MQTT v5).
     #[arg(long)]
     broker: String,
+    /// The fogd binary to run; defaults to this workspace's release build.
+    #[arg(long, value_name = "FILE")]
+    fogd: Option<std::path::PathBuf>,
     /// The function to drive; defaults to the shipped `echo`.
     #[arg(long, value_name = "FILE.wasm")]
     component: Option<std::path::PathBuf>,
@@ -136,10 +141,16 @@ struct Report {
     sustained_share: Option<f64>,
 }
 
-pub async fn run(args: MqttBenchArgs) -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = MqttBenchArgs::parse();
     let component = match &args.component {
         Some(path) => path.clone(),
-        None => shipped_component("echo")?,
+        None => fogd_tests::components().echo.clone(),
+    };
+    let fogd = match &args.fogd {
+        Some(path) => path.clone(),
+        None => fogd_tests::fogd_bin(),
     };
     // The child resolves paths against its config file's directory.
     let component = std::fs::canonicalize(&component)
@@ -153,7 +164,7 @@ pub async fn run(args: MqttBenchArgs) -> anyhow::Result<()> {
         .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
         .context("--broker must be host:port")?;
     let scratch = tempfile::tempdir()?;
-    let mut daemon = spawn_daemon(scratch.path(), &args.broker, &component)?;
+    let mut daemon = spawn_daemon(&fogd, scratch.path(), &args.broker, &component)?;
     let result = measure(&args, &host, port, daemon.id()).await;
     let exited_early = daemon.try_wait()?;
     // SAFETY: plain kill(2) on our own child's pid.
@@ -172,7 +183,7 @@ pub async fn run(args: MqttBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spawn_daemon(dir: &Path, broker: &str, component: &Path) -> anyhow::Result<Child> {
+fn spawn_daemon(fogd: &Path, dir: &Path, broker: &str, component: &Path) -> anyhow::Result<Child> {
     let config = dir.join("fogd.toml");
     std::fs::write(
         &config,
@@ -182,7 +193,7 @@ fn spawn_daemon(dir: &Path, broker: &str, component: &Path) -> anyhow::Result<Ch
             component = component.display()
         ),
     )?;
-    let mut command = Command::new(std::env::current_exe()?);
+    let mut command = Command::new(fogd);
     command
         .args(["run", "--config"])
         .arg(&config)
