@@ -11,6 +11,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::state::{Delivered, FairOutbox};
+use crate::telemetry::OutboxDrop;
 pub use fogd_fleet::mqtt::{MessageProperties, OutboundMessage, Qos};
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -63,7 +64,7 @@ impl OutboundSink for DiscardSink {
 /// What the outboxes report: what they had to drop, per broker and per function whose
 /// messages they were, and how many messages wait.
 pub trait OutboxMetrics: Send + Sync {
-    fn dropped(&self, broker: &str, function: &str, reason: &str, count: u64);
+    fn dropped(&self, broker: &str, function: &str, reason: OutboxDrop, count: u64);
     /// The gauge of how many messages wait in `broker`'s outbox, resolved once per broker.
     fn depth(&self, broker: &str) -> Gauge;
 }
@@ -139,7 +140,7 @@ impl Outboxes {
             self.metrics.dropped(
                 broker,
                 &message.origin,
-                "outbox_full",
+                OutboxDrop::OutboxFull,
                 report.dropped_oldest,
             );
             tracing::warn!(
@@ -300,7 +301,7 @@ impl<'a> Reader<'a> {
 }
 
 impl OutboxMetrics for crate::telemetry::Metrics {
-    fn dropped(&self, broker: &str, function: &str, reason: &str, count: u64) {
+    fn dropped(&self, broker: &str, function: &str, reason: OutboxDrop, count: u64) {
         self.broker(broker).outbox_dropped(function, reason, count);
     }
 

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::order::{Ordered, ordering_key};
 use super::{InvokeError, LoadedFunction, Outcome};
 use crate::event::Event;
-use crate::telemetry::{FunctionMetrics, Metrics, SpacedLog};
+use crate::telemetry::{EventDrop, FunctionMetrics, Metrics, SpacedLog};
 
 /// Most events one hand-off to the blocking pool runs in a row.
 const MAX_BATCH: usize = 32;
@@ -65,7 +65,7 @@ impl FunctionQueue {
         match self.places.clone().try_acquire_owned() {
             Ok(place) => self.send(event, place),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
-                self.metrics.dropped("queue_full");
+                self.metrics.dropped(EventDrop::QueueFull);
                 if let Some(dropped) = self.drop_log.report() {
                     tracing::warn!(function = %self.function.name(), event_id = %event.id, dropped, "queue full: events dropped (one line a second at most; fogd_events_dropped_total counts each)");
                 }
@@ -345,7 +345,10 @@ fn run(queue: &FunctionQueue, mut job: Job) {
     metrics.duration.observe(report.total.as_secs_f64());
     metrics.latency.record(report.total);
     if report.unpublished.count > 0 {
-        metrics.dropped_many("output_unavailable", u64::from(report.unpublished.count));
+        metrics.dropped_many(
+            EventDrop::OutputUnavailable,
+            u64::from(report.unpublished.count),
+        );
         if let Some(error) = &report.unpublished.first_error {
             tracing::warn!(function = %function.name(), event_id = %event.id, count = report.unpublished.count, %error, "publishes not queued");
         }
@@ -354,7 +357,7 @@ fn run(queue: &FunctionQueue, mut job: Job) {
         Ok(Some(output)) => match function.result_message(event, output.clone()) {
             Some(message) => {
                 if let Err(error) = function.caps().publish.sink().send(message) {
-                    metrics.dropped("output_unavailable");
+                    metrics.dropped(EventDrop::OutputUnavailable);
                     tracing::warn!(function = %function.name(), event_id = %event.id, %error, "result not published");
                 }
             }

@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::labels::{EventDrop, OutboxDrop, Rejection};
 use super::latency::LatencyRecord;
 use crate::event::Source;
 
@@ -318,16 +319,16 @@ impl Metrics {
 
     /// Counts an input a trigger refused (malformed, unauthorised, too large...), labelled
     /// with the same source names as the events (`Source::as_str`).
-    pub fn input_rejected(&self, source: Source, reason: &str) {
+    pub fn input_rejected(&self, source: Source, reason: Rejection) {
         self.inputs_rejected_by(source, reason, 1);
     }
 
-    pub fn inputs_rejected_by(&self, source: Source, reason: &str, count: u64) {
+    pub fn inputs_rejected_by(&self, source: Source, reason: Rejection, count: u64) {
         let source = source.as_str();
         self.rejected
             .get_or_create(&SourceReasonLabel {
                 source: source.to_owned(),
-                reason: reason.to_owned(),
+                reason: reason.as_str().to_owned(),
             })
             .inc_by(count);
     }
@@ -369,15 +370,15 @@ impl FunctionMetrics {
             .inc();
     }
 
-    pub fn dropped(&self, reason: &str) {
+    pub fn dropped(&self, reason: EventDrop) {
         self.dropped_many(reason, 1);
     }
 
-    pub fn dropped_many(&self, reason: &str, count: u64) {
+    pub fn dropped_many(&self, reason: EventDrop, count: u64) {
         self.dropped
             .get_or_create(&FunctionReasonLabel {
                 function: self.name.clone(),
-                reason: reason.to_owned(),
+                reason: reason.as_str().to_owned(),
             })
             .inc_by(count);
     }
@@ -427,17 +428,17 @@ pub struct ConnectionMetrics {
 impl BrokerMetrics {
     /// Counts `count` messages of `function` dropped from this broker's outbox for `reason`,
     /// under both the broker's and the function's drop counters.
-    pub fn outbox_dropped(&self, function: &str, reason: &str, count: u64) {
+    pub fn outbox_dropped(&self, function: &str, reason: OutboxDrop, count: u64) {
         self.dropped
             .get_or_create(&BrokerReasonLabel {
                 broker: self.name.clone(),
-                reason: reason.to_owned(),
+                reason: reason.as_str().to_owned(),
             })
             .inc_by(count);
         self.messages_dropped
             .get_or_create(&FunctionReasonLabel {
                 function: function.to_owned(),
-                reason: reason.to_owned(),
+                reason: reason.as_str().to_owned(),
             })
             .inc_by(count);
     }

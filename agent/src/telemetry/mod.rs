@@ -2,6 +2,7 @@
 
 mod health;
 mod http;
+mod labels;
 mod latency;
 mod metrics;
 mod spaced_log;
@@ -15,6 +16,7 @@ use crate::config::{LogConfig, LogFormat};
 
 pub use health::{ComponentHealth, Health, HealthReport};
 pub use http::{JsonPage, JsonPages, serve};
+pub use labels::{EventDrop, OutboxDrop, Rejection};
 pub use latency::{LatencyRecord, LatencySnapshot};
 pub use metrics::{
     AcknowledgedMetrics, BrokerMetrics, ConnectionMetrics, FunctionMetrics, Metrics,

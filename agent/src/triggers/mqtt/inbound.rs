@@ -21,7 +21,7 @@ use crate::outbound::{OutboundMessage, Outboxes};
 use crate::router::{Delivery, Dispatch};
 use crate::runtime::{FunctionQueue, InvokeError, Outcome};
 use crate::state::StateDb;
-use crate::telemetry::AcknowledgedMetrics;
+use crate::telemetry::{AcknowledgedMetrics, EventDrop, Rejection};
 use crate::topic::render_template;
 use fogd_fleet::mqtt::client::InboundMessage;
 
@@ -86,7 +86,7 @@ impl Inbound {
         });
         let metrics = self.dispatch.metrics();
         if message.payload.len() > self.max_bytes {
-            metrics.input_rejected(Source::Mqtt, "too_large");
+            metrics.input_rejected(Source::Mqtt, Rejection::TooLarge);
             tracing::warn!(broker = %self.broker, topic = %message.topic, bytes = message.payload.len(), limit = self.max_bytes, "message rejected: payload too large");
             if let Some(ack) = ack {
                 let _ = self.acks.send(ack);
@@ -293,7 +293,7 @@ impl Completer {
         ];
         match self.outboxes.push(&self.broker, &message) {
             Ok(()) => {
-                queue.metrics().dropped("dead_lettered");
+                queue.metrics().dropped(EventDrop::DeadLettered);
                 tracing::warn!(function = %function, event_id = %event.id, %error, %topic, "event failed every attempt; dead-lettered");
             }
             Err(push_error) => {

@@ -19,7 +19,7 @@ use crate::config::{FunctionSpec, TriggerSpec};
 use crate::outbound::Outboxes;
 use crate::router::Dispatch;
 use crate::state::StateDb;
-use crate::telemetry::{BrokerMetrics, ConnectionMetrics, Health, Metrics};
+use crate::telemetry::{BrokerMetrics, ConnectionMetrics, Health, Metrics, OutboxDrop};
 
 use ack_order::Settle;
 use inbound::{Completer, Completions, Inbound, PendingAcks};
@@ -114,7 +114,7 @@ impl BrokerStatus {
         self.metrics.outbox_depth.set(queued as i64);
     }
 
-    fn outbox_dropped(&self, function: &str, reason: &str, count: u64) {
+    fn outbox_dropped(&self, function: &str, reason: OutboxDrop, count: u64) {
         self.metrics.outbox_dropped(function, reason, count);
     }
 }

@@ -21,7 +21,7 @@ use crate::config::Retained;
 use crate::event::now_millis;
 use crate::outbound::decode;
 use crate::state::{FairOutbox, Lane};
-use crate::telemetry::SpacedLog;
+use crate::telemetry::{OutboxDrop, SpacedLog};
 use fogd_fleet::mqtt::ConnectionSettings;
 use fogd_fleet::mqtt::backoff::Backoff;
 use fogd_fleet::mqtt::client::{MqttClient, PublishRefused, SessionEvent};
@@ -342,7 +342,7 @@ impl Publisher {
         let lane = lane.clone();
         for entry in entries {
             if now_millis().saturating_sub(entry.queued_at) > self.queues.max_age_ms() {
-                self.discard(&lane, entry.seq, status, "expired");
+                self.discard(&lane, entry.seq, status, OutboxDrop::Expired);
                 self.lanes[index].1 = Some(entry.seq);
                 continue;
             }
@@ -350,7 +350,7 @@ impl Publisher {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::error!(broker = %status.name(), seq = entry.seq, %error, "dropping a corrupt outbox record");
-                    self.discard(&lane, entry.seq, status, "corrupt");
+                    self.discard(&lane, entry.seq, status, OutboxDrop::Corrupt);
                     self.lanes[index].1 = Some(entry.seq);
                     continue;
                 }
@@ -359,7 +359,7 @@ impl Publisher {
                 Ok(()) => {}
                 Err(refused @ PublishRefused::TooLarge { .. }) => {
                     self.log_refusal(&lane.origin, &refused.to_string(), status);
-                    self.discard(&lane, entry.seq, status, "too_large");
+                    self.discard(&lane, entry.seq, status, OutboxDrop::TooLarge);
                     self.lanes[index].1 = Some(entry.seq);
                     continue;
                 }
@@ -408,7 +408,7 @@ impl Publisher {
             self.last_progress = Instant::now();
             let lane = self.lanes[lane].0.clone();
             self.log_refusal(&lane.origin, reason, status);
-            self.discard(&lane, seq, status, "refused");
+            self.discard(&lane, seq, status, OutboxDrop::Refused);
         }
     }
 
@@ -440,7 +440,7 @@ impl Publisher {
     }
 
     /// Drops an entry the broker will never take, counted under `reason`.
-    fn discard(&self, lane: &Lane, seq: u64, status: &BrokerStatus, reason: &str) {
+    fn discard(&self, lane: &Lane, seq: u64, status: &BrokerStatus, reason: OutboxDrop) {
         if lane.outbox.remove(seq).is_ok() {
             status.outbox_dropped(&lane.origin, reason, 1);
             status.queued(self.queued());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::{Network, SnmpConfig};
 use crate::event::Source;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Rejection};
 use async_snmp::SecurityLevel;
 use async_snmp::notification::{NotificationAcceptance, NotificationEnvelope};
 
@@ -37,23 +37,23 @@ impl AcceptList {
             None => NotificationAcceptance::Accept,
             Some(reason) => {
                 self.metrics.input_rejected(Source::SnmpTrap, reason);
-                tracing::debug!(source = %envelope.source, reason, "SNMP notification refused");
+                tracing::debug!(source = %envelope.source, %reason, "SNMP notification refused");
                 NotificationAcceptance::Reject
             }
         }
     }
 
-    fn refusal(&self, envelope: &NotificationEnvelope<'_>) -> Option<&'static str> {
+    fn refusal(&self, envelope: &NotificationEnvelope<'_>) -> Option<Rejection> {
         let source = envelope.source.ip().to_canonical();
         if !self.sources.is_empty() && !self.sources.iter().any(|net| net.contains(&source)) {
-            return Some("source_not_allowed");
+            return Some(Rejection::SourceNotAllowed);
         }
         if let Some(community) = envelope.community {
             let known = self
                 .communities
                 .iter()
                 .any(|c| constant_time_eq(c, community.as_bytes()));
-            return (!known).then_some("bad_community");
+            return (!known).then_some(Rejection::BadCommunity);
         }
         let required = envelope
             .username
@@ -62,7 +62,7 @@ impl AcceptList {
             .unwrap_or(SecurityLevel::AuthPriv);
         match envelope.security_level {
             Some(level) if level >= required => None,
-            _ => Some("security_level_too_low"),
+            _ => Some(Rejection::SecurityLevelTooLow),
         }
     }
 }

@@ -24,7 +24,7 @@ use super::Tasks;
 use crate::config::{SnmpConfig, SnmpUser};
 use crate::event::Source;
 use crate::router::Dispatch;
-use crate::telemetry::{Health, Metrics};
+use crate::telemetry::{Health, Metrics, Rejection};
 
 use accept::AcceptList;
 pub use error::SnmpError;
@@ -186,7 +186,7 @@ async fn receive(
                     dispatch.offer(event);
                 }
                 Err(error) => {
-                    metrics.input_rejected(Source::SnmpTrap, "receive_error");
+                    metrics.input_rejected(Source::SnmpTrap, Rejection::ReceiveError);
                     tracing::warn!(%error, "SNMP receive failed");
                 }
             },
@@ -217,15 +217,15 @@ struct RejectionCounters {
     seen: [u64; 8],
 }
 
-const REASONS: [&str; 8] = [
-    "unknown_user",
-    "wrong_digest",
-    "not_in_time_window",
-    "unsupported_security_level",
-    "decryption_error",
-    "unknown_engine_id",
-    "malformed",
-    "kernel_buffer_full",
+const REASONS: [Rejection; 8] = [
+    Rejection::UnknownUser,
+    Rejection::WrongDigest,
+    Rejection::NotInTimeWindow,
+    Rejection::UnsupportedSecurityLevel,
+    Rejection::DecryptionError,
+    Rejection::UnknownEngineId,
+    Rejection::Malformed,
+    Rejection::KernelBufferFull,
 ];
 
 impl RejectionCounters {
@@ -257,7 +257,7 @@ impl RejectionCounters {
         let now = Self::read(receiver, socket);
         for ((reason, now), seen) in REASONS.iter().zip(now).zip(&mut self.seen) {
             if now > *seen {
-                metrics.inputs_rejected_by(Source::SnmpTrap, reason, now - *seen);
+                metrics.inputs_rejected_by(Source::SnmpTrap, *reason, now - *seen);
                 *seen = now;
             }
         }

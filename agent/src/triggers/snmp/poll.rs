@@ -14,7 +14,7 @@ use tokio::time::MissedTickBehavior;
 use crate::config::{PollJob, SnmpConfig};
 use crate::event::{Source, new_event};
 use crate::router::Dispatch;
-use crate::telemetry::Health;
+use crate::telemetry::{Health, Rejection};
 
 use super::SnmpError;
 use crate::triggers::Tasks;
@@ -142,7 +142,7 @@ async fn run(
                 tracing::warn!(job = %job.name, target = %job.target, %error, "SNMP poll failed");
                 dispatch
                     .metrics()
-                    .input_rejected(Source::SnmpPoll, "failed");
+                    .input_rejected(Source::SnmpPoll, Rejection::Failed);
                 health.set(component.clone(), false, error.to_string());
             }
         }

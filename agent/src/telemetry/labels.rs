@@ -1,0 +1,71 @@
+//! The values of the `reason` labels, as types: a counter and the log line about it name
+//! the same variant, and the text users query is written once, here.
+
+use std::fmt;
+
+macro_rules! label_values {
+    ($(#[$meta:meta])* $name:ident { $($(#[$doc:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl $name {
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+label_values! {
+    /// Why an input was refused before it became an event (`fogd_inputs_rejected_total`).
+    Rejection {
+        SourceNotAllowed => "source_not_allowed",
+        BadCommunity => "bad_community",
+        SecurityLevelTooLow => "security_level_too_low",
+        UnknownUser => "unknown_user",
+        WrongDigest => "wrong_digest",
+        NotInTimeWindow => "not_in_time_window",
+        UnsupportedSecurityLevel => "unsupported_security_level",
+        DecryptionError => "decryption_error",
+        UnknownEngineId => "unknown_engine_id",
+        Malformed => "malformed",
+        KernelBufferFull => "kernel_buffer_full",
+        ReceiveError => "receive_error",
+        TooLarge => "too_large",
+        /// A poll that got no answer.
+        Failed => "failed",
+    }
+}
+
+label_values! {
+    /// Why a function's event was dropped (`fogd_events_dropped_total`).
+    EventDrop {
+        QueueFull => "queue_full",
+        OutputUnavailable => "output_unavailable",
+        DeadLettered => "dead_lettered",
+    }
+}
+
+label_values! {
+    /// Why an outbound message was dropped from a broker's outbox
+    /// (`fogd_messages_dropped_total`).
+    OutboxDrop {
+        OutboxFull => "outbox_full",
+        Expired => "expired",
+        Corrupt => "corrupt",
+        TooLarge => "too_large",
+        Refused => "refused",
+    }
+}
