@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::download::{DownloadError, Downloader};
 use super::report::{Progress, Report, SyncState, topics};
+use super::store::Admission;
 use super::{Deployment, DocumentError, KeyError, RevisionStore, TrustedKeys};
 use crate::config::Config;
 use fogd_fleet::mqtt::control::{ControlConnection, ControlEvent};
@@ -314,17 +315,20 @@ impl Apply {
             Ok(committed) => committed,
             Err(error) => return Outcome::Refused(error.to_string()),
         };
-        if let Err(reason) = self.store.admits(revision, signed) {
-            // The staged or watched revision stays; nothing to record against this one.
-            tracing::warn!(revision, %reason, "desired revision refused");
-            self.reporter.update(|report| {
-                report.enter(SyncState::Rejected, Some(revision));
-                report.reason = Some(reason.to_string());
-            });
-            return Outcome::Done;
-        }
+        let admission = match self.store.admits(revision, signed) {
+            Ok(admission) => admission,
+            Err(reason) => {
+                // The staged or watched revision stays; nothing to record against this one.
+                tracing::warn!(revision, %reason, "desired revision refused");
+                self.reporter.update(|report| {
+                    report.enter(SyncState::Rejected, Some(revision));
+                    report.reason = Some(reason.to_string());
+                });
+                return Outcome::Done;
+            }
+        };
         let known = committed == Some(revision)
-            || self.store.pending().unwrap_or_default().contains(&revision)
+            || admission == Admission::AlreadyStaged
             || self
                 .store
                 .refused()

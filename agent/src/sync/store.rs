@@ -47,6 +47,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
+/// What [`RevisionStore::admits`] found for a document it lets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    New,
+    /// This very document is staged already.
+    AlreadyStaged,
+}
+
 pub struct RevisionStore {
     dir: PathBuf,
 }
@@ -111,16 +119,18 @@ impl RevisionStore {
     /// Whether a signed document for `revision` may be staged beside what is stored: a
     /// revision number names exactly one document, and nothing goes in below a revision that
     /// is staged or being watched. `Err` says why not.
-    pub fn admits(&self, revision: u64, signed: &[u8]) -> Result<(), StoreError> {
+    pub fn admits(&self, revision: u64, signed: &[u8]) -> Result<Admission, StoreError> {
         let pending = self.pending()?;
-        if pending.contains(&revision) && self.document(revision)? != signed {
+        let staged = pending.contains(&revision);
+        if staged && self.document(revision)? != signed {
             return Err(StoreError::OtherDocument(revision));
         }
         match pending.first() {
             Some(&newest) if newest > revision => {
                 Err(StoreError::BelowPending { revision, newest })
             }
-            _ => Ok(()),
+            _ if staged => Ok(Admission::AlreadyStaged),
+            _ => Ok(Admission::New),
         }
     }
 
@@ -526,13 +536,17 @@ mod tests {
         let source = tempfile::tempdir().unwrap();
         std::fs::write(source.path().join("echo.wasm"), b"component bytes").unwrap();
         let store = RevisionStore::new(state.path());
-        assert!(store.admits(2, b"doc 2").is_ok());
+        assert_eq!(store.admits(2, b"doc 2").ok(), Some(Admission::New));
         store
             .prepare(b"doc 2", &deployment(2, b"component bytes"), source.path())
             .unwrap()
             .seal()
             .unwrap();
-        assert!(store.admits(2, b"doc 2").is_ok(), "the same document again");
+        assert_eq!(
+            store.admits(2, b"doc 2").ok(),
+            Some(Admission::AlreadyStaged),
+            "the same document again"
+        );
         assert!(matches!(
             store.admits(2, b"other doc 2"),
             Err(StoreError::OtherDocument(2))
@@ -544,7 +558,7 @@ mod tests {
                 newest: 2
             })
         ));
-        assert!(store.admits(3, b"doc 3").is_ok());
+        assert_eq!(store.admits(3, b"doc 3").ok(), Some(Admission::New));
     }
 
     #[test]
