@@ -6,10 +6,9 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How long a test waits for an expected log line before failing.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+use crate::PATIENCE;
 
 pub struct Daemon {
     child: Child,

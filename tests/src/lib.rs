@@ -11,6 +11,10 @@ pub mod mosquitto;
 pub mod mqtt_client;
 pub mod nginx;
 
+/// How long a test waits for what it expects (a log line, a message, a condition, a server
+/// to come up) before it fails.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
@@ -238,7 +242,7 @@ pub fn event(subject: &str, payload: impl Into<Vec<u8>>) -> Event {
 
 /// Waits until `condition` holds, checking every few milliseconds; fails after 30 s.
 pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + daemon::PATIENCE;
+    let deadline = std::time::Instant::now() + PATIENCE;
     while !condition() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -251,7 +255,7 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 /// [`wait_until`] for tests without a runtime, checking every millisecond: fine enough to
 /// catch a daemon in a state that lasts a moment (it logs nothing then).
 pub fn wait_until_blocking(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + daemon::PATIENCE;
+    let deadline = std::time::Instant::now() + PATIENCE;
     while !condition() {
         assert!(
             std::time::Instant::now() < deadline,

@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::certs::Pki;
 
@@ -113,7 +113,7 @@ impl Mosquitto {
     }
 
     fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::PATIENCE;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(child) = &mut self.child
                 && let Ok(Some(status)) = child.try_wait()

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::certs::Pki;
 use crate::mosquitto::free_port;
@@ -58,7 +58,7 @@ impl Nginx {
             .spawn()
             .expect("nginx runs (Debian package `nginx`)");
         let mut nginx = Self { port, child, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::PATIENCE;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = nginx.child.try_wait() {
                 panic!(

@@ -11,7 +11,7 @@ use fogd_tests::mosquitto::{BrokerOptions, Mosquitto};
 use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::{components, wait_until};
 
-const PATIENCE: Duration = Duration::from_secs(30);
+use fogd_tests::PATIENCE;
 const ECHOES: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use fogd_tests::mosquitto::{BrokerOptions, Mosquitto};
 use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::{components, wait_until};
 
-const PATIENCE: Duration = Duration::from_secs(30);
+use fogd_tests::PATIENCE;
 
 /// Starts an agent with one broker connection named `local` and one function, and waits
 /// until the connection is up and subscribed.

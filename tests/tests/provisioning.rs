@@ -108,7 +108,7 @@ fn install_script_is_idempotent_and_uninstall_keeps_state_unless_purged() {
 
 /// Reads systemd notifications sent to `socket` until one contains `wanted`.
 fn wait_notification(socket: &UnixDatagram, wanted: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + fogd_tests::PATIENCE;
     let mut buffer = [0u8; 4096];
     loop {
         assert!(Instant::now() < deadline, "no {wanted} notification");

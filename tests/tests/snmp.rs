@@ -11,7 +11,7 @@ use fogd_tests::mqtt_client::{Received, TestClient};
 use fogd_tests::{components, wait_until};
 use serde_json::Value;
 
-const PATIENCE: Duration = Duration::from_secs(30);
+use fogd_tests::PATIENCE;
 const COMMUNITY: &str = "fogd-test";
 const LINK_DOWN: &str = "1.3.6.1.6.3.1.1.5.3";
 const COLD_START: &str = "1.3.6.1.6.3.1.1.5.1";
