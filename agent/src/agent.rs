@@ -69,13 +69,19 @@ pub struct Agent {
     tasks: Vec<JoinHandle<()>>,
     outbound_task: Option<JoinHandle<()>>,
     triggers: Vec<Box<dyn Trigger>>,
+    /// What a reconfiguration in place works from: the running config and the functions that
+    /// loaded, the runtime, the routing every trigger uses, and where output goes.
+    config: Config,
+    loaded: Vec<crate::config::FunctionSpec>,
+    runtime: Runtime,
+    dispatch: Dispatch,
+    sinks: Sinks,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     /// Where `/metrics` and `/healthz` are served, if enabled.
     pub metrics_address: Option<SocketAddr>,
     /// Where SNMP traps and informs are received, if enabled.
     pub snmp_address: Option<SocketAddr>,
-    loaded_functions: usize,
     brokers: usize,
 }
 
@@ -130,23 +136,17 @@ impl Agent {
             (None, None)
         };
 
+        let sinks = Sinks {
+            default_broker: default_broker.clone(),
+            outboxes: outboxes.clone(),
+            log: log_sink,
+        };
         let mut functions = Vec::new();
         let mut loaded_specs = Vec::new();
         for spec in &config.functions {
             let started = std::time::Instant::now();
             let component = format!("function/{}", spec.name);
-            let sink: Arc<dyn OutboundSink> = match (&default_broker, &log_sink) {
-                (Some(default), _) => {
-                    let broker = spec
-                        .broker
-                        .as_deref()
-                        .map_or_else(|| default.clone(), Arc::from);
-                    Arc::new(OutboxSink::new(outboxes.clone(), broker))
-                }
-                (None, Some(log)) => log.clone(),
-                (None, None) => unreachable!("the log sink exists whenever no broker does"),
-            };
-            match runtime.load(spec, &state, sink) {
+            match runtime.load(spec, &state, sinks.for_function(spec)) {
                 Ok(function) => {
                     tracing::info!(
                         function = %spec.name,
@@ -210,19 +210,93 @@ impl Agent {
             outbound_task,
             snmp_address: triggers.iter().find_map(|trigger| trigger.listening()),
             triggers,
+            config,
+            loaded: loaded_specs,
+            runtime,
+            dispatch,
+            sinks,
             metrics,
             health,
             metrics_address,
-            loaded_functions: loaded_specs.len(),
             brokers: broker_count,
         })
+    }
+
+    /// Runs `config` without a restart when it differs from the running one only in what
+    /// its functions run (components, settings, grants, outputs, timers, SNMP trap filters):
+    /// the triggers keep their sockets and broker sessions, every function keeps its queue
+    /// and the events in it (they run on the version they were queued for), and each new
+    /// version takes the events queued from then on. Anything else (a function added or
+    /// removed, other limits or ordering, other MQTT subscriptions, any other setting, a
+    /// version that does not load) leaves the agent untouched and is returned as the reason
+    /// to restart.
+    pub async fn reconfigure(&mut self, config: &Config) -> Result<(), NeedsRestart> {
+        let refuse = |reason: String| Err(NeedsRestart(reason));
+        if fixed_part(&self.config) != fixed_part(config) {
+            return refuse("settings other than the functions and models changed".into());
+        }
+        if config.functions.len() != self.loaded.len() {
+            return refuse("functions were added or removed, or one had not loaded".into());
+        }
+        for spec in &config.functions {
+            let Some(running) = self.loaded.iter().find(|r| r.name == spec.name) else {
+                return refuse(format!("function {} is new", spec.name));
+            };
+            if running.limits != spec.limits
+                || running.order_by != spec.order_by
+                || running.broker != spec.broker
+            {
+                return refuse(format!(
+                    "function {} changes its limits, ordering or broker",
+                    spec.name
+                ));
+            }
+        }
+        let default_broker = self.sinks.default_broker.as_ref();
+        if triggers::mqtt::subscriptions(&self.loaded, default_broker)
+            != triggers::mqtt::subscriptions(&config.functions, default_broker)
+        {
+            return refuse("the MQTT subscriptions change".into());
+        }
+        let mut versions = Vec::with_capacity(config.functions.len());
+        for spec in &config.functions {
+            match self
+                .runtime
+                .load(spec, &self.state, self.sinks.for_function(spec))
+            {
+                Ok(function) => versions.push(function),
+                Err(error) => {
+                    return refuse(format!("function {} does not load: {error}", spec.name));
+                }
+            }
+        }
+        for function in versions {
+            let name = function.name().clone();
+            self.executor.swap(function);
+            self.health.set(format!("function/{name}"), true, "loaded");
+        }
+        self.dispatch.set_router(Router::new(
+            &config.functions,
+            self.sinks.default_broker.as_deref(),
+        ));
+        if let Some(timers) = self.triggers.iter_mut().find(|t| t.kind() == "timer") {
+            timers.drain().await;
+            *timers = Box::new(triggers::timer::start(&config.functions, &self.dispatch));
+        }
+        self.config = config.clone();
+        self.loaded = config.functions.clone();
+        tracing::info!(
+            functions = self.loaded.len(),
+            "reconfigured in place: triggers and queues kept"
+        );
+        Ok(())
     }
 
     /// Says the agent serves. The caller logs it once everything a user may act on next (the
     /// pid file `fogd reload` reads) is in place.
     pub fn announce_ready(&self) {
         tracing::info!(
-            functions = self.loaded_functions,
+            functions = self.loaded.len(),
             brokers = self.brokers,
             metrics = ?self.metrics_address,
             "fogd ready"
@@ -264,7 +338,10 @@ impl Agent {
         for trigger in self.triggers {
             trigger.stop(deadline).await;
         }
-        // The executor held the last senders; the outbound log ends once it has drained.
+        // The functions (held by the executor and the dispatch) and the sinks held the last
+        // senders; the outbound log ends once it has drained.
+        drop(self.dispatch);
+        drop(self.sinks);
         if let Some(task) = self.outbound_task {
             let _ = task.await;
         }
@@ -273,6 +350,45 @@ impl Agent {
         }
         tracing::info!("stopped");
     }
+}
+
+/// Where each function's output goes: its broker's durable outbox, or the log when no
+/// broker is configured.
+struct Sinks {
+    default_broker: Option<Arc<str>>,
+    outboxes: Arc<Outboxes>,
+    log: Option<Arc<dyn OutboundSink>>,
+}
+
+impl Sinks {
+    fn for_function(&self, spec: &crate::config::FunctionSpec) -> Arc<dyn OutboundSink> {
+        match (&self.default_broker, &self.log) {
+            (Some(default), _) => {
+                let broker = spec
+                    .broker
+                    .as_deref()
+                    .map_or_else(|| default.clone(), Arc::from);
+                Arc::new(OutboxSink::new(self.outboxes.clone(), broker))
+            }
+            (None, Some(log)) => log.clone(),
+            (None, None) => Arc::new(crate::outbound::DiscardSink),
+        }
+    }
+}
+
+/// Why a new configuration needs the agent restarted rather than changed in place.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NeedsRestart(String);
+
+/// The config with what a reconfiguration in place may change left out.
+fn fixed_part(config: &Config) -> Config {
+    let mut fixed = config.clone();
+    fixed.functions.clear();
+    fixed.models.clear();
+    // Fleet sync is the supervisor's; the agent does not use it.
+    fixed.sync = Default::default();
+    fixed
 }
 
 /// Puts the runtime and each configured model into `/healthz`.

@@ -2,7 +2,7 @@
 //! queues.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::config::{FunctionSpec, Retained, TriggerSpec};
@@ -155,7 +155,8 @@ impl Router {
 /// Routes events into function queues: what every trigger calls.
 #[derive(Clone)]
 pub struct Dispatch {
-    router: Arc<Router>,
+    /// Replaced whole when a reconfiguration changes the functions' triggers.
+    router: Arc<RwLock<Arc<Router>>>,
     queues: Arc<HashMap<Arc<str>, FunctionQueue>>,
     metrics: Arc<Metrics>,
 }
@@ -164,18 +165,34 @@ impl Dispatch {
     pub fn new(router: Router, executor: &Executor, metrics: Arc<Metrics>) -> Self {
         let queues = executor
             .queues()
-            .map(|queue| (queue.function().name().clone(), queue.clone()))
+            .map(|queue| (queue.name().clone(), queue.clone()))
             .collect();
         Self {
-            router: Arc::new(router),
+            router: Arc::new(RwLock::new(Arc::new(router))),
             queues: Arc::new(queues),
             metrics,
         }
     }
 
+    /// Routes by `router` from the next event on, for every trigger holding this dispatch.
+    pub fn set_router(&self, router: Router) {
+        let router = Arc::new(router);
+        match self.router.write() {
+            Ok(mut current) => *current = router,
+            Err(poisoned) => *poisoned.into_inner() = router,
+        }
+    }
+
+    fn router(&self) -> Arc<Router> {
+        match self.router.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// The queues `event` goes to, with the delivery policy of each matching trigger.
     pub fn targets(&self, event: &Event) -> Vec<(FunctionQueue, Delivery)> {
-        self.router
+        self.router()
             .route(event)
             .into_iter()
             .filter_map(|route| {

@@ -157,7 +157,7 @@ impl Supervisor {
     /// Drains the agent and starts it on `config` (with a revision staged meanwhile, if
     /// any); fleet sync follows the new sync settings.
     pub async fn reload(mut self, config: Config) -> Result<Self, SupervisorError> {
-        tracing::info!("reloading: draining, then starting on the new config");
+        tracing::info!("reloading");
         if config.async_threads() != self.config.async_threads() {
             tracing::warn!(
                 running = self.config.async_threads(),
@@ -165,12 +165,10 @@ impl Supervisor {
                 "runtime.async_threads takes effect at the next start, not on reload"
             );
         }
-        self.agent.shutdown().await;
         let next = select(&config, &self.models);
         let activated = next.selected.staged.as_ref().and(next.selected.revision);
         self.config = config;
-        (self.agent, self.watching) =
-            start_selected(&self.config, next, &self.models, &self.metrics).await?;
+        self = self.switch(next).await?;
         self.cloud = restart_sync(self.cloud.take(), &self.config).await;
         self.reporter = reporter_of(&self.cloud);
         self.report_start(activated);
@@ -180,10 +178,8 @@ impl Supervisor {
     /// Switches to the revision the fleet staged and starts watching it.
     pub async fn activate(mut self, revision: u64) -> Result<Self, SupervisorError> {
         tracing::info!(revision, "activating the fleet's desired revision");
-        self.agent.shutdown().await;
         let next = select(&self.config, &self.models);
-        (self.agent, self.watching) =
-            start_selected(&self.config, next, &self.models, &self.metrics).await?;
+        self = self.switch(next).await?;
         self.report_start(Some(revision));
         Ok(self)
     }
@@ -212,16 +208,36 @@ impl Supervisor {
             }
             Verdict::Tripped { reason, at } => {
                 activate::refuse(&self.config, revision, &reason);
-                self.agent.shutdown().await;
                 let previous = select(&self.config, &self.models);
-                (self.agent, self.watching) =
-                    start_selected(&self.config, previous, &self.models, &self.metrics).await?;
+                self = self.switch(previous).await?;
                 tracing::info!(
                     revision,
                     elapsed_ms = at.elapsed().as_millis() as u64,
                     "rolled back from the revision whose gate tripped"
                 );
                 self.report_start(Some(revision));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Runs what `next` selected: in place when the running agent can take it (only what
+    /// its functions run differs), else by draining the agent and starting a new one.
+    async fn switch(mut self, next: Next) -> Result<Self, SupervisorError> {
+        match self.agent.reconfigure(&next.selected.config).await {
+            Ok(()) => {
+                if let (Some(revision), None) = (next.selected.revision, &next.selected.staged) {
+                    tracing::info!(revision, "running deployment");
+                }
+                self.watching = watch_selected(next, &self.metrics, &self.models);
+                self.agent.announce_ready();
+                systemd::ready();
+            }
+            Err(reason) => {
+                tracing::info!(%reason, "restarting the agent: draining, then starting on the new configuration");
+                self.agent.shutdown().await;
+                (self.agent, self.watching) =
+                    start_selected(&self.config, next, &self.models, &self.metrics).await?;
             }
         }
         Ok(self)
@@ -327,20 +343,15 @@ async fn start_selected(
     };
     match start(&config, models, metrics).await {
         Ok(agent) => {
-            tracing::info!(
-                revision,
-                window_ms = gates.window.0,
-                "running deployment; watching it before committing"
-            );
-            let watch = Watch::start(
-                gates,
-                metrics,
-                &config.functions,
-                models,
-                &next.replaced_models,
-            );
-            let verdict = Box::pin(watch.run());
-            Ok((agent, Some(Watching { revision, verdict })))
+            let next = Next {
+                selected: activate::Selected {
+                    config,
+                    revision: Some(revision),
+                    staged: Some(gates),
+                },
+                replaced_models: next.replaced_models,
+            };
+            Ok((agent, watch_selected(next, metrics, models)))
         }
         Err(error) => {
             activate::refuse(base, revision, &error.to_string());
@@ -348,6 +359,33 @@ async fn start_selected(
             Box::pin(start_selected(base, previous, models, metrics)).await
         }
     }
+}
+
+/// Starts the watch window of a staged revision; `None` for anything else.
+fn watch_selected(
+    next: Next,
+    metrics: &Arc<Metrics>,
+    models: &Arc<ModelRegistry>,
+) -> Option<Watching> {
+    let (Some(revision), Some(gates)) = (next.selected.revision, next.selected.staged) else {
+        return None;
+    };
+    tracing::info!(
+        revision,
+        window_ms = gates.window.0,
+        "running deployment; watching it before committing"
+    );
+    let watch = Watch::start(
+        gates,
+        metrics,
+        &next.selected.config.functions,
+        models,
+        &next.replaced_models,
+    );
+    Some(Watching {
+        revision,
+        verdict: Box::pin(watch.run()),
+    })
 }
 
 async fn start(

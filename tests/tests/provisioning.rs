@@ -217,9 +217,19 @@ fn reload_keeps_the_embedded_broker_serving() {
     let config = write_config(dir.path(), &format!("{broker}{}", echo_on_timer("first")));
     let mut daemon = Daemon::start(&config);
     daemon.wait_for(&["broker connected", "broker=local"]);
+    // A second function: the agent restarts, the broker it serves stays.
+    write_config(
+        dir.path(),
+        &format!(
+            "{broker}{}{}",
+            echo_on_timer("first"),
+            echo_on_timer("second")
+        ),
+    );
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(daemon.pid(), libc::SIGHUP) };
-    daemon.wait_for_next(&["fogd ready", "functions=1", "brokers=1"]);
+    daemon.wait_for_next(&["restarting the agent"]);
+    daemon.wait_for_next(&["fogd ready", "functions=2", "brokers=1"]);
     daemon.wait_for_next(&["broker connected", "broker=local"]);
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{}", log.join("\n"));

@@ -1,13 +1,20 @@
-//! The supervisor driven in this process, without a broker: a reload runs the new config and
-//! counters carry on; a staged revision is activated, watched and committed, and one whose
-//! gate trips is rolled back to the committed one.
+//! The supervisor driven in this process: a reload runs the new config and counters carry
+//! on; a reload that changes only what a function runs keeps every trigger and queue, so a
+//! steady stream of traps and MQTT messages loses nothing; a staged revision is activated,
+//! watched and committed, and one whose gate trips is rolled back to the committed one.
 
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use fogd::config::{self, Config};
 use fogd::supervisor::Supervisor;
 use fogd::sync::local::{self, StageError};
 use fogd::sync::{FleetKey, RevisionStore};
+use fogd_tests::agent::{broker, connected};
+use fogd_tests::mosquitto::Mosquitto;
+use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::{components, wait_until};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -224,4 +231,115 @@ async fn a_revision_signed_by_another_key_is_refused_and_nothing_is_staged() {
     assert!(matches!(error, StageError::Refused(_)), "{error}");
     assert!(!site.revision_dir(1).exists());
     assert_eq!(site.store().committed().unwrap(), None);
+}
+
+/// One v2c linkDown trap datagram as `snmptrap` sends it.
+fn v2c_trap(state: &Path) -> Vec<u8> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(fogd_tests::PATIENCE)).unwrap();
+    let status = Command::new("snmptrap")
+        .env("MIBS", "")
+        .env("SNMP_PERSISTENT_DIR", state)
+        .env("SNMPCONFPATH", state)
+        .args(["-v", "2c", "-c", "public"])
+        .arg(socket.local_addr().unwrap().to_string())
+        .args([
+            "0",
+            "1.3.6.1.6.3.1.1.5.3",
+            "1.3.6.1.2.1.2.2.1.1.2",
+            "i",
+            "2",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "snmptrap failed");
+    let mut buffer = vec![0; 65_535];
+    let (length, _) = socket.recv_from(&mut buffer).unwrap();
+    buffer.truncate(length);
+    buffer
+}
+
+/// Sends `count` copies of `datagram` to `target`, one a millisecond.
+async fn paced_traps(target: SocketAddr, datagram: Vec<u8>, count: u64) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut pace = tokio::time::interval(Duration::from_millis(1));
+    for _ in 0..count {
+        pace.tick().await;
+        socket.send_to(&datagram, target).await.unwrap();
+    }
+}
+
+/// Publishes `count` QoS 0 messages to `topic`, one a millisecond.
+async fn paced_messages(client: TestClient, topic: &str, count: u64) {
+    let mut pace = tokio::time::interval(Duration::from_millis(1));
+    for index in 0..count {
+        pace.tick().await;
+        client.publish(topic, index.to_string(), 0).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_one_function_loses_no_trap_and_no_message() {
+    const SENT: u64 = 3_000;
+    let mosquitto = Mosquitto::start();
+    let site = Site::new();
+    let trap = v2c_trap(site.dir.path());
+    // The same text in every version: only the trap function's settings change.
+    let local = broker("local", &mosquitto.address(), "");
+    let echo = components().echo.display().to_string();
+    let version = |generation: u32| {
+        site.config(&format!(
+            r#"
+{local}
+[snmp]
+listen = "127.0.0.1:0"
+communities = ["public"]
+
+[[function]]
+name = "traps"
+component = "{echo}"
+config = {{ generation = {generation} }}
+limits = {{ queue = 8192 }}
+[[function.trigger]]
+snmp_trap = {{}}
+
+[[function]]
+name = "messages"
+component = "{echo}"
+limits = {{ queue = 8192 }}
+[[function.trigger]]
+mqtt = {{ topic = "load/in", qos = 0 }}
+"#
+        ))
+    };
+    let mut supervisor = Supervisor::start(version(1)).await.unwrap();
+    connected(supervisor.agent(), "local").await;
+    let listening = supervisor.agent().snmp_address.expect("the SNMP receiver");
+    let publisher = TestClient::connect(mosquitto.port, "load", &[]).await;
+
+    let traps = tokio::spawn(paced_traps(listening, trap, SENT));
+    let messages = tokio::spawn(paced_messages(publisher, "load/in", SENT));
+    for (generation, after) in [(2, SENT / 3), (3, 2 * SENT / 3)] {
+        wait_until("the stream is under way", || {
+            invocations(&supervisor, "traps") >= after
+        })
+        .await;
+        supervisor = supervisor.reload(version(generation)).await.unwrap();
+        assert_eq!(
+            supervisor.agent().snmp_address,
+            Some(listening),
+            "the receiver kept its socket"
+        );
+    }
+    traps.await.unwrap();
+    messages.await.unwrap();
+    wait_until("every trap and every message ran", || {
+        invocations(&supervisor, "traps") == SENT && invocations(&supervisor, "messages") == SENT
+    })
+    .await;
+    let metrics = &supervisor.agent().metrics;
+    for function in ["traps", "messages"] {
+        assert_eq!(metrics.function(function).dropped_count("queue_full"), 0);
+    }
+    supervisor.stop("the test ended").await;
 }

@@ -6,7 +6,7 @@
 //! finish.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -26,6 +26,9 @@ const BATCH_BUDGET: Duration = Duration::from_millis(2);
 
 struct Job {
     event: Arc<Event>,
+    /// The version the event was queued for: it runs on that one even if another is swapped
+    /// in before it starts.
+    function: Arc<LoadedFunction>,
     reply: Option<oneshot::Sender<Outcome>>,
     /// Its place in the queue, given back when it starts running.
     queued: Option<OwnedSemaphorePermit>,
@@ -45,14 +48,33 @@ pub struct FunctionQueue {
     sender: mpsc::UnboundedSender<Job>,
     /// One permit per free place in the queue: events wait here only while they hold one.
     places: Arc<Semaphore>,
-    function: Arc<LoadedFunction>,
+    name: Arc<str>,
+    /// The version the next queued event runs on; a reconfiguration swaps in another in place,
+    /// so the queue, its order and its waiting events carry on.
+    current: Arc<RwLock<Arc<LoadedFunction>>>,
     metrics: FunctionMetrics,
     drop_log: Arc<SpacedLog>,
 }
 
 impl FunctionQueue {
-    pub fn function(&self) -> &Arc<LoadedFunction> {
-        &self.function
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The version the next queued event runs on.
+    pub fn function(&self) -> Arc<LoadedFunction> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn swap(&self, function: LoadedFunction) {
+        let function = Arc::new(function);
+        match self.current.write() {
+            Ok(mut current) => *current = function,
+            Err(poisoned) => *poisoned.into_inner() = function,
+        }
     }
 
     pub fn metrics(&self) -> &FunctionMetrics {
@@ -67,7 +89,7 @@ impl FunctionQueue {
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 self.metrics.dropped(EventDrop::QueueFull);
                 if let Some(dropped) = self.drop_log.report() {
-                    tracing::warn!(function = %self.function.name(), event_id = %event.id, dropped, "queue full: events dropped (one line a second at most; fogd_events_dropped_total counts each)");
+                    tracing::warn!(function = %self.name, event_id = %event.id, dropped, "queue full: events dropped (one line a second at most; fogd_events_dropped_total counts each)");
                 }
                 Err(SubmitError::Full)
             }
@@ -98,6 +120,7 @@ impl FunctionQueue {
         let (reply, outcome) = oneshot::channel();
         let job = Job {
             event,
+            function: self.function(),
             reply: Some(reply),
             queued: Some(place),
         };
@@ -116,7 +139,7 @@ impl FunctionQueue {
     }
 
     fn update_depth(&self) {
-        let capacity = self.function.limits().queue as usize;
+        let capacity = self.function().limits().queue as usize;
         let depth = capacity.saturating_sub(self.places.available_permits());
         self.metrics.queue_depth.set(depth as i64);
     }
@@ -144,14 +167,14 @@ impl Executor {
         let mut queues = HashMap::new();
         let mut dispatchers = Vec::new();
         for function in functions {
-            let function = Arc::new(function);
             let (sender, receiver) = mpsc::unbounded_channel();
             let queue = FunctionQueue {
                 sender,
                 places: Arc::new(Semaphore::new(function.limits().queue as usize)),
                 metrics: metrics.function(function.name()),
                 drop_log: Arc::default(),
-                function,
+                name: function.name().clone(),
+                current: Arc::new(RwLock::new(Arc::new(function))),
             };
             dispatchers.push(tokio::spawn(dispatch(
                 receiver,
@@ -162,7 +185,7 @@ impl Executor {
                 },
                 shutdown_rx.clone(),
             )));
-            queues.insert(queue.function.name().clone(), queue);
+            queues.insert(queue.name.clone(), queue);
         }
         Self {
             queues,
@@ -173,6 +196,21 @@ impl Executor {
 
     pub fn queue(&self, function: &str) -> Option<&FunctionQueue> {
         self.queues.get(function)
+    }
+
+    /// Runs `function` for the events queued from now on, in place of the version of the
+    /// same name (those already queued run on the version they were queued for): its queue
+    /// and the order of its events carry on. Its limits and
+    /// ordering must be those the queue was started with. `false` when no queue has its
+    /// name.
+    pub fn swap(&self, function: LoadedFunction) -> bool {
+        match self.queues.get(function.name()) {
+            Some(queue) => {
+                queue.swap(function);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn queues(&self) -> impl Iterator<Item = &FunctionQueue> {
@@ -226,8 +264,9 @@ async fn dispatch(
     workers: Workers,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let concurrency = (queue.function.limits().concurrency as usize).min(workers.share);
-    let order = queue.function.order_by().clone();
+    let started_with = queue.function();
+    let concurrency = (started_with.limits().concurrency as usize).min(workers.share);
+    let order = started_with.order_by().clone();
     let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
     let mut jobs = Ordered::default();
     let mut running = 0usize;
@@ -336,7 +375,7 @@ fn run_batch(queue: &FunctionQueue, batch: Vec<Run>) -> Finished {
 
 fn run(queue: &FunctionQueue, mut job: Job) {
     drop(job.queued.take());
-    let function = &queue.function;
+    let function = job.function.clone();
     let metrics = &queue.metrics;
     let event = &job.event;
     let report = function.call(event);

@@ -18,7 +18,7 @@ pub enum MqttProtocol {
 }
 
 /// One broker connection (`[[broker]]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerSpec {
     /// Name that triggers and functions use to pick this connection, e.g. `local`, `cloud`.
@@ -121,7 +121,7 @@ fn default_publish_timeout() -> Millis {
 }
 
 /// TLS for a broker connection (rustls).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
     /// PEM file of the CA(s) that sign the broker's certificate.
@@ -133,7 +133,7 @@ pub struct TlsSpec {
 }
 
 /// Bounds of a connection's outbox; the oldest messages are dropped (and counted) first.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxLimits {
     #[serde(default = "default_outbox_messages")]
@@ -166,7 +166,7 @@ impl Default for OutboxLimits {
 }
 
 /// `mqtt = { ... }` trigger of a function.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttTrigger {
     /// Topic filter (`+`, `#`); `$share/<group>/<filter>` splits a stream between gateways.
@@ -218,7 +218,7 @@ fn default_retry_backoff() -> Millis {
 }
 
 /// The embedded broker (`[embedded_broker]`): plain MQTT 3.1.1 on a local address.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedBrokerSpec {
     pub listen: SocketAddr,

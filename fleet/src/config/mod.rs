@@ -26,7 +26,7 @@ pub use network::{Network, NetworkError};
 pub use snmp::{PollJob, SnmpConfig, SnmpPollTrigger, SnmpTrapTrigger, SnmpUser};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where fogd keeps its database and compiled-component cache. Relative paths are
@@ -61,7 +61,7 @@ pub struct Config {
 }
 
 /// Deployment documents from the fleet (`fogd deploy`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
     /// Fleet public keys (hex, as `fogctl keygen` writes them) whose signed documents this
@@ -127,7 +127,7 @@ impl Default for SyncConfig {
 }
 
 /// The LiteRT runtime.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceConfig {
     /// Path of `libLiteRt.so`; otherwise `FOGD_LITERT_LIB`, then standard locations.
@@ -185,7 +185,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default)]
@@ -208,7 +208,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Address of the `/metrics` and `/healthz` endpoint; omit `address` to turn it off.
@@ -223,7 +223,7 @@ impl Default for MetricsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Threads that run guests; defaults to the number of CPUs.
@@ -271,7 +271,7 @@ impl Default for RuntimeConfig {
 }
 
 /// Durability and limits of the state database.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     /// How often buffered writes are flushed to disk. `0ms` flushes after every write
@@ -319,7 +319,7 @@ impl Default for StateConfig {
 }
 
 /// One network function: the same shape in fogd.toml and in deployment documents.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {
     /// Unique name: lower-case letters, digits, `-` and `_`.
@@ -360,7 +360,7 @@ pub struct FunctionSpec {
 }
 
 /// Per-function resource limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Largest linear memory an instance may grow to.
@@ -489,7 +489,7 @@ pub enum Effects {
 }
 
 /// What a function may reach beyond its own kv namespace. Nothing is granted by default.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
     /// MQTT topic filters the function may publish to (`+` and `#` allowed).
@@ -515,7 +515,7 @@ pub struct ModelShapes {
 }
 
 /// A trigger: a table with exactly one key naming its kind.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum TriggerSpec {
     /// `timer = { every = "5s" }`: runs the function periodically.
@@ -530,7 +530,7 @@ pub enum TriggerSpec {
     SnmpPoll(SnmpPollTrigger),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimerTrigger {
     /// Period between ticks, e.g. `"500ms"`, `"10s"`, `"1m"`.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{Millis, Network};
 
 /// SNMP: the trap and inform receiver (when `listen` is set) and poll jobs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnmpConfig {
     /// UDP address to receive traps and informs on, e.g. `0.0.0.0:162` (port 162 needs
@@ -32,7 +32,7 @@ pub struct SnmpConfig {
 
 /// Reads OIDs from one target every `every`; each result is an event whose subject is the
 /// job name.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PollJob {
     pub name: String,
@@ -63,7 +63,7 @@ fn default_poll_retries() -> u32 {
 }
 
 /// `snmp_poll = { job = "core-interfaces" }`: runs a function with each result of a job.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnmpPollTrigger {
     pub job: String,
@@ -74,7 +74,7 @@ fn default_receive_buffer_kib() -> u32 {
 }
 
 /// An SNMPv3 user. Passwords are read from files so the config itself holds no secret.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnmpUser {
     pub name: String,
@@ -90,7 +90,7 @@ pub struct SnmpUser {
 
 /// `snmp_trap = { oid = "1.3.6.1.6.3.1.1.5" }`: runs a function for traps and informs whose
 /// trap OID is this OID or below it; without `oid`, for every one.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnmpTrapTrigger {
     pub oid: Option<String>,

@@ -276,7 +276,7 @@ impl Completer {
         event: &Event,
         error: &InvokeError,
     ) {
-        let function = queue.function().name();
+        let function = queue.name();
         let Some(template) = &delivery.dead_letter else {
             tracing::warn!(function = %function, event_id = %event.id, %error, "event failed every attempt; no dead-letter topic");
             return;
@@ -315,7 +315,7 @@ async fn retry(
         match &outcome {
             Ok(_) | Err(InvokeError::ShuttingDown) => return outcome,
             Err(error) => {
-                tracing::info!(function = %queue.function().name(), event_id = %event.id, attempt, %error, "retrying failed event")
+                tracing::info!(function = %queue.name(), event_id = %event.id, attempt, %error, "retrying failed event")
             }
         }
         tokio::time::sleep(delay).await;

@@ -119,6 +119,43 @@ impl BrokerStatus {
     }
 }
 
+/// What each broker's subscribing connection subscribes to for `functions`: one
+/// subscription per filter, with the highest QoS and the most retained messages any of
+/// their triggers asks for. Triggers without a broker go to `default_broker`.
+pub(crate) fn subscriptions(
+    functions: &[FunctionSpec],
+    default_broker: Option<&Arc<str>>,
+) -> HashMap<Arc<str>, Vec<Subscription>> {
+    let mut subscriptions: HashMap<Arc<str>, Vec<Subscription>> = HashMap::new();
+    for function in functions {
+        for trigger in &function.triggers {
+            let TriggerSpec::Mqtt(mqtt) = trigger else {
+                continue;
+            };
+            let broker = mqtt
+                .broker
+                .as_deref()
+                .map(Arc::from)
+                .or_else(|| default_broker.cloned());
+            if let Some(broker) = broker {
+                let wanted = subscriptions.entry(broker).or_default();
+                match wanted.iter_mut().find(|s| s.filter == mqtt.topic) {
+                    Some(subscription) => {
+                        subscription.qos = subscription.qos.max(mqtt.qos);
+                        subscription.retained = subscription.retained.max(mqtt.retained);
+                    }
+                    None => wanted.push(Subscription {
+                        filter: mqtt.topic.clone(),
+                        qos: mqtt.qos,
+                        retained: mqtt.retained,
+                    }),
+                }
+            }
+        }
+    }
+    subscriptions
+}
+
 /// The running MQTT side of the agent.
 pub struct MqttTriggers {
     phase: watch::Sender<Phase>,
@@ -146,33 +183,7 @@ impl MqttTriggers {
             .brokers
             .first()
             .map(|settings| settings.name.clone());
-        let mut subscriptions: HashMap<Arc<str>, Vec<Subscription>> = HashMap::new();
-        for function in context.functions {
-            for trigger in &function.triggers {
-                let TriggerSpec::Mqtt(mqtt) = trigger else {
-                    continue;
-                };
-                let broker = mqtt
-                    .broker
-                    .as_deref()
-                    .map(Arc::from)
-                    .or_else(|| default_broker.clone());
-                if let Some(broker) = broker {
-                    let wanted = subscriptions.entry(broker).or_default();
-                    match wanted.iter_mut().find(|s| s.filter == mqtt.topic) {
-                        Some(subscription) => {
-                            subscription.qos = subscription.qos.max(mqtt.qos);
-                            subscription.retained = subscription.retained.max(mqtt.retained);
-                        }
-                        None => wanted.push(Subscription {
-                            filter: mqtt.topic.clone(),
-                            qos: mqtt.qos,
-                            retained: mqtt.retained,
-                        }),
-                    }
-                }
-            }
-        }
+        let mut subscriptions = subscriptions(context.functions, default_broker.as_ref());
         let mut sessions = Vec::new();
         for settings in context.brokers {
             let name = settings.name.clone();
