@@ -304,8 +304,8 @@ impl Supervisor {
 }
 
 /// What to run on top of `config` (see [`activate::select`]), with the model registry
-/// brought in line with it. Called once the old agent has drained, so that events in flight
-/// finish on the functions and model versions they started with.
+/// brought in line with it: a model's new version serves the next inference call, also of
+/// an event that started before.
 fn select(config: &Config, models: &ModelRegistry) -> Next {
     let selected = activate::select(config);
     let replaced_models = models

@@ -10,6 +10,7 @@ pub mod logs;
 pub mod mosquitto;
 pub mod mqtt_client;
 pub mod nginx;
+pub mod streams;
 
 /// How long a test waits for what it expects (a log line, a message, a condition, a server
 /// to come up) before it fails.

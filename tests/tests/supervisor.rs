@@ -3,10 +3,7 @@
 //! steady stream of traps and MQTT messages loses nothing; a staged revision is activated,
 //! watched and committed, and one whose gate trips is rolled back to the committed one.
 
-use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
 
 use fogd::config::{self, Config};
 use fogd::supervisor::Supervisor;
@@ -15,6 +12,7 @@ use fogd::sync::{FleetKey, RevisionStore};
 use fogd_tests::agent::{broker, connected};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
+use fogd_tests::streams::{paced_messages, paced_traps, v2c_trap};
 use fogd_tests::{components, wait_until};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -231,51 +229,6 @@ async fn a_revision_signed_by_another_key_is_refused_and_nothing_is_staged() {
     assert!(matches!(error, StageError::Refused(_)), "{error}");
     assert!(!site.revision_dir(1).exists());
     assert_eq!(site.store().committed().unwrap(), None);
-}
-
-/// One v2c linkDown trap datagram as `snmptrap` sends it.
-fn v2c_trap(state: &Path) -> Vec<u8> {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(fogd_tests::PATIENCE)).unwrap();
-    let status = Command::new("snmptrap")
-        .env("MIBS", "")
-        .env("SNMP_PERSISTENT_DIR", state)
-        .env("SNMPCONFPATH", state)
-        .args(["-v", "2c", "-c", "public"])
-        .arg(socket.local_addr().unwrap().to_string())
-        .args([
-            "0",
-            "1.3.6.1.6.3.1.1.5.3",
-            "1.3.6.1.2.1.2.2.1.1.2",
-            "i",
-            "2",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "snmptrap failed");
-    let mut buffer = vec![0; 65_535];
-    let (length, _) = socket.recv_from(&mut buffer).unwrap();
-    buffer.truncate(length);
-    buffer
-}
-
-/// Sends `count` copies of `datagram` to `target`, one a millisecond.
-async fn paced_traps(target: SocketAddr, datagram: Vec<u8>, count: u64) {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut pace = tokio::time::interval(Duration::from_millis(1));
-    for _ in 0..count {
-        pace.tick().await;
-        socket.send_to(&datagram, target).await.unwrap();
-    }
-}
-
-/// Publishes `count` QoS 0 messages to `topic`, one a millisecond.
-async fn paced_messages(client: TestClient, topic: &str, count: u64) {
-    let mut pace = tokio::time::interval(Duration::from_millis(1));
-    for index in 0..count {
-        pace.tick().await;
-        client.publish(topic, index.to_string(), 0).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
