@@ -15,7 +15,7 @@ use fogd::supervisor::Supervisor;
 use fogd_tests::agent::{broker, connected};
 use fogd_tests::mosquitto::{Mosquitto, free_port};
 use fogd_tests::mqtt_client::TestClient;
-use fogd_tests::streams::{paced_messages, paced_traps, v2c_trap};
+use fogd_tests::streams::{paced_messages, paced_traps, trap_and_message_functions, v2c_trap};
 use fogd_tests::{components, wait_until};
 use serde_json::json;
 
@@ -44,27 +44,11 @@ impl Site {
 state_dir = "state"
 [metrics]
 {broker}
-[snmp]
-listen = "127.0.0.1:{port}"
-communities = ["public"]
-
-[[function]]
-name = "traps"
-component = "{echo}"
-config = {{ generation = {generation} }}
-limits = {{ queue = 8192 }}
-[[function.trigger]]
-snmp_trap = {{}}
-
-[[function]]
-name = "messages"
-component = "{echo}"
-limits = {{ queue = 8192 }}
-[[function.trigger]]
-mqtt = {{ topic = "load/in", qos = 0 }}
+{functions}
 {spare}"#,
             broker = self.broker,
-            port = self.snmp_port,
+            functions =
+                trap_and_message_functions(&format!("127.0.0.1:{}", self.snmp_port), generation),
         );
         config::parse_str(&text, "fogd.toml".as_ref(), self.dir.path())
             .unwrap_or_else(|errors| panic!("{errors}"))
@@ -174,18 +158,19 @@ async fn main() {
     report("reload as a restart", &mut restarts);
     connected(supervisor.agent(), "local").await;
 
-    let (supervisor, traps, messages) = streamed(&site, &mosquitto, supervisor, false).await;
-    println!(
-        "{}",
-        json!({"measurement": "stream through two reloads in place", "sent": STREAM,
-               "traps_lost": STREAM - traps, "messages_lost": STREAM - messages})
-    );
-    connected(supervisor.agent(), "local").await;
-    let (supervisor, traps, messages) = streamed(&site, &mosquitto, supervisor, true).await;
-    println!(
-        "{}",
-        json!({"measurement": "stream through two restarts", "sent": STREAM,
-               "traps_lost": STREAM - traps, "messages_lost": STREAM - messages})
-    );
+    let mut supervisor = supervisor;
+    for (restart, what) in [
+        (false, "stream through two reloads in place"),
+        (true, "stream through two restarts"),
+    ] {
+        connected(supervisor.agent(), "local").await;
+        let (after, traps, messages) = streamed(&site, &mosquitto, supervisor, restart).await;
+        supervisor = after;
+        println!(
+            "{}",
+            json!({"measurement": what, "sent": STREAM,
+                   "traps_lost": STREAM - traps, "messages_lost": STREAM - messages})
+        );
+    }
     supervisor.stop("the bench ended").await;
 }

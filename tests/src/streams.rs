@@ -51,3 +51,32 @@ pub async fn paced_messages(client: TestClient, topic: &str, count: u64) {
         client.publish(topic, index.to_string(), 0).await;
     }
 }
+
+/// An SNMP receiver on `listen` and two echo functions: `traps` on every trap (with the
+/// setting `generation`, which a reload in place may change) and `messages` on `load/in` at
+/// QoS 0, each with room for a burst.
+pub fn trap_and_message_functions(listen: &str, generation: u32) -> String {
+    let echo = crate::components().echo.display();
+    format!(
+        r#"
+[snmp]
+listen = "{listen}"
+communities = ["public"]
+
+[[function]]
+name = "traps"
+component = "{echo}"
+config = {{ generation = {generation} }}
+limits = {{ queue = 8192 }}
+[[function.trigger]]
+snmp_trap = {{}}
+
+[[function]]
+name = "messages"
+component = "{echo}"
+limits = {{ queue = 8192 }}
+[[function.trigger]]
+mqtt = {{ topic = "load/in", qos = 0 }}
+"#
+    )
+}

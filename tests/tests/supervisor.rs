@@ -12,7 +12,7 @@ use fogd::sync::{FleetKey, RevisionStore};
 use fogd_tests::agent::{broker, connected};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
-use fogd_tests::streams::{paced_messages, paced_traps, v2c_trap};
+use fogd_tests::streams::{paced_messages, paced_traps, trap_and_message_functions, v2c_trap};
 use fogd_tests::{components, wait_until};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -239,30 +239,10 @@ async fn a_reload_that_changes_one_function_loses_no_trap_and_no_message() {
     let trap = v2c_trap(site.dir.path());
     // The same text in every version: only the trap function's settings change.
     let local = broker("local", &mosquitto.address(), "");
-    let echo = components().echo.display().to_string();
     let version = |generation: u32| {
         site.config(&format!(
-            r#"
-{local}
-[snmp]
-listen = "127.0.0.1:0"
-communities = ["public"]
-
-[[function]]
-name = "traps"
-component = "{echo}"
-config = {{ generation = {generation} }}
-limits = {{ queue = 8192 }}
-[[function.trigger]]
-snmp_trap = {{}}
-
-[[function]]
-name = "messages"
-component = "{echo}"
-limits = {{ queue = 8192 }}
-[[function.trigger]]
-mqtt = {{ topic = "load/in", qos = 0 }}
-"#
+            "{local}{}",
+            trap_and_message_functions("127.0.0.1:0", generation)
         ))
     };
     let mut supervisor = Supervisor::start(version(1)).await.unwrap();
