@@ -201,12 +201,18 @@ fn spawn_daemon(fogd: &Path, dir: &Path, broker: &str, component: &Path) -> anyh
         .stdout(Stdio::null());
     // A daemon left behind by a killed bench would answer the next run's messages as well,
     // doubling the work measured. The signal follows the spawning thread: the bench's main
-    // thread, which `block_on` runs this on.
-    // SAFETY: prctl(2) is async-signal-safe and changes only the new child.
+    // thread, which `block_on` runs this on. A bench killed before the child asked for the
+    // signal never sends it, so the child then gives up instead of starting.
+    let bench = std::process::id() as libc::pid_t;
+    // SAFETY: prctl(2) and getppid(2) are async-signal-safe and change only the new child;
+    // nothing here allocates.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != bench {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });
