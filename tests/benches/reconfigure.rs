@@ -15,7 +15,9 @@ use fogd::supervisor::Supervisor;
 use fogd_tests::agent::{broker, connected};
 use fogd_tests::mosquitto::{Mosquitto, free_port};
 use fogd_tests::mqtt_client::TestClient;
-use fogd_tests::streams::{paced_messages, paced_traps, trap_and_message_functions, v2c_trap};
+use fogd_tests::streams::{
+    invocations, paced_messages, paced_traps, trap_and_message_functions, v2c_trap,
+};
 use fogd_tests::{components, wait_until};
 use serde_json::json;
 
@@ -53,15 +55,6 @@ state_dir = "state"
         config::parse_str(&text, "fogd.toml".as_ref(), self.dir.path())
             .unwrap_or_else(|errors| panic!("{errors}"))
     }
-}
-
-fn invocations(supervisor: &Supervisor, function: &str) -> u64 {
-    supervisor
-        .agent()
-        .metrics
-        .function(function)
-        .invocations
-        .get()
 }
 
 /// Reloads `reloads` times, in place or as restarts; returns the supervisor and each

@@ -80,3 +80,13 @@ mqtt = {{ topic = "load/in", qos = 0 }}
 "#
     )
 }
+
+/// Events the supervisor's running agent has run on `function`, across reloads.
+pub fn invocations(supervisor: &fogd::supervisor::Supervisor, function: &str) -> u64 {
+    supervisor
+        .agent()
+        .metrics
+        .function(function)
+        .invocations
+        .get()
+}

@@ -12,7 +12,9 @@ use fogd::sync::{FleetKey, RevisionStore};
 use fogd_tests::agent::{broker, connected};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
-use fogd_tests::streams::{paced_messages, paced_traps, trap_and_message_functions, v2c_trap};
+use fogd_tests::streams::{
+    invocations, paced_messages, paced_traps, trap_and_message_functions, v2c_trap,
+};
 use fogd_tests::{components, wait_until};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -103,15 +105,6 @@ trigger = [{{ timer = {{ every = "20ms", name = "{subject}" }} }}]
 "#,
         component = component.display()
     )
-}
-
-fn invocations(supervisor: &Supervisor, function: &str) -> u64 {
-    supervisor
-        .agent()
-        .metrics
-        .function(function)
-        .invocations
-        .get()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -200,16 +200,11 @@ impl Executor {
 
     /// Runs `function` for the events queued from now on, in place of the version of the
     /// same name (those already queued run on the version they were queued for): its queue
-    /// and the order of its events carry on. Its limits and
-    /// ordering must be those the queue was started with. `false` when no queue has its
-    /// name.
-    pub fn swap(&self, function: LoadedFunction) -> bool {
-        match self.queues.get(function.name()) {
-            Some(queue) => {
-                queue.swap(function);
-                true
-            }
-            None => false,
+    /// and the order of its events carry on. Its limits and ordering must be those the queue
+    /// was started with; a name with no queue changes nothing.
+    pub fn swap(&self, function: LoadedFunction) {
+        if let Some(queue) = self.queues.get(function.name()) {
+            queue.swap(function);
         }
     }
 
