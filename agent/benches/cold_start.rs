@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fogd::bench::Summary;
-use fogd::config::{Effects, FunctionSpec, Limits, RuntimeConfig, StateConfig};
+use fogd::config::{FunctionSpec, RuntimeConfig, StateConfig};
 use fogd::contract::NetworkFunctionPre;
 use fogd::event::{Event, Source, new_event};
-use fogd::host::{
-    self, FunctionCaps, FunctionConfig, HostState, ModelAccess, OutputLimits, PublishGrants,
-};
+use fogd::host::{self, FunctionCaps, HostResources, HostState};
+use fogd::inference::ModelRegistry;
 use fogd::outbound::DiscardSink;
 use fogd::runtime::{Runtime, RuntimeSettings};
 use fogd::state::StateDb;
@@ -55,17 +54,13 @@ fn plain(config: &Config, state: &StateDb, event: &Event, iterations: u64) -> Su
     let component = Component::from_file(&engine, echo_component()).expect("component");
     let pre =
         NetworkFunctionPre::new(linker.instantiate_pre(&component).expect("pre")).expect("world");
-    let caps = Arc::new(FunctionCaps {
-        name: Arc::from("echo"),
-        kv: state.kv("echo").expect("kv"),
-        publish: PublishGrants::new(Vec::new(), Arc::new(DiscardSink), 1024),
-        config: FunctionConfig::default(),
-        models: ModelAccess::default(),
-        env: Vec::new(),
-        memory_limit: 16 << 20,
-        output: OutputLimits::from(&Limits::default()),
-        effects: Effects::default(),
-    });
+    let resources = HostResources {
+        state,
+        sink: Arc::new(DiscardSink),
+        models: &Arc::new(ModelRegistry::none()),
+    };
+    let spec = FunctionSpec::for_component("echo", echo_component());
+    let caps = Arc::new(FunctionCaps::prepare(&spec, &resources, 16 << 20).expect("grants"));
     measure(iterations, || {
         let mut store = Store::new(&engine, HostState::new(caps.clone(), event.id.clone()));
         store.limiter(|state| state);

@@ -222,41 +222,18 @@ impl Agent {
         })
     }
 
-    /// Runs `config` without a restart when it differs from the running one only in what
-    /// its functions run (components, settings, grants, outputs, timers, SNMP trap filters):
-    /// the triggers keep their sockets and broker sessions, every function keeps its queue
-    /// and the events in it (they run on the version they were queued for), and each new
-    /// version takes the events queued from then on. Anything else (a function added or
-    /// removed, other limits or ordering, other MQTT subscriptions, any other setting, a
-    /// version that does not load) leaves the agent untouched and is returned as the reason
-    /// to restart.
+    /// Runs `config` without a restart when it differs from the running one only in its
+    /// functions and models: the triggers keep their sockets and broker sessions (which
+    /// subscribe to what the functions now name and unsubscribe from the rest). A function
+    /// that stays keeps its queue and the events in it (they run on the version they were
+    /// queued for), and its new version (with its new limits and ordering) takes the events
+    /// queued from then on; an added one gets a queue; a removed one stops taking events and
+    /// finishes those it has. Anything else (any other setting, a version that does not load)
+    /// leaves the agent untouched and is returned as the reason to restart.
     pub async fn reconfigure(&mut self, config: &Config) -> Result<(), NeedsRestart> {
         let refuse = |reason: String| Err(NeedsRestart(reason));
         if fixed_part(&self.config) != fixed_part(config) {
             return refuse("settings other than the functions and models changed".into());
-        }
-        if config.functions.len() != self.loaded.len() {
-            return refuse("functions were added or removed, or one had not loaded".into());
-        }
-        for spec in &config.functions {
-            let Some(running) = self.loaded.iter().find(|r| r.name == spec.name) else {
-                return refuse(format!("function {} is new", spec.name));
-            };
-            if running.limits != spec.limits
-                || running.order_by != spec.order_by
-                || running.broker != spec.broker
-            {
-                return refuse(format!(
-                    "function {} changes its limits, ordering or broker",
-                    spec.name
-                ));
-            }
-        }
-        let default_broker = self.sinks.default_broker.as_ref();
-        if triggers::mqtt::subscriptions(&self.loaded, default_broker)
-            != triggers::mqtt::subscriptions(&config.functions, default_broker)
-        {
-            return refuse("the MQTT subscriptions change".into());
         }
         let mut versions = Vec::with_capacity(config.functions.len());
         for spec in &config.functions {
@@ -270,15 +247,40 @@ impl Agent {
                 }
             }
         }
+        let mut added = 0;
         for function in versions {
             let name = function.name().clone();
-            self.executor.swap(function);
+            if self.executor.queue(&name).is_some() {
+                self.executor.swap(function);
+            } else {
+                self.executor.add(function, &self.metrics);
+                added += 1;
+            }
             self.health.set(format!("function/{name}"), true, "loaded");
         }
-        self.dispatch.set_router(Router::new(
-            &config.functions,
-            self.sinks.default_broker.as_deref(),
-        ));
+        self.dispatch.set_routing(
+            Router::new(&config.functions, self.sinks.default_broker.as_deref()),
+            &self.executor,
+        );
+        for trigger in &mut self.triggers {
+            trigger.follow(&config.functions);
+        }
+        // Only once no route leads to them do removed functions stop taking events.
+        let removed: Vec<_> = self
+            .loaded
+            .iter()
+            .filter(|running| {
+                !config
+                    .functions
+                    .iter()
+                    .any(|spec| spec.name == running.name)
+            })
+            .map(|running| running.name.clone())
+            .collect();
+        for name in &removed {
+            self.executor.retire(name);
+            self.health.remove(&format!("function/{name}"));
+        }
         if let Some(timers) = self.triggers.iter_mut().find(|t| t.kind() == "timer") {
             timers.drain().await;
             *timers = Box::new(triggers::timer::start(&config.functions, &self.dispatch));
@@ -287,6 +289,8 @@ impl Agent {
         self.loaded = config.functions.clone();
         tracing::info!(
             functions = self.loaded.len(),
+            added,
+            removed = removed.len(),
             "reconfigured in place: triggers and queues kept"
         );
         Ok(())

@@ -29,28 +29,9 @@ pub fn now_millis() -> u64 {
     now_micros() / 1000
 }
 
-/// Attribute of timer events naming the trigger that fired (`<function>/timer<index>`), so a
-/// timer reaches only its own function even when two timers share a display name.
-pub const TIMER_ATTRIBUTE: &str = "timer";
-
-/// Attribute names of MQTT events (the README documents them).
-pub mod mqtt_attributes {
-    /// Name of the broker connection the message arrived on.
-    pub const BROKER: &str = "mqtt.broker";
-    /// `0`, `1` or `2`.
-    pub const QOS: &str = "mqtt.qos";
-    /// `true` if the broker delivered a retained message.
-    pub const RETAIN: &str = "mqtt.retain";
-    /// `true` if the broker marked the message as a redelivery.
-    pub const DUP: &str = "mqtt.dup";
-    /// MQTT v5 response topic of a request.
-    pub const RESPONSE_TOPIC: &str = "mqtt.response_topic";
-    /// MQTT v5 correlation data, as lower-case hex.
-    pub const CORRELATION_DATA: &str = "mqtt.correlation_data";
-    /// MQTT v5 content type.
-    pub const CONTENT_TYPE: &str = "mqtt.content_type";
-    /// Prefix of MQTT v5 user properties: `mqtt.user.<name>`.
-    pub const USER_PREFIX: &str = "mqtt.user.";
+/// The attribute names of events, shared with the guest SDK.
+pub mod attributes {
+    include!("../wit/attributes.rs");
 }
 
 /// The value of the first attribute named `key`.

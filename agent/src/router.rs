@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::config::{FunctionSpec, Retained, TriggerSpec};
-use crate::event::{Event, Source, TIMER_ATTRIBUTE, attribute, mqtt_attributes};
+use crate::event::{Event, Source, attribute, attributes};
 use crate::runtime::{Executor, FunctionQueue};
 use crate::telemetry::Metrics;
 use crate::topic::{TopicFilter, subscription_filter};
@@ -116,10 +116,10 @@ impl Router {
     /// The routes `event` takes: the first matching trigger of each function, in
     /// configuration order.
     pub fn route(&self, event: &Event) -> Vec<&Route> {
-        let broker = attribute(event, mqtt_attributes::BROKER);
+        let broker = attribute(event, attributes::MQTT_BROKER);
         // The broker marks the retained copy it sends on subscribing (live messages arrive
         // without the flag: fogd does not ask for Retain As Published).
-        let retained_copy = attribute(event, mqtt_attributes::RETAIN) == Some("true");
+        let retained_copy = attribute(event, attributes::MQTT_RETAIN) == Some("true");
         let mut selected: Vec<&Route> = Vec::new();
         for route in &self.routes {
             let matches = match (&route.selector, event.source) {
@@ -128,7 +128,7 @@ impl Router {
                     .is_none_or(|p| oid_within(&event.subject, p)),
                 (Selector::SnmpPoll(job), Source::SnmpPoll) => *job == event.subject,
                 (Selector::Timer(key), Source::Timer) => {
-                    attribute(event, TIMER_ATTRIBUTE) == Some(key.as_str())
+                    attribute(event, attributes::TIMER) == Some(key.as_str())
                 }
                 (
                     Selector::Mqtt {
@@ -155,36 +155,47 @@ impl Router {
 /// Routes events into function queues: what every trigger calls.
 #[derive(Clone)]
 pub struct Dispatch {
-    /// Replaced whole when a reconfiguration changes the functions' triggers.
-    router: Arc<RwLock<Arc<Router>>>,
-    queues: Arc<HashMap<Arc<str>, FunctionQueue>>,
+    /// Replaced whole when a reconfiguration changes the functions or their triggers.
+    routing: Arc<RwLock<Arc<Routing>>>,
     metrics: Arc<Metrics>,
 }
 
-impl Dispatch {
-    pub fn new(router: Router, executor: &Executor, metrics: Arc<Metrics>) -> Self {
+/// The routes and the queues they lead to, changed together.
+struct Routing {
+    router: Router,
+    queues: HashMap<Arc<str>, FunctionQueue>,
+}
+
+impl Routing {
+    fn new(router: Router, executor: &Executor) -> Arc<Self> {
         let queues = executor
             .queues()
             .map(|queue| (queue.name().clone(), queue.clone()))
             .collect();
+        Arc::new(Self { router, queues })
+    }
+}
+
+impl Dispatch {
+    pub fn new(router: Router, executor: &Executor, metrics: Arc<Metrics>) -> Self {
         Self {
-            router: Arc::new(RwLock::new(Arc::new(router))),
-            queues: Arc::new(queues),
+            routing: Arc::new(RwLock::new(Routing::new(router, executor))),
             metrics,
         }
     }
 
-    /// Routes by `router` from the next event on, for every trigger holding this dispatch.
-    pub fn set_router(&self, router: Router) {
-        let router = Arc::new(router);
-        match self.router.write() {
-            Ok(mut current) => *current = router,
-            Err(poisoned) => *poisoned.into_inner() = router,
+    /// Routes by `router` into the executor's queues from the next event on, for every
+    /// trigger holding this dispatch.
+    pub fn set_routing(&self, router: Router, executor: &Executor) {
+        let routing = Routing::new(router, executor);
+        match self.routing.write() {
+            Ok(mut current) => *current = routing,
+            Err(poisoned) => *poisoned.into_inner() = routing,
         }
     }
 
-    fn router(&self) -> Arc<Router> {
-        match self.router.read() {
+    fn routing(&self) -> Arc<Routing> {
+        match self.routing.read() {
             Ok(current) => current.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
@@ -192,11 +203,14 @@ impl Dispatch {
 
     /// The queues `event` goes to, with the delivery policy of each matching trigger.
     pub fn targets(&self, event: &Event) -> Vec<(FunctionQueue, Delivery)> {
-        self.router()
+        let routing = self.routing();
+        routing
+            .router
             .route(event)
             .into_iter()
             .filter_map(|route| {
-                self.queues
+                routing
+                    .queues
                     .get(&route.function)
                     .map(|q| (q.clone(), route.delivery.clone()))
             })
@@ -248,7 +262,7 @@ mod tests {
         let mut event = new_event(Source::Timer, "router-1", Vec::new());
         event
             .attributes
-            .push((TIMER_ATTRIBUTE.into(), timer_key("b", 0)));
+            .push((attributes::TIMER.into(), timer_key("b", 0)));
         let routes = router.route(&event);
         assert_eq!(routes.len(), 1);
         assert_eq!(&*routes[0].function, "b");
@@ -271,10 +285,10 @@ mod tests {
             let mut event = new_event(Source::Mqtt, "cfg/r1", Vec::new());
             event
                 .attributes
-                .push((mqtt_attributes::BROKER.into(), "local".into()));
+                .push((attributes::MQTT_BROKER.into(), "local".into()));
             event
                 .attributes
-                .push((mqtt_attributes::RETAIN.into(), retain.into()));
+                .push((attributes::MQTT_RETAIN.into(), retain.into()));
             event
         };
         let functions = |event: &Event| -> Vec<String> {

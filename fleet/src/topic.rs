@@ -118,6 +118,15 @@ pub fn render_template(template: &str, function: &str, subject: &str) -> String 
     out
 }
 
+/// Whether `id` can stand as one topic level (a device id, a group): not empty, no
+/// wildcards, separators or control bytes.
+pub fn is_plain_level(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.contains(['/', '+', '#', '$'])
+        && !id.chars().any(char::is_control)
+}
+
 /// Checks that `topic` is a valid topic name for publishing (no wildcards, not empty).
 pub fn validate_topic_name(topic: &str) -> Result<(), TopicError> {
     if topic.is_empty() {

@@ -2,8 +2,9 @@
 //! real Mosquitto: the time from the new configuration to the new version serving, and what
 //! a steady stream of traps (1,000/s) and QoS 0 messages (1,000/s) loses across reloads.
 //!
-//! In place: the reload changes one function's settings. Restart: it adds or removes a third
-//! function, which needs the agent drained and started again.
+//! In place, a reload changes one function's settings, or adds or removes a third function.
+//! As a restart (what every reload used to be), it changes a setting outside the functions
+//! (`state.sweep_every`), which needs the agent drained and started again.
 //!
 //!   cargo bench -p fogd-tests --bench reconfigure -- [--reloads N]
 
@@ -24,6 +25,27 @@ use serde_json::json;
 /// Traps and messages each stream sends while two reloads happen.
 const STREAM: u64 = 8_000;
 
+/// What a reload changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// One function's settings: in place.
+    Setting,
+    /// A third function comes or goes: in place.
+    Function,
+    /// A setting outside the functions: a restart.
+    Restart,
+}
+
+impl Change {
+    fn describe(self) -> &'static str {
+        match self {
+            Change::Setting => "in place, a function's setting",
+            Change::Function => "in place, a function added or removed",
+            Change::Restart => "as a restart",
+        }
+    }
+}
+
 struct Site {
     dir: tempfile::TempDir,
     broker: String,
@@ -31,19 +53,35 @@ struct Site {
 }
 
 impl Site {
-    /// `generation` is the trap function's setting; `spare` adds a third function.
-    fn config(&self, generation: u32, spare: bool) -> Config {
+    /// `generation` is the trap function's setting; the `step`th reload of `change` (from 0)
+    /// adds a third function or changes the sweep period on even steps, and undoes it on odd
+    /// ones.
+    fn config(&self, generation: u32, change: Change, step: u32) -> Config {
         let echo = components().echo.display().to_string();
-        let spare = if spare {
+        let even = step.is_multiple_of(2);
+        let spare = if change == Change::Function && even {
             format!(
-                "[[function]]\nname = \"spare\"\ncomponent = \"{echo}\"\n[[function.trigger]]\ntimer = {{ every = \"1s\" }}\n"
+                r#"
+                    [[function]]
+                    name = "spare"
+                    component = "{echo}"
+                    [[function.trigger]]
+                    timer = {{ every = "1s" }}
+                "#
             )
         } else {
             String::new()
         };
+        let sweep_every = if change == Change::Restart && even {
+            "61s"
+        } else {
+            "60s"
+        };
         let text = format!(
             r#"
 state_dir = "state"
+[state]
+sweep_every = "{sweep_every}"
 [metrics]
 {broker}
 {functions}
@@ -57,17 +95,17 @@ state_dir = "state"
     }
 }
 
-/// Reloads `reloads` times, in place or as restarts; returns the supervisor and each
-/// reload's time in microseconds.
+/// Reloads `reloads` times with `change`; returns the supervisor and each reload's time in
+/// microseconds.
 async fn timed_reloads(
     site: &Site,
     mut supervisor: Supervisor,
     reloads: u32,
-    restart: bool,
+    change: Change,
 ) -> (Supervisor, Vec<u64>) {
     let mut times = Vec::new();
     for index in 0..reloads {
-        let config = site.config(index + 2, restart && index % 2 == 0);
+        let config = site.config(index + 2, change, index);
         let started = Instant::now();
         supervisor = supervisor.reload(config).await.unwrap();
         times.push(started.elapsed().as_micros() as u64);
@@ -81,7 +119,7 @@ async fn streamed(
     site: &Site,
     mosquitto: &Mosquitto,
     mut supervisor: Supervisor,
-    restart: bool,
+    change: Change,
 ) -> (Supervisor, u64, u64) {
     let trap = v2c_trap(site.dir.path());
     let traps_before = invocations(&supervisor, "traps");
@@ -93,7 +131,7 @@ async fn streamed(
     for (step, share) in [(0, 3), (1, 2)] {
         // A third and two thirds of the way through the stream.
         tokio::time::sleep(Duration::from_millis(STREAM / share)).await;
-        let config = site.config(100 + step, restart && step == 0);
+        let config = site.config(100 + step, change, step);
         supervisor = supervisor.reload(config).await.unwrap();
     }
     traps.await.unwrap();
@@ -142,27 +180,26 @@ async fn main() {
         broker: broker("local", &mosquitto.address(), ""),
         snmp_port: free_port(),
     };
-    let supervisor = Supervisor::start(site.config(1, false)).await.unwrap();
+    let mut supervisor = Supervisor::start(site.config(1, Change::Setting, 1))
+        .await
+        .unwrap();
     connected(supervisor.agent(), "local").await;
 
-    let (supervisor, mut in_place) = timed_reloads(&site, supervisor, reloads, false).await;
-    report("reload in place", &mut in_place);
-    let (supervisor, mut restarts) = timed_reloads(&site, supervisor, reloads, true).await;
-    report("reload as a restart", &mut restarts);
-    connected(supervisor.agent(), "local").await;
-
-    let mut supervisor = supervisor;
-    for (restart, what) in [
-        (false, "stream through two reloads in place"),
-        (true, "stream through two restarts"),
-    ] {
+    let changes = [Change::Setting, Change::Function, Change::Restart];
+    for change in changes {
+        let (after, mut times) = timed_reloads(&site, supervisor, reloads, change).await;
+        supervisor = after;
+        report(&format!("reload {}", change.describe()), &mut times);
+    }
+    for change in changes {
         connected(supervisor.agent(), "local").await;
-        let (after, traps, messages) = streamed(&site, &mosquitto, supervisor, restart).await;
+        let (after, traps, messages) = streamed(&site, &mosquitto, supervisor, change).await;
         supervisor = after;
         println!(
             "{}",
-            json!({"measurement": what, "sent": STREAM,
-                   "traps_lost": STREAM - traps, "messages_lost": STREAM - messages})
+            json!({"measurement": format!("stream through two reloads {}", change.describe()),
+                   "sent": STREAM, "traps_lost": STREAM - traps,
+                   "messages_lost": STREAM - messages})
         );
     }
     supervisor.stop("the bench ended").await;

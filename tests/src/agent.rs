@@ -14,7 +14,13 @@ pub struct Running {
 /// own state and no metrics listener, so agents in one test process do not collide.
 pub async fn start(text: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("state_dir = \"state\"\n[metrics]\n{text}");
+    let text = format!(
+        r#"
+        state_dir = "state"
+        [metrics]
+        {text}
+    "#
+    );
     let config = config::parse_str(&text, "fogd.toml".as_ref(), dir.path())
         .unwrap_or_else(|e| panic!("{e}"));
     let agent = Agent::start(config, Default::default()).await.unwrap();
@@ -23,14 +29,26 @@ pub async fn start(text: &str) -> Running {
 
 pub fn broker(name: &str, address: &str, extra: &str) -> String {
     format!(
-        "[[broker]]\nname = \"{name}\"\naddress = \"{address}\"\nclient_id = \"fogd-test-{name}-{}\"\nreconnect_max = \"500ms\"\n{extra}\n",
+        r#"
+            [[broker]]
+            name = "{name}"
+            address = "{address}"
+            client_id = "fogd-test-{name}-{}"
+            reconnect_max = "500ms"
+            {extra}
+        "#,
         fogd::event::now_micros()
     )
 }
 
 pub fn function(name: &str, component: &std::path::Path, body: &str) -> String {
     format!(
-        "[[function]]\nname = \"{name}\"\ncomponent = \"{}\"\n{body}\n",
+        r#"
+            [[function]]
+            name = "{name}"
+            component = "{}"
+            {body}
+        "#,
         component.display()
     )
 }

@@ -58,6 +58,24 @@ impl Daemon {
         self.wait_for_next(needles)
     }
 
+    /// Like `wait_for`, but only for lines logged after the last line with `after` (read or
+    /// not): for lines whose order among themselves is not fixed.
+    pub fn wait_for_after(&mut self, after: &[&str], needles: &[&str]) -> String {
+        let matches = |line: &String, wanted: &[&str]| wanted.iter().all(|n| line.contains(n));
+        let start = self
+            .seen
+            .iter()
+            .rposition(|line| matches(line, after))
+            .map_or(0, |index| index + 1);
+        if let Some(line) = self.seen[start..]
+            .iter()
+            .find(|line| matches(line, needles))
+        {
+            return line.clone();
+        }
+        self.wait_for_next(needles)
+    }
+
     /// Like `wait_for`, but only for lines not read yet (e.g. the second "fogd ready").
     pub fn wait_for_next(&mut self, needles: &[&str]) -> String {
         let deadline = Instant::now() + PATIENCE;

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -64,6 +65,7 @@ impl TestClient {
         let wanted = filters.len() as u64;
         let subscriber = client.clone();
         tokio::spawn(async move {
+            let mut closing = false;
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -85,7 +87,11 @@ impl TestClient {
                             return;
                         }
                     }
+                    // The client was dropped: what it queued before goes out first, then
+                    // the connection ends and is not made again.
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => closing = true,
                     Ok(_) => {}
+                    Err(_) if closing => return,
                     // The broker is away: rumqttc reconnects on the next poll.
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
@@ -195,5 +201,13 @@ impl TestClient {
             all.push(message);
         }
         all
+    }
+}
+
+/// A dropped client disconnects, so that a later client with the same id is not taken over
+/// by this one reconnecting.
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        let _ = self.client.try_disconnect();
     }
 }

@@ -56,6 +56,27 @@ pub async fn paced_messages(client: TestClient, topic: &str, count: u64) {
 /// setting `generation`, which a reload in place may change) and `messages` on `load/in` at
 /// QoS 0, each with room for a burst.
 pub fn trap_and_message_functions(listen: &str, generation: u32) -> String {
+    let roomy = Sizes {
+        queue: 8192,
+        concurrency: 2,
+    };
+    trap_and_message_functions_sized(listen, generation, roomy, roomy)
+}
+
+/// The queue size and concurrency of one function.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub queue: u32,
+    pub concurrency: u32,
+}
+
+/// As [`trap_and_message_functions`], with the sizes of `traps` and of `messages`.
+pub fn trap_and_message_functions_sized(
+    listen: &str,
+    generation: u32,
+    traps: Sizes,
+    messages: Sizes,
+) -> String {
     let echo = crate::components().echo.display();
     format!(
         r#"
@@ -67,17 +88,21 @@ communities = ["public"]
 name = "traps"
 component = "{echo}"
 config = {{ generation = {generation} }}
-limits = {{ queue = 8192 }}
+limits = {{ queue = {traps_queue}, concurrency = {traps_concurrency} }}
 [[function.trigger]]
 snmp_trap = {{}}
 
 [[function]]
 name = "messages"
 component = "{echo}"
-limits = {{ queue = 8192 }}
+limits = {{ queue = {messages_queue}, concurrency = {messages_concurrency} }}
 [[function.trigger]]
 mqtt = {{ topic = "load/in", qos = 0 }}
-"#
+"#,
+        traps_queue = traps.queue,
+        traps_concurrency = traps.concurrency,
+        messages_queue = messages.queue,
+        messages_concurrency = messages.concurrency,
     )
 }
 

@@ -1,5 +1,6 @@
 //! The executor under load: many events in parallel across functions, bounded queues with
-//! counted drops, and shutdown that lets admitted events finish.
+//! counted drops, shutdown that lets admitted events finish, and functions swapped, added and
+//! retired while events run.
 
 use std::sync::Arc;
 
@@ -194,5 +195,95 @@ async fn without_ordering_a_free_slot_takes_the_next_event_of_any_key() {
     assert_eq!(second.await.unwrap(), Ok(Some(b"a2".to_vec())));
     kv.set("release", b"1", None).unwrap();
     assert!(held.await.unwrap().is_ok());
+    executor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_version_brings_its_queue_size_and_ordering_to_the_events_after_it() {
+    let harness = Harness::new();
+    let metrics = Metrics::new();
+    let mut spec = spec("changing", &components().probe);
+    spec.limits.concurrency = 2;
+    spec.limits.queue = 1;
+    spec.limits.timeout = Millis(60_000);
+    spec.order_by = OrderBy::Attribute("key".into());
+    spec.effects = Effects::Keep;
+    let executor = Executor::start(vec![harness.load(&spec).unwrap()], 2, &metrics);
+    let queue = executor.queue("changing").unwrap().clone();
+    let kv = harness.state.kv("changing").unwrap();
+
+    let held = queue.try_submit(keyed("hold", "", "a")).unwrap();
+    wait_until("the held event runs", || kv.get("held").unwrap().is_some()).await;
+    let mut waiting = queue.try_submit(keyed("echo", "a2", "a")).unwrap();
+    assert_eq!(
+        queue.try_submit(keyed("echo", "a3", "a")).unwrap_err(),
+        SubmitError::Full,
+        "a queue of one holds one event"
+    );
+
+    spec.limits.queue = 3;
+    spec.order_by = OrderBy::None;
+    executor.swap(harness.load(&spec).unwrap());
+    let unordered = queue.try_submit(keyed("echo", "a3", "a")).unwrap();
+    assert_eq!(
+        unordered.await.unwrap(),
+        Ok(Some(b"a3".to_vec())),
+        "without ordering, the new version's event of key a runs beside the held one"
+    );
+    assert!(
+        waiting.try_recv().is_err(),
+        "the event admitted under the old ordering still waits for the held one"
+    );
+    let more: Vec<_> = (0..2)
+        .map(|index| queue.try_submit(keyed("echo", &format!("b{index}"), "b")))
+        .collect();
+    assert!(more.iter().all(Result::is_ok), "the queue grew to three");
+    kv.set("release", b"1", None).unwrap();
+    assert!(held.await.unwrap().is_ok());
+    assert_eq!(waiting.await.unwrap(), Ok(Some(b"a2".to_vec())));
+    for outcome in more {
+        assert!(outcome.unwrap().await.unwrap().is_ok());
+    }
+    executor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_function_finishes_what_it_holds_and_an_added_one_serves_at_once() {
+    let harness = Harness::new();
+    let metrics = Metrics::new();
+    let mut old = spec("old", &components().probe);
+    old.limits.concurrency = 1;
+    old.limits.timeout = Millis(60_000);
+    old.effects = Effects::Keep;
+    let mut executor = Executor::start(vec![harness.load(&old).unwrap()], 2, &metrics);
+    let queue = executor.queue("old").unwrap().clone();
+    let kv = harness.state.kv("old").unwrap();
+
+    let held = queue.try_submit(Arc::new(event("hold", ""))).unwrap();
+    wait_until("the held event runs", || kv.get("held").unwrap().is_some()).await;
+    let queued = queue.try_submit(Arc::new(event("echo", "queued"))).unwrap();
+    executor.retire("old");
+    assert!(executor.queue("old").is_none());
+    wait_until("the retired queue refuses new events", || {
+        matches!(
+            queue.try_submit(Arc::new(event("echo", "late"))),
+            Err(SubmitError::Closed)
+        )
+    })
+    .await;
+
+    executor.add(
+        harness.load(&spec("new", &components().echo)).unwrap(),
+        &metrics,
+    );
+    let added = executor.queue("new").unwrap().clone();
+    assert_eq!(
+        added.invoke(Arc::new(event("echo", "hello"))).await,
+        Ok(Some(b"hello".to_vec())),
+        "the added function serves while the retired one still holds an event"
+    );
+    kv.set("release", b"1", None).unwrap();
+    assert_eq!(held.await.unwrap(), Ok(Some(b"\"released\"".to_vec())));
+    assert_eq!(queued.await.unwrap(), Ok(Some(b"queued".to_vec())));
     executor.shutdown().await;
 }

@@ -27,7 +27,13 @@ impl Site {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"state\"\n[metrics]\naddress = \"127.0.0.1:0\"\n[sync]\ntrusted_keys = [\"{}\"]\n",
+                r#"
+                    state_dir = "state"
+                    [metrics]
+                    address = "127.0.0.1:0"
+                    [sync]
+                    trusted_keys = ["{}"]
+                "#,
                 key.public_hex()
             ),
         )

@@ -30,7 +30,11 @@ async fn a_hostile_neighbour_fails_only_itself_and_the_echo_loses_nothing() {
         function(
             "echo",
             &components().echo,
-            "output = \"echo/out\"\n[[function.trigger]]\nmqtt = { topic = \"echo/in\", qos = 1 }"
+            r#"
+                output = "echo/out"
+                [[function.trigger]]
+                mqtt = { topic = "echo/in", qos = 1 }
+            "#
         ),
         function(
             "hostile",
@@ -119,7 +123,11 @@ async fn a_hung_broker_is_reported_and_the_publisher_reconnects_when_it_answers_
         function(
             "ticker",
             &components().echo,
-            "output = \"ticks\"\n[[function.trigger]]\ntimer = { every = \"50ms\", name = \"tick\", payloads = [\"tick\"] }"
+            r#"
+                output = "ticks"
+                [[function.trigger]]
+                timer = { every = "50ms", name = "tick", payloads = ["tick"] }
+            "#
         ),
     ))
     .await;
@@ -177,7 +185,12 @@ fn probe_daemon(
     std::fs::write(
         &config,
         format!(
-            "state_dir = \"state\"\n[metrics]\naddress = \"127.0.0.1:0\"\n{}{}",
+            r#"
+                state_dir = "state"
+                [metrics]
+                address = "127.0.0.1:0"
+                {}{}
+            "#,
             broker("local", &mosquitto.address(), ""),
             function(name, &components().probe, body),
         ),
@@ -208,7 +221,12 @@ async fn memory_comes_back_after_a_burst_of_huge_results() {
         &mosquitto,
         dir.path(),
         "huge",
-        "output = \"huge/out\"\nlimits = { memory_mib = 80 }\n[[function.trigger]]\nmqtt = { topic = \"big\", qos = 1 }",
+        r#"
+            output = "huge/out"
+            limits = { memory_mib = 80 }
+            [[function.trigger]]
+            mqtt = { topic = "big", qos = 1 }
+        "#,
     );
     let count = |kind: &str| {
         metric(
@@ -274,7 +292,11 @@ async fn a_kv_flood_stream_keeps_the_state_folder_near_the_quota() {
         dir.path(),
         "hoarder",
         &format!(
-            "limits = {{ kv_bytes = {QUOTA}, kv_write_bytes = 4194304 }}\n[[function.trigger]]\nmqtt = {{ topic = \"flood\", qos = 1, retries = 0 }}"
+            r#"
+                limits = {{ kv_bytes = {QUOTA}, kv_write_bytes = 4194304 }}
+                [[function.trigger]]
+                mqtt = {{ topic = "flood", qos = 1, retries = 0 }}
+            "#
         ),
     );
     // A megabyte rewritten a hundred times (kept), and three megabytes that pass the quota
@@ -327,7 +349,11 @@ async fn sized_answers(mosquitto: &Mosquitto) -> (fogd_tests::agent::Running, Te
         function(
             "sized",
             &components().probe,
-            "output = \"sized\"\n[[function.trigger]]\nmqtt = { topic = \"big\", qos = 1 }"
+            r#"
+                output = "sized"
+                [[function.trigger]]
+                mqtt = { topic = "big", qos = 1 }
+            "#
         ),
     ))
     .await;
@@ -422,7 +448,11 @@ async fn a_publish_the_broker_does_not_authorize_is_counted_once_and_not_sent_ag
         function(
             "echo",
             &components().echo,
-            "output = \"out/{2}\"\n[[function.trigger]]\nmqtt = { topic = \"in/+\", qos = 1 }"
+            r#"
+                output = "out/{2}"
+                [[function.trigger]]
+                mqtt = { topic = "in/+", qos = 1 }
+            "#
         ),
     ))
     .await;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use fogd::config::{InferenceConfig, ModelShapes};
+use fogd::host::GrantError;
 use fogd::inference::ModelRegistry;
 use fogd::runtime::{LoadError, LoadedFunction};
 use fogd_tests::daemon::{Daemon, http_get, metrics_address};
@@ -188,7 +189,7 @@ fn a_function_expecting_other_shapes_is_not_loaded() {
         },
     );
     match harness.load(&mismatched) {
-        Err(LoadError::Model(reason)) => {
+        Err(LoadError::Grant(GrantError::Model(reason))) => {
             assert!(reason.to_string().contains("[1, 4]"), "{reason}")
         }
         Err(other) => panic!("refused for another reason: {other}"),

@@ -38,9 +38,32 @@ async fn wildcards_qos_levels_and_v5_request_response() {
     let running = start(&format!(
         "{}{}{}{}",
         broker("local", &mosquitto.address(), ""),
-        function("sensor", echo, "output = \"out/sensor/{2}\"\n[[function.trigger]]\nmqtt = { topic = \"sensors/+/temp\", qos = 0 }"),
-        function("command", echo, "output = \"out/cmd/{subject}\"\n[[function.trigger]]\nmqtt = { topic = \"cmd/#\", qos = 2 }"),
-        function("rpc", echo, "[[function.trigger]]\nmqtt = { topic = \"rpc/echo\", qos = 1 }"),
+        function(
+            "sensor",
+            echo,
+            r#"
+            output = "out/sensor/{2}"
+            [[function.trigger]]
+            mqtt = { topic = "sensors/+/temp", qos = 0 }
+        "#
+        ),
+        function(
+            "command",
+            echo,
+            r#"
+            output = "out/cmd/{subject}"
+            [[function.trigger]]
+            mqtt = { topic = "cmd/#", qos = 2 }
+        "#
+        ),
+        function(
+            "rpc",
+            echo,
+            r#"
+            [[function.trigger]]
+            mqtt = { topic = "rpc/echo", qos = 1 }
+        "#
+        ),
     ))
     .await;
     connected(&running.agent, "local").await;
@@ -86,7 +109,20 @@ async fn shared_subscription_splits_a_stream_between_gateways() {
     let mut client = TestClient::connect(mosquitto.port, "observer-2", &["done/#"]).await;
     let mut gateways = Vec::new();
     for gateway in ["a", "b"] {
-        let running = start_one(&mosquitto.address(), "", "worker", &components().echo, &format!("output = \"done/{gateway}\"\n[[function.trigger]]\nmqtt = {{ topic = \"$share/gateways/jobs/#\", qos = 1 }}")).await;
+        let running = start_one(
+            &mosquitto.address(),
+            "",
+            "worker",
+            &components().echo,
+            &format!(
+                r#"
+            output = "done/{gateway}"
+            [[function.trigger]]
+            mqtt = {{ topic = "$share/gateways/jobs/#", qos = 1 }}
+        "#
+            ),
+        )
+        .await;
         gateways.push(running);
     }
     for job in 0..40 {
@@ -132,7 +168,11 @@ async fn mutual_tls_works_and_wrong_ca_or_missing_certificate_is_refused() {
         function(
             "echo",
             &components().echo,
-            "output = \"secure/out\"\n[[function.trigger]]\nmqtt = { topic = \"secure/in\" }"
+            r#"
+                output = "secure/out"
+                [[function.trigger]]
+                mqtt = { topic = "secure/in" }
+            "#
         ),
     ))
     .await;
@@ -184,7 +224,19 @@ async fn mutual_tls_works_and_wrong_ca_or_missing_certificate_is_refused() {
 async fn binary_and_large_payloads_pass_and_oversized_ones_are_rejected_and_counted() {
     let mosquitto = Mosquitto::start();
     let mut client = TestClient::connect(mosquitto.port, "observer-4", &["bytes/out"]).await;
-    let running = start_one(&mosquitto.address(), "max_message_bytes = 300000", "echo", &components().echo, "output = \"bytes/out\"\nlimits = { memory_mib = 32 }\n[[function.trigger]]\nmqtt = { topic = \"bytes/in\" }").await;
+    let running = start_one(
+        &mosquitto.address(),
+        "max_message_bytes = 300000",
+        "echo",
+        &components().echo,
+        r#"
+        output = "bytes/out"
+        limits = { memory_mib = 32 }
+        [[function.trigger]]
+        mqtt = { topic = "bytes/in" }
+    "#,
+    )
+    .await;
 
     let binary: Vec<u8> = vec![0xff, 0xfe, 0x00, 0xc3, 0x28, 0x80];
     client.publish("bytes/in", binary.clone(), 1).await;
@@ -224,7 +276,11 @@ async fn ungranted_publish_is_refused_retried_and_dead_lettered() {
         &["allowed/#", "forbidden/#", "dead/#"],
     )
     .await;
-    let running = start_one(&mosquitto.address(), "", "probe", &components().probe, "grants = { publish = [\"allowed/#\"] }\n[[function.trigger]]\nmqtt = { topic = \"publish\", retries = 2, retry_backoff = \"10ms\", dead_letter = \"dead/{function}\" }").await;
+    let running = start_one(&mosquitto.address(), "", "probe", &components().probe, r#"
+        grants = { publish = ["allowed/#"] }
+        [[function.trigger]]
+        mqtt = { topic = "publish", retries = 2, retry_backoff = "10ms", dead_letter = "dead/{function}" }
+    "#).await;
 
     client
         .publish(
@@ -276,12 +332,20 @@ async fn functions_chain_through_the_broker() {
         function(
             "first",
             echo,
-            "output = \"chain/mid\"\n[[function.trigger]]\nmqtt = { topic = \"chain/in\" }"
+            r#"
+                output = "chain/mid"
+                [[function.trigger]]
+                mqtt = { topic = "chain/in" }
+            "#
         ),
         function(
             "second",
             echo,
-            "output = \"chain/out\"\n[[function.trigger]]\nmqtt = { topic = \"chain/mid\" }"
+            r#"
+                output = "chain/out"
+                [[function.trigger]]
+                mqtt = { topic = "chain/mid" }
+            "#
         ),
     ))
     .await;
@@ -302,7 +366,11 @@ async fn qos0_overflow_is_dropped_and_counted_while_qos1_waits_and_loses_nothing
         function(
             "busy-qos0",
             &components().probe,
-            "limits = { concurrency = 1, queue = 1 }\n[[function.trigger]]\nmqtt = { topic = \"busy\", qos = 0, broker = \"qos0\" }"
+            r#"
+                limits = { concurrency = 1, queue = 1 }
+                [[function.trigger]]
+                mqtt = { topic = "busy", qos = 0, broker = "qos0" }
+            "#
         ),
     ))
     .await;
@@ -312,7 +380,11 @@ async fn qos0_overflow_is_dropped_and_counted_while_qos1_waits_and_loses_nothing
         function(
             "busy-qos1",
             &components().probe,
-            "limits = { concurrency = 1, queue = 1 }\n[[function.trigger]]\nmqtt = { topic = \"busy\", qos = 1 }"
+            r#"
+                limits = { concurrency = 1, queue = 1 }
+                [[function.trigger]]
+                mqtt = { topic = "busy", qos = 1 }
+            "#
         ),
     ))
     .await;
@@ -352,7 +424,11 @@ async fn mqtt_3_1_1_connections_work() {
         function(
             "echo",
             &components().echo,
-            "output = \"v311/out\"\n[[function.trigger]]\nmqtt = { topic = \"v311/in\", qos = 2 }"
+            r#"
+                output = "v311/out"
+                [[function.trigger]]
+                mqtt = { topic = "v311/in", qos = 2 }
+            "#
         ),
     ))
     .await;
@@ -396,7 +472,11 @@ async fn results_arrive_in_order_after_an_outage(broker_extra: &str) -> (Mosquit
         broker_extra,
         "ticker",
         &components().echo,
-        "output = \"ticks\"\n[[function.trigger]]\ntimer = { every = \"10ms\" }",
+        r#"
+            output = "ticks"
+            [[function.trigger]]
+            timer = { every = "10ms" }
+        "#,
     )
     .await;
     client.collect_until(PATIENCE, |all| all.len() >= 5).await;
@@ -475,7 +555,11 @@ async fn results_arrive_in_order_after_an_outage(broker_extra: &str) -> (Mosquit
 async fn embedded_broker_serves_site_devices() {
     let port = fogd_tests::mosquitto::free_port();
     let running = start(&format!(
-        "[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n{}{}",
+        r#"
+            [embedded_broker]
+            listen = "127.0.0.1:{port}"
+            {}{}
+        "#,
         broker(
             "local",
             &format!("127.0.0.1:{port}"),
@@ -484,7 +568,11 @@ async fn embedded_broker_serves_site_devices() {
         function(
             "echo",
             &components().echo,
-            "output = \"site/out/{3}\"\n[[function.trigger]]\nmqtt = { topic = \"site/in/+\" }"
+            r#"
+                output = "site/out/{3}"
+                [[function.trigger]]
+                mqtt = { topic = "site/in/+" }
+            "#
         ),
     ))
     .await;
@@ -568,17 +656,31 @@ async fn acknowledgements_keep_arrival_order_when_a_later_message_finishes_first
     // failing, retried one before it.
     let port = fogd_tests::mosquitto::free_port();
     let running = start(&format!(
-        "[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n{}{}{}",
-        broker("local", &format!("127.0.0.1:{port}"), "protocol = \"3.1.1\""),
+        r#"
+            [embedded_broker]
+            listen = "127.0.0.1:{port}"
+            {}{}{}
+        "#,
+        broker(
+            "local",
+            &format!("127.0.0.1:{port}"),
+            "protocol = \"3.1.1\""
+        ),
         function(
             "slow-failure",
             &components().probe,
-            "[[function.trigger]]\nmqtt = { topic = \"orders/a\", qos = 1, retries = 3, retry_backoff = \"100ms\" }"
+            r#"
+                [[function.trigger]]
+                mqtt = { topic = "orders/a", qos = 1, retries = 3, retry_backoff = "100ms" }
+            "#
         ),
         function(
             "fast",
             &components().echo,
-            "[[function.trigger]]\nmqtt = { topic = \"orders/+\", qos = 1 }"
+            r#"
+                [[function.trigger]]
+                mqtt = { topic = "orders/+", qos = 1 }
+            "#
         ),
     ))
     .await;
@@ -615,7 +717,13 @@ async fn acknowledgements_wait_for_the_broker_unless_kv_was_written() {
         "",
         "probe",
         &components().probe,
-        "output = \"probe/out\"\n[[function.trigger]]\nmqtt = { topic = \"echo\", qos = 1 }\n[[function.trigger]]\nmqtt = { topic = \"kv\", qos = 1 }",
+        r#"
+            output = "probe/out"
+            [[function.trigger]]
+            mqtt = { topic = "echo", qos = 1 }
+            [[function.trigger]]
+            mqtt = { topic = "kv", qos = 1 }
+        "#,
     )
     .await;
     // Until the publishing connection is up, acknowledgements fall back to a flush.
@@ -776,12 +884,21 @@ async fn a_result_goes_out_at_the_triggers_qos_unless_the_function_names_one() {
         function(
             "follows",
             &components().echo,
-            "output = \"out/follows\"\n[[function.trigger]]\nmqtt = { topic = \"in/follows\", qos = 1 }"
+            r#"
+                output = "out/follows"
+                [[function.trigger]]
+                mqtt = { topic = "in/follows", qos = 1 }
+            "#
         ),
         function(
             "named",
             &components().echo,
-            "output = \"out/named\"\noutput_qos = 0\n[[function.trigger]]\nmqtt = { topic = \"in/named\", qos = 1 }"
+            r#"
+                output = "out/named"
+                output_qos = 0
+                [[function.trigger]]
+                mqtt = { topic = "in/named", qos = 1 }
+            "#
         ),
     ))
     .await;
@@ -820,7 +937,11 @@ async fn retained_messages_run_a_trigger_never_once_or_at_every_start_as_it_asks
     let mut observer = TestClient::connect(mosquitto.port, "observer-retained", &["seen/#"]).await;
     let trigger = |function: &str, retained: &str| {
         format!(
-            "output = \"seen/{{function}}\"\n[[function.trigger]]\nmqtt = {{ topic = \"cfg/{function}\", qos = 1{retained} }}"
+            r#"
+                output = "seen/{{function}}"
+                [[function.trigger]]
+                mqtt = {{ topic = "cfg/{function}", qos = 1{retained} }}
+            "#
         )
     };
     let config = format!(

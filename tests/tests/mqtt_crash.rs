@@ -18,7 +18,23 @@ async fn kill_dash_nine_mid_stream_loses_nothing() {
     std::fs::write(
         &config,
         format!(
-            "state_dir = \"state\"\n[metrics]\n[[broker]]\nname = \"local\"\naddress = \"{}\"\nclient_id = \"fogd-crash-test\"\nreconnect_max = \"200ms\"\n\n[[function]]\nname = \"echo\"\ncomponent = \"{}\"\noutput = \"stream/out\"\nlimits = {{ concurrency = 2, queue = 512 }}\n[[function.trigger]]\nmqtt = {{ topic = \"stream/in\", qos = 1 }}\n",
+            r#"
+                state_dir = "state"
+                [metrics]
+                [[broker]]
+                name = "local"
+                address = "{}"
+                client_id = "fogd-crash-test"
+                reconnect_max = "200ms"
+
+                [[function]]
+                name = "echo"
+                component = "{}"
+                output = "stream/out"
+                limits = {{ concurrency = 2, queue = 512 }}
+                [[function.trigger]]
+                mqtt = {{ topic = "stream/in", qos = 1 }}
+            "#,
             mosquitto.address(),
             components().echo.display()
         ),

@@ -217,11 +217,12 @@ fn reload_keeps_the_embedded_broker_serving() {
     let config = write_config(dir.path(), &format!("{broker}{}", echo_on_timer("first")));
     let mut daemon = Daemon::start(&config);
     daemon.wait_for(&["broker connected", "broker=local"]);
-    // A second function: the agent restarts, the broker it serves stays.
+    // Another worker count (and a second function): the agent restarts, the broker it
+    // serves stays.
     write_config(
         dir.path(),
         &format!(
-            "{broker}{}{}",
+            "{broker}[runtime]\nworkers = 3\n{}{}",
             echo_on_timer("first"),
             echo_on_timer("second")
         ),
@@ -230,7 +231,10 @@ fn reload_keeps_the_embedded_broker_serving() {
     unsafe { libc::kill(daemon.pid(), libc::SIGHUP) };
     daemon.wait_for_next(&["restarting the agent"]);
     daemon.wait_for_next(&["fogd ready", "functions=2", "brokers=1"]);
-    daemon.wait_for_next(&["broker connected", "broker=local"]);
+    daemon.wait_for_after(
+        &["restarting the agent"],
+        &["broker connected", "broker=local"],
+    );
     let (status, log) = daemon.terminate();
     assert!(status.success(), "{}", log.join("\n"));
     assert!(

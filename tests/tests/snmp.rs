@@ -102,13 +102,21 @@ privacy_password_file = "{aes_priv}"
         all = function(
             "all",
             &components().echo,
-            "output = \"traps/all\"\n[[function.trigger]]\nsnmp_trap = {}"
+            r#"
+                output = "traps/all"
+                [[function.trigger]]
+                snmp_trap = {}
+            "#
         ),
         link_down = function(
             "link-down",
             &components().echo,
             &format!(
-                "output = \"traps/link-down\"\n[[function.trigger]]\nsnmp_trap = {{ oid = \"{LINK_DOWN}\" }}"
+                r#"
+                    output = "traps/link-down"
+                    [[function.trigger]]
+                    snmp_trap = {{ oid = "{LINK_DOWN}" }}
+                "#
             )
         ),
     );
@@ -479,11 +487,23 @@ fn malformed_datagrams_are_counted_and_the_receiver_keeps_working() {
     std::fs::write(
         &config,
         format!(
-            "state_dir = \"state\"\n[metrics]\naddress = \"127.0.0.1:0\"\n[snmp]\nlisten = \"127.0.0.1:0\"\ncommunities = [\"{COMMUNITY}\"]\n{}",
+            r#"
+                state_dir = "state"
+                [metrics]
+                address = "127.0.0.1:0"
+                [snmp]
+                listen = "127.0.0.1:0"
+                communities = ["{COMMUNITY}"]
+                {}
+            "#,
             function(
                 "all",
                 &components().echo,
-                "output = \"traps/all\"\n[[function.trigger]]\nsnmp_trap = {}"
+                r#"
+                    output = "traps/all"
+                    [[function.trigger]]
+                    snmp_trap = {}
+                "#
             )
         ),
     )
@@ -667,17 +687,29 @@ retries = 0
         v2c = function(
             "v2c",
             &components().echo,
-            "output = \"polls/v2c\"\n[[function.trigger]]\nsnmp_poll = { job = \"v2c-system\" }"
+            r#"
+                output = "polls/v2c"
+                [[function.trigger]]
+                snmp_poll = { job = "v2c-system" }
+            "#
         ),
         v3 = function(
             "v3",
             &components().echo,
-            "output = \"polls/v3\"\n[[function.trigger]]\nsnmp_poll = { job = \"v3-location\" }"
+            r#"
+                output = "polls/v3"
+                [[function.trigger]]
+                snmp_poll = { job = "v3-location" }
+            "#
         ),
         dead = function(
             "dead",
             &components().echo,
-            "output = \"polls/dead\"\n[[function.trigger]]\nsnmp_poll = { job = \"dead\" }"
+            r#"
+                output = "polls/dead"
+                [[function.trigger]]
+                snmp_poll = { job = "dead" }
+            "#
         ),
     );
     let running = start(&config).await;
@@ -750,7 +782,10 @@ retries = 0
             gone = function(
                 "gone",
                 &components().echo,
-                "[[function.trigger]]\nsnmp_poll = { job = \"gone\" }"
+                r#"
+                    [[function.trigger]]
+                    snmp_poll = { job = "gone" }
+                "#
             ),
         ),
     )

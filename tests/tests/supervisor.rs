@@ -1,6 +1,7 @@
 //! The supervisor driven in this process: a reload runs the new config and counters carry
-//! on; a reload that changes only what a function runs keeps every trigger and queue, so a
-//! steady stream of traps and MQTT messages loses nothing; a staged revision is activated,
+//! on; a reload that changes what a function runs, its limits, which functions there are or
+//! what they subscribe to keeps every trigger and the queues that stay, so a steady stream
+//! of traps and MQTT messages loses nothing; a staged revision is activated,
 //! watched and committed, and one whose gate trips is rolled back to the committed one.
 
 use std::path::{Path, PathBuf};
@@ -13,9 +14,10 @@ use fogd_tests::agent::{broker, connected};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::streams::{
-    invocations, paced_messages, paced_traps, trap_and_message_functions, v2c_trap,
+    Sizes, invocations, paced_messages, paced_traps, trap_and_message_functions,
+    trap_and_message_functions_sized, v2c_trap,
 };
-use fogd_tests::{components, wait_until};
+use fogd_tests::{PATIENCE, components, wait_until};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -257,15 +259,100 @@ async fn a_reload_that_changes_one_function_loses_no_trap_and_no_message() {
             "the receiver kept its socket"
         );
     }
+    every_one_ran(&supervisor, traps, messages, SENT).await;
+    supervisor.stop("the test ended").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_that_add_remove_resize_and_subscribe_functions_lose_no_trap_and_no_message() {
+    const SENT: u64 = 3_000;
+    let mosquitto = Mosquitto::start();
+    let site = Site::new();
+    let trap = v2c_trap(site.dir.path());
+    let local = broker("local", &mosquitto.address(), "");
+    let echo = &components().echo;
+    let sized = |queue, concurrency| Sizes { queue, concurrency };
+    let version = |traps: Sizes, messages: Sizes, extra: &str| {
+        site.config(&format!(
+            "{local}{}{extra}",
+            trap_and_message_functions_sized("127.0.0.1:0", 1, traps, messages)
+        ))
+    };
+    let first = version(sized(8192, 2), sized(8192, 2), "");
+    let mut supervisor = Supervisor::start(first).await.unwrap();
+    connected(supervisor.agent(), "local").await;
+    let listening = supervisor.agent().snmp_address.expect("the SNMP receiver");
+    let publisher = TestClient::connect(mosquitto.port, "load", &[]).await;
+
+    let traps = tokio::spawn(paced_traps(listening, trap, SENT));
+    let messages = tokio::spawn(paced_messages(publisher, "load/in", SENT));
+    wait_until("the stream is under way", || {
+        invocations(&supervisor, "traps") >= SENT / 3
+    })
+    .await;
+    // A retained message waits at the broker for the function the reload adds.
+    let mut setup = TestClient::connect(mosquitto.port, "setup", &["load/extra"]).await;
+    setup.publish_retained("load/extra", "kept").await;
+    assert_eq!(setup.next(PATIENCE).await.text(), "kept");
+    let added = format!(
+        r#"{timer}
+            [[function]]
+            name = "extra"
+            component = "{echo}"
+            [[function.trigger]]
+            mqtt = {{ topic = "load/extra", qos = 1, retained = "once" }}
+        "#,
+        timer = timer_function("added", echo, "added"),
+        echo = echo.display()
+    );
+    supervisor = supervisor
+        .reload(version(sized(16384, 1), sized(8192, 2), &added))
+        .await
+        .unwrap();
+    assert_eq!(supervisor.agent().snmp_address, Some(listening));
+    wait_until("the added function runs", || {
+        invocations(&supervisor, "added") >= 3
+    })
+    .await;
+    wait_until(
+        "the session subscribed to the added trigger's topic",
+        || invocations(&supervisor, "extra") >= 1,
+    )
+    .await;
+    wait_until("the stream goes on", || {
+        invocations(&supervisor, "traps") >= 2 * SENT / 3
+    })
+    .await;
+    supervisor = supervisor
+        .reload(version(sized(16384, 1), sized(4096, 1), ""))
+        .await
+        .unwrap();
+    assert_eq!(supervisor.agent().snmp_address, Some(listening));
+    let components = supervisor.agent().health.report().components;
+    assert!(!components.contains_key("function/added"), "{components:?}");
+    assert!(!components.contains_key("function/extra"), "{components:?}");
+    assert!(components.contains_key("function/traps"), "{components:?}");
+
+    every_one_ran(&supervisor, traps, messages, SENT).await;
+    supervisor.stop("the test ended").await;
+}
+
+/// Waits for both streams to end and for each of their `sent` traps and messages to have
+/// run, none dropped.
+async fn every_one_ran(
+    supervisor: &Supervisor,
+    traps: tokio::task::JoinHandle<()>,
+    messages: tokio::task::JoinHandle<()>,
+    sent: u64,
+) {
     traps.await.unwrap();
     messages.await.unwrap();
     wait_until("every trap and every message ran", || {
-        invocations(&supervisor, "traps") == SENT && invocations(&supervisor, "messages") == SENT
+        invocations(supervisor, "traps") == sent && invocations(supervisor, "messages") == sent
     })
     .await;
     let metrics = &supervisor.agent().metrics;
     for function in ["traps", "messages"] {
         assert_eq!(metrics.function(function).dropped_count("queue_full"), 0);
     }
-    supervisor.stop("the test ended").await;
 }

@@ -2,8 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use super::HostState;
-use crate::contract::config::Host;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{Capability, GrantError, HostResources, HostState};
+use crate::config::FunctionSpec;
+use crate::contract::config::{self, Host};
 
 /// A function's settings as the guest sees them, sorted by key.
 #[derive(Debug, Clone, Default)]
@@ -35,13 +38,23 @@ impl FunctionConfig {
     }
 }
 
+impl Capability for FunctionConfig {
+    fn prepare(spec: &FunctionSpec, _: &HostResources) -> Result<Self, GrantError> {
+        Ok(Self::from_values(&spec.config))
+    }
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        config::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    }
+}
+
 impl Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
-        self.caps.config.get(&key).map(str::to_owned)
+        self.caps.grants.config.get(&key).map(str::to_owned)
     }
 
     fn entries(&mut self) -> Vec<(String, String)> {
-        self.caps.config.entries.clone()
+        self.caps.grants.config.entries.clone()
     }
 }
 

@@ -112,8 +112,8 @@ impl EventEffects {
         caps: &FunctionCaps,
         message: OutboundMessage,
     ) -> Result<(), OutboundError> {
-        match caps.effects {
-            Effects::Keep => caps.publish.sink().send(message),
+        match caps.limits.effects {
+            Effects::Keep => caps.grants.messaging.sink().send(message),
             Effects::Atomic => {
                 self.publishes.push(message);
                 Ok(())
@@ -128,11 +128,11 @@ impl EventEffects {
         operation: impl Fn(&mut KvTxn, &KvStore) -> Result<T, KvError>,
     ) -> Result<T, KvError> {
         let result = loop {
-            let result = operation(&mut self.kv, &caps.kv);
-            if caps.effects == Effects::Atomic || result.is_err() {
+            let result = operation(&mut self.kv, &caps.grants.kv);
+            if caps.limits.effects == Effects::Atomic || result.is_err() {
                 break result;
             }
-            match self.kv.commit(&caps.kv) {
+            match self.kv.commit(&caps.grants.kv) {
                 Err(KvError::Conflict) => continue,
                 Err(error) => break Err(error),
                 Ok(()) => break result,
@@ -147,14 +147,14 @@ impl EventEffects {
     /// Makes the held effects take effect: kv writes first, all or nothing, then the
     /// publishes in the order they were made.
     pub fn commit(&mut self, caps: &FunctionCaps) -> Result<Unpublished, CommitError> {
-        match self.kv.commit(&caps.kv) {
+        match self.kv.commit(&caps.grants.kv) {
             Ok(()) => {}
             Err(KvError::Conflict) => return Err(CommitError::Conflict),
             Err(error) => return Err(CommitError::Kv(error)),
         }
         let mut unpublished = Unpublished::default();
         for message in self.publishes.drain(..) {
-            if let Err(error) = caps.publish.sink().send(message) {
+            if let Err(error) = caps.grants.messaging.sink().send(message) {
                 unpublished.count += 1;
                 unpublished.first_error.get_or_insert(error);
             }

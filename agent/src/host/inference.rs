@@ -3,18 +3,41 @@
 
 use std::sync::Arc;
 
-use super::HostState;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{Capability, GrantError, HostResources, HostState};
+use crate::config::FunctionSpec;
 use crate::contract::inference::{
-    ElementType as WitElement, Error, Host, ModelSignature, Quantization as WitQuantization,
+    self, ElementType as WitElement, Error, Host, ModelSignature, Quantization as WitQuantization,
     Tensor, TensorInfo,
 };
 use crate::inference::{ElementType, InferenceError, ModelRegistry, ModelVersion, TensorSpec};
 
-/// The models one function may run, resolved when it is loaded. The default grants none.
-#[derive(Default)]
+/// The models one function may run, resolved when it is loaded.
 pub struct ModelAccess {
-    pub registry: Arc<ModelRegistry>,
-    pub granted: Vec<String>,
+    registry: Arc<ModelRegistry>,
+    granted: Vec<String>,
+}
+
+impl Capability for ModelAccess {
+    /// A granted model that is loaded must have the shapes the function declares. One that
+    /// is not loaded (or no runtime) is left to fail each call with the reason.
+    fn prepare(spec: &FunctionSpec, resources: &HostResources) -> Result<Self, GrantError> {
+        let registry = resources.models;
+        for (model, shapes) in &spec.model_shapes {
+            if registry.active(model).is_ok() {
+                registry.check_shapes(model, &shapes.inputs, &shapes.outputs)?;
+            }
+        }
+        Ok(Self {
+            registry: registry.clone(),
+            granted: spec.grants.models.clone(),
+        })
+    }
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        inference::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    }
 }
 
 impl ModelAccess {
@@ -97,11 +120,11 @@ fn check_inputs(specs: &[TensorSpec], inputs: &[Tensor]) -> Result<(), Error> {
 
 impl Host for HostState {
     fn models(&mut self) -> Vec<String> {
-        self.caps.models.granted.clone()
+        self.caps.grants.inference.granted.clone()
     }
 
     fn signature(&mut self, model: String) -> Result<ModelSignature, Error> {
-        let active = self.caps.models.active(&model)?;
+        let active = self.caps.grants.inference.active(&model)?;
         Ok(ModelSignature {
             model,
             version: active.version.clone(),
@@ -111,10 +134,10 @@ impl Host for HostState {
     }
 
     fn run(&mut self, model: String, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
-        let active = self.caps.models.active(&model)?;
+        let active = self.caps.grants.inference.active(&model)?;
         check_inputs(active.inputs(), &inputs)?;
         let data: Vec<&[u8]> = inputs.iter().map(|t| t.data.as_slice()).collect();
-        let outputs = self.caps.models.run(&model, &data)?;
+        let outputs = self.caps.grants.inference.run(&model, &data)?;
         Ok(active
             .outputs()
             .iter()
@@ -128,7 +151,7 @@ impl Host for HostState {
     }
 
     fn run_f32(&mut self, model: String, inputs: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, Error> {
-        let active = self.caps.models.active(&model)?;
+        let active = self.caps.grants.inference.active(&model)?;
         if inputs.len() != active.inputs().len() {
             return Err(Error::InvalidInput(format!(
                 "the model takes {} input tensor(s), got {}",
@@ -144,7 +167,7 @@ impl Host for HostState {
             .collect::<Result<Vec<_>, _>>()
             .map_err(Error::InvalidInput)?;
         let data: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-        let outputs = self.caps.models.run(&model, &data)?;
+        let outputs = self.caps.grants.inference.run(&model, &data)?;
         active
             .outputs()
             .iter()

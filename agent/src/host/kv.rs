@@ -1,8 +1,26 @@
-//! `fogd:function/kv`: the function's own namespace in the state database.
+//! `fogd:function/kv`: the function's own namespace in the state database, with its quota.
 
-use super::HostState;
-use crate::contract::kv::{Error, Host};
-use crate::state::KvError;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{Capability, GrantError, HostResources, HostState};
+use crate::config::FunctionSpec;
+use crate::contract::kv::{self, Error, Host};
+use crate::state::{KvError, KvQuota, KvStore};
+
+impl Capability for KvStore {
+    fn prepare(spec: &FunctionSpec, resources: &HostResources) -> Result<Self, GrantError> {
+        let quota = KvQuota {
+            bytes: spec.limits.kv_bytes,
+            keys: spec.limits.kv_keys,
+            event_write_bytes: spec.limits.kv_write_bytes,
+        };
+        Ok(resources.state.kv(&spec.name)?.with_quota(quota))
+    }
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        kv::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    }
+}
 
 impl From<KvError> for Error {
     fn from(error: KvError) -> Self {

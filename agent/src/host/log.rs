@@ -1,7 +1,23 @@
 //! `fogd:function/log`: guest log records in fogd's log, tagged with function and event.
 
-use super::HostState;
-use crate::contract::log::{Host, Level};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{Capability, GrantError, HostResources, HostState};
+use crate::config::FunctionSpec;
+use crate::contract::log::{self, Host, Level};
+
+/// Guest logging: every function may log; records carry its name and the event's id.
+pub struct GuestLog;
+
+impl Capability for GuestLog {
+    fn prepare(_: &FunctionSpec, _: &HostResources) -> Result<Self, GrantError> {
+        Ok(Self)
+    }
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        log::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    }
+}
 
 /// Longest message or field value kept; longer ones are cut so a guest cannot flood the log.
 const MAX_TEXT: usize = 4096;

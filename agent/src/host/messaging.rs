@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
-use super::HostState;
-use crate::contract::messaging::{Error, Host, Qos as WitQos};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{Capability, GrantError, HostResources, HostState};
+use crate::config::{FunctionSpec, MAX_PUBLISH_BYTES};
+use crate::contract::messaging::{self, Error, Host, Qos as WitQos};
 use crate::outbound::{OutboundMessage, OutboundSink, Qos};
 use crate::topic::{TopicFilter, validate_topic_name};
 
@@ -14,15 +17,27 @@ pub struct PublishGrants {
     max_payload: u32,
 }
 
-impl PublishGrants {
-    pub fn new(filters: Vec<TopicFilter>, sink: Arc<dyn OutboundSink>, max_payload: u32) -> Self {
-        Self {
+impl Capability for PublishGrants {
+    fn prepare(spec: &FunctionSpec, resources: &HostResources) -> Result<Self, GrantError> {
+        let filters = spec
+            .grants
+            .publish
+            .iter()
+            .map(|filter| TopicFilter::parse(filter))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
             filters,
-            sink,
-            max_payload,
-        }
+            sink: resources.sink.clone(),
+            max_payload: MAX_PUBLISH_BYTES,
+        })
     }
 
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        messaging::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    }
+}
+
+impl PublishGrants {
     pub fn allows(&self, topic: &str) -> bool {
         self.filters.iter().any(|filter| filter.matches(topic))
     }
@@ -51,7 +66,7 @@ impl Host for HostState {
         qos: WitQos,
         retain: bool,
     ) -> Result<(), Error> {
-        let grants = &self.caps.publish;
+        let grants = &self.caps.grants.messaging;
         if validate_topic_name(&topic).is_err() {
             return Err(Error::InvalidTopic(topic));
         }
@@ -63,7 +78,10 @@ impl Host for HostState {
             return Err(Error::PayloadTooLarge(grants.max_payload));
         }
         let first_limit = self.effects.limit_hit().is_none();
-        if let Err(reason) = self.effects.count_publish(payload.len(), &self.caps.output) {
+        if let Err(reason) = self
+            .effects
+            .count_publish(payload.len(), &self.caps.limits.output)
+        {
             if first_limit {
                 tracing::warn!(function = %self.caps.name, event_id = %self.event_id, reason, "publish refused: the event's output limit is reached");
             }

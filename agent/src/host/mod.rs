@@ -1,46 +1,110 @@
-//! The capabilities a function imports. Following the prepare-once pattern, everything a
-//! function may use (its kv tree, publish grants, config, env) is resolved when the function
-//! is loaded into a [`FunctionCaps`]; each event's [`HostState`] only clones an `Arc`.
+//! The capabilities a function imports. Each is a unit in its own module, the way Spin's
+//! factors are: it resolves a function's grants once, when the function loads
+//! ([`Capability::prepare`]), and registers its imports ([`Capability::add_to_linker`]).
+//! [`FunctionCaps`] holds what was prepared; each event's [`HostState`] only clones an `Arc`.
+//! Adding a capability is its module and one line in [`capabilities!`].
 
+mod capability;
 mod config;
 mod effects;
 mod inference;
 mod kv;
 mod log;
 mod messaging;
-mod stdio;
+mod wasi;
 
 use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::config::Effects;
-use crate::contract::NetworkFunction;
+use crate::config::{Effects, FunctionSpec};
+use crate::contract::fogd::function::types;
 use crate::state::KvStore;
 
+pub use capability::{Capability, GrantError, HostResources};
 pub use config::FunctionConfig;
 pub use effects::{CommitError, EventEffects, LimitHit, OutputLimits, Unpublished};
 pub use inference::ModelAccess;
+pub use log::GuestLog;
 pub use messaging::PublishGrants;
-use stdio::GuestOutput;
+pub use wasi::WasiGrant;
+
+const MIB: usize = 1024 * 1024;
+
+/// Declares the capabilities: one field of [`Grants`] each, prepared and linked in order.
+macro_rules! capabilities {
+    ($($(#[$doc:meta])* $field:ident: $capability:ty,)*) => {
+        /// One prepared grant per capability.
+        pub struct Grants {
+            $($(#[$doc])* pub $field: $capability,)*
+        }
+
+        impl Grants {
+            fn prepare(spec: &FunctionSpec, resources: &HostResources) -> Result<Self, GrantError> {
+                Ok(Self {
+                    $($field: <$capability as Capability>::prepare(spec, resources)?,)*
+                })
+            }
+
+            fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+                $(<$capability as Capability>::add_to_linker(linker)?;)*
+                Ok(())
+            }
+        }
+    };
+}
+
+capabilities! {
+    /// WASI: granted environment variables, stdout and stderr.
+    wasi: WasiGrant,
+    /// The function's own kv namespace, within its quota.
+    kv: KvStore,
+    /// The topics it may publish to, and where its messages go.
+    messaging: PublishGrants,
+    /// Its log records.
+    log: GuestLog,
+    /// Its settings.
+    config: FunctionConfig,
+    /// The models it may run.
+    inference: ModelAccess,
+}
 
 /// What one function may reach, prepared once when it is loaded.
 pub struct FunctionCaps {
     pub name: Arc<str>,
-    pub kv: KvStore,
-    pub publish: PublishGrants,
-    pub config: FunctionConfig,
-    /// Models the function may run.
-    pub models: ModelAccess,
-    /// Environment variables granted to the guest.
-    pub env: Vec<(String, String)>,
+    pub grants: Grants,
+    pub limits: EventLimits,
+}
+
+/// What an instance and its event are held to, beyond the sandbox's own limits.
+pub struct EventLimits {
     /// Largest linear memory, in bytes.
-    pub memory_limit: usize,
-    /// What one event may publish and return.
+    pub memory: usize,
+    /// What one event may publish.
     pub output: OutputLimits,
     /// Whether a failed event's publishes and kv writes are discarded.
     pub effects: Effects,
+}
+
+impl FunctionCaps {
+    /// Resolves every grant of `spec`; `memory_ceiling` is the most the engine lets any
+    /// instance have.
+    pub fn prepare(
+        spec: &FunctionSpec,
+        resources: &HostResources,
+        memory_ceiling: usize,
+    ) -> Result<Self, GrantError> {
+        Ok(Self {
+            name: Arc::from(spec.name.as_str()),
+            grants: Grants::prepare(spec, resources)?,
+            limits: EventLimits {
+                memory: (spec.limits.memory_mib as usize * MIB).min(memory_ceiling),
+                output: OutputLimits::from(&spec.limits),
+                effects: spec.effects,
+            },
+        })
+    }
 }
 
 /// The state of one instance: lives exactly as long as the event it handles.
@@ -55,15 +119,8 @@ pub struct HostState {
 
 impl HostState {
     pub fn new(caps: Arc<FunctionCaps>, event_id: String) -> Self {
-        let mut builder = WasiCtx::builder();
-        builder
-            .stdout(GuestOutput::stdout(caps.name.clone()))
-            .stderr(GuestOutput::stderr(caps.name.clone()));
-        for (key, value) in &caps.env {
-            builder.env(key, value);
-        }
         Self {
-            wasi: builder.build(),
+            wasi: caps.grants.wasi.context(&caps.name),
             table: ResourceTable::new(),
             caps,
             event_id,
@@ -108,7 +165,7 @@ impl WasiView for HostState {
     }
 }
 
-impl crate::contract::fogd::function::types::Host for HostState {}
+impl types::Host for HostState {}
 
 impl wasmtime::ResourceLimiter for HostState {
     fn memory_growing(
@@ -117,7 +174,7 @@ impl wasmtime::ResourceLimiter for HostState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.caps.memory_limit {
+        if desired > self.caps.limits.memory {
             self.memory_limit_hit = true;
             return Ok(false);
         }
@@ -137,9 +194,9 @@ impl wasmtime::ResourceLimiter for HostState {
 /// Table elements an instance may grow to (function pointers for indirect calls).
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 
-/// Links WASI (restricted by each store's context: no files, sockets or stdin) and the
-/// fogd interfaces.
+/// Links every capability's imports (WASI restricted by each store's context: no files,
+/// sockets or stdin).
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
-    NetworkFunction::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    types::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
+    Grants::add_to_linker(linker)
 }

@@ -108,16 +108,28 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     hex::encode(digest.finalize())
 }
 
-fn load_entry(engine: &Engine, entry: &Path, digest_file: &Path) -> Result<Component, String> {
-    let expected =
-        std::fs::read_to_string(digest_file).map_err(|e| format!("digest unreadable: {e}"))?;
-    let compiled = std::fs::read(entry).map_err(|e| format!("entry unreadable: {e}"))?;
+/// Why a cache entry is not used.
+#[derive(Debug, thiserror::Error)]
+enum EntryError {
+    #[error("digest unreadable: {0}")]
+    Digest(std::io::Error),
+    #[error("entry unreadable: {0}")]
+    Entry(std::io::Error),
+    #[error("digest mismatch")]
+    Mismatch,
+    #[error("{0:#}")]
+    Deserialize(wasmtime::Error),
+}
+
+fn load_entry(engine: &Engine, entry: &Path, digest_file: &Path) -> Result<Component, EntryError> {
+    let expected = std::fs::read_to_string(digest_file).map_err(EntryError::Digest)?;
+    let compiled = std::fs::read(entry).map_err(EntryError::Entry)?;
     if hex::encode(Sha256::digest(&compiled)) != expected.trim() {
-        return Err("digest mismatch".into());
+        return Err(EntryError::Mismatch);
     }
     // SAFETY: the entry's digest matches the one written beside it when this engine
     // configuration compiled it; the key covers the component and the engine settings.
-    unsafe { Component::deserialize_file(engine, entry) }.map_err(|e| format!("{e:#}"))
+    unsafe { Component::deserialize_file(engine, entry) }.map_err(EntryError::Deserialize)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -21,12 +21,8 @@ pub enum LoadError {
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open the kv namespace: {0}")]
-    State(#[from] crate::state::StateError),
-    #[error("invalid grant: {0}")]
-    Grant(#[from] crate::topic::TopicError),
-    #[error("{0}")]
-    Model(#[from] crate::inference::ModelError),
+    #[error(transparent)]
+    Grant(#[from] crate::host::GrantError),
 }
 
 /// One event failed; the function and the daemon carry on.

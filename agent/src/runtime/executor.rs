@@ -6,6 +6,7 @@
 //! finish.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -69,12 +70,30 @@ impl FunctionQueue {
         }
     }
 
+    /// Puts `function` in place of the current version. A new queue size holds from now on:
+    /// places are added at once; those taken away are taken as events leave the queue.
     fn swap(&self, function: LoadedFunction) {
+        let before = self.function().limits().queue as usize;
+        let after = function.limits().queue as usize;
         let function = Arc::new(function);
         match self.current.write() {
             Ok(mut current) => *current = function,
             Err(poisoned) => *poisoned.into_inner() = function,
         }
+        if after > before {
+            self.places.add_permits(after - before);
+        } else if after < before {
+            let owed = (before - after) - self.places.forget_permits(before - after);
+            if owed > 0 {
+                let places = self.places.clone();
+                tokio::spawn(async move {
+                    if let Ok(taken) = places.acquire_many_owned(owed as u32).await {
+                        taken.forget();
+                    }
+                });
+            }
+        }
+        self.update_depth();
     }
 
     pub fn metrics(&self) -> &FunctionMetrics {
@@ -147,82 +166,130 @@ impl FunctionQueue {
 
 /// Runs every loaded function's queue.
 pub struct Executor {
-    queues: HashMap<Arc<str>, FunctionQueue>,
-    dispatchers: Vec<JoinHandle<()>>,
-    shutdown: watch::Sender<bool>,
+    running: HashMap<Arc<str>, Running>,
+    /// Dispatchers of removed functions, finishing what was queued for them.
+    retiring: Vec<JoinHandle<()>>,
+    workers: Arc<Semaphore>,
+    /// How many workers one function may hold: all of them when it is alone, otherwise all
+    /// but one, which stays for the others.
+    share: Arc<AtomicUsize>,
+    worker_count: usize,
+}
+
+/// One function's queue and the dispatcher that runs it.
+struct Running {
+    queue: FunctionQueue,
+    dispatcher: JoinHandle<()>,
+    /// Tells the dispatcher to stop intake and finish what is queued.
+    close: watch::Sender<bool>,
+}
+
+impl Running {
+    fn close(self) -> JoinHandle<()> {
+        self.close.send_replace(true);
+        self.dispatcher
+    }
 }
 
 impl Executor {
     /// Starts one dispatcher per function; at most `workers` guests run at once overall, and
-    /// where there are several functions, none holds every worker: one stays for the others.
+    /// where there are several functions, none holds every worker.
     pub fn start(functions: Vec<LoadedFunction>, workers: usize, metrics: &Metrics) -> Self {
         let workers = workers.max(1);
-        let share = if functions.len() > 1 {
-            (workers - 1).max(1)
-        } else {
-            workers
+        let mut executor = Self {
+            running: HashMap::new(),
+            retiring: Vec::new(),
+            workers: Arc::new(Semaphore::new(workers)),
+            share: Arc::new(AtomicUsize::new(workers)),
+            worker_count: workers,
         };
-        let workers = Arc::new(Semaphore::new(workers));
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut queues = HashMap::new();
-        let mut dispatchers = Vec::new();
         for function in functions {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            let queue = FunctionQueue {
-                sender,
-                places: Arc::new(Semaphore::new(function.limits().queue as usize)),
-                metrics: metrics.function(function.name()),
-                drop_log: Arc::default(),
-                name: function.name().clone(),
-                current: Arc::new(RwLock::new(Arc::new(function))),
-            };
-            dispatchers.push(tokio::spawn(dispatch(
-                receiver,
-                queue.clone(),
-                Workers {
-                    pool: workers.clone(),
-                    share,
-                },
-                shutdown_rx.clone(),
-            )));
-            queues.insert(queue.name.clone(), queue);
+            executor.add(function, metrics);
         }
-        Self {
-            queues,
-            dispatchers,
-            shutdown,
+        executor
+    }
+
+    /// Starts a queue for `function`, a name that has none. Where there was one (a name
+    /// given twice), the earlier queue is retired.
+    pub fn add(&mut self, function: LoadedFunction, metrics: &Metrics) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let queue = FunctionQueue {
+            sender,
+            places: Arc::new(Semaphore::new(function.limits().queue as usize)),
+            metrics: metrics.function(function.name()),
+            drop_log: Arc::default(),
+            name: function.name().clone(),
+            current: Arc::new(RwLock::new(Arc::new(function))),
+        };
+        let (close, closing) = watch::channel(false);
+        let dispatcher = tokio::spawn(dispatch(
+            receiver,
+            queue.clone(),
+            Workers {
+                pool: self.workers.clone(),
+                share: self.share.clone(),
+            },
+            closing,
+        ));
+        let running = Running {
+            queue: queue.clone(),
+            dispatcher,
+            close,
+        };
+        if let Some(earlier) = self.running.insert(queue.name.clone(), running) {
+            self.retiring.push(earlier.close());
+        }
+        self.update_share();
+    }
+
+    /// Stops `function`'s intake; what was queued for it still runs. Callers route events
+    /// elsewhere first: one submitted from now on is refused as closed.
+    pub fn retire(&mut self, function: &str) {
+        if let Some(running) = self.running.remove(function) {
+            self.retiring.push(running.close());
+            self.update_share();
         }
     }
 
+    fn update_share(&self) {
+        let share = if self.running.len() > 1 {
+            (self.worker_count - 1).max(1)
+        } else {
+            self.worker_count
+        };
+        self.share.store(share, Ordering::Relaxed);
+    }
+
     pub fn queue(&self, function: &str) -> Option<&FunctionQueue> {
-        self.queues.get(function)
+        self.running.get(function).map(|running| &running.queue)
     }
 
     /// Runs `function` for the events queued from now on, in place of the version of the
     /// same name (those already queued run on the version they were queued for): its queue
-    /// and the order of its events carry on. Its limits and ordering must be those the queue
-    /// was started with; a name with no queue changes nothing.
+    /// and the order of its events carry on; its new limits and ordering apply to the events
+    /// that follow. A name with no queue changes nothing.
     pub fn swap(&self, function: LoadedFunction) {
-        if let Some(queue) = self.queues.get(function.name()) {
-            queue.swap(function);
+        if let Some(running) = self.running.get(function.name()) {
+            running.queue.swap(function);
         }
     }
 
     pub fn queues(&self) -> impl Iterator<Item = &FunctionQueue> {
-        self.queues.values()
+        self.running.values().map(|running| &running.queue)
     }
 
     /// Whether every function's dispatcher is still running.
     pub fn is_alive(&self) -> bool {
-        self.dispatchers
-            .iter()
-            .all(|dispatcher| !dispatcher.is_finished())
+        self.running
+            .values()
+            .all(|running| !running.dispatcher.is_finished())
     }
 
     /// Stops intake, then waits until every queued and in-flight event has finished.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for dispatcher in self.dispatchers {
+        let mut dispatchers = self.retiring;
+        dispatchers.extend(self.running.into_values().map(Running::close));
+        for dispatcher in dispatchers {
             let _ = dispatcher.await;
         }
     }
@@ -250,7 +317,7 @@ struct Finished {
 /// The worker threads a dispatcher draws from, and how many it may hold at once.
 struct Workers {
     pool: Arc<Semaphore>,
-    share: usize,
+    share: Arc<AtomicUsize>,
 }
 
 async fn dispatch(
@@ -259,9 +326,6 @@ async fn dispatch(
     workers: Workers,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let started_with = queue.function();
-    let concurrency = (started_with.limits().concurrency as usize).min(workers.share);
-    let order = started_with.order_by().clone();
     let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
     let mut jobs = Ordered::default();
     let mut running = 0usize;
@@ -274,6 +338,10 @@ async fn dispatch(
         if !intake && running == 0 && jobs.is_empty() {
             break;
         }
+        // A reconfiguration may change the concurrency in place.
+        let concurrency = (queue.function().limits().concurrency as usize)
+            .min(workers.share.load(Ordering::Relaxed))
+            .max(1);
         if worker_wait.is_none() && running < concurrency && jobs.ready_len() > 0 {
             worker_wait = Some(Box::pin(workers.pool.clone().acquire_owned()));
         }
@@ -301,20 +369,20 @@ async fn dispatch(
                 receiver.close();
             }
             job = receiver.recv(), if intake => match job {
-                Some(job) => jobs.admit(ordering_key(&order, &job.event), job),
+                Some(job) => admit(&mut jobs, job),
                 None => intake = false,
             },
             worker = next_worker => {
                 worker_wait = None;
                 let Ok(worker) = worker else { break };
                 while let Ok(job) = receiver.try_recv() {
-                    jobs.admit(ordering_key(&order, &job.event), job);
+                    admit(&mut jobs, job);
                 }
                 // Under load, ready events run in one hand-off, one after another: the
                 // thread switch is paid once per batch. The ready ones are shared out
                 // among the free slots; each takes the events queued behind it on its key
                 // along, since they could only run after it anyway.
-                let free = concurrency - running;
+                let free = concurrency.saturating_sub(running).max(1);
                 let size = jobs.ready_len().div_ceil(free).clamp(1, MAX_BATCH);
                 let mut batch = Vec::new();
                 let mut taken = 0;
@@ -337,6 +405,12 @@ async fn dispatch(
             }
         }
     }
+}
+
+/// Takes `job` in under the ordering of the version it was queued for.
+fn admit(jobs: &mut Ordered<Job>, job: Job) {
+    let key = ordering_key(job.function.order_by(), &job.event);
+    jobs.admit(key, job);
 }
 
 fn run_batch(queue: &FunctionQueue, batch: Vec<Run>) -> Finished {
@@ -390,7 +464,7 @@ fn run(queue: &FunctionQueue, mut job: Job) {
     match &report.outcome {
         Ok(Some(output)) => match function.result_message(event, output.clone()) {
             Some(message) => {
-                if let Err(error) = function.caps().publish.sink().send(message) {
+                if let Err(error) = function.caps().grants.messaging.sink().send(message) {
                     metrics.dropped(EventDrop::OutputUnavailable);
                     tracing::warn!(function = %function.name(), event_id = %event.id, %error, "result not published");
                 }

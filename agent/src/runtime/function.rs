@@ -9,7 +9,7 @@ use wasmtime::{Engine, Store, Trap};
 use super::{InvokeError, LoadSource};
 use crate::config::{FunctionSpec, Limits, OrderBy};
 use crate::contract::NetworkFunctionPre;
-use crate::event::{Event, attribute, mqtt_attributes};
+use crate::event::{Event, attribute, attributes};
 use crate::host::{CommitError, FunctionCaps, HostState, LimitHit, Unpublished};
 use crate::outbound::{OutboundMessage, Qos};
 use crate::state::KvError;
@@ -111,16 +111,16 @@ impl LoadedFunction {
     pub fn result_message(&self, event: &Event, output: Vec<u8>) -> Option<OutboundMessage> {
         let name = self.caps.name.clone();
         let qos = self.output_qos.unwrap_or_else(|| {
-            attribute(event, mqtt_attributes::QOS)
+            attribute(event, attributes::MQTT_QOS)
                 .and_then(|level| Qos::from_level(level.parse().ok()?))
                 .unwrap_or(Qos::AtLeastOnce)
         });
-        if let Some(topic) = attribute(event, mqtt_attributes::RESPONSE_TOPIC) {
+        if let Some(topic) = attribute(event, attributes::MQTT_RESPONSE_TOPIC) {
             let mut message = OutboundMessage::new(topic.to_owned(), output, name);
             message.qos = qos;
-            message.broker = attribute(event, mqtt_attributes::BROKER).map(Arc::from);
+            message.broker = attribute(event, attributes::MQTT_BROKER).map(Arc::from);
             message.properties.correlation_data =
-                attribute(event, mqtt_attributes::CORRELATION_DATA)
+                attribute(event, attributes::MQTT_CORRELATION_DATA)
                     .and_then(|hex| hex::decode(hex).ok());
             return Some(message);
         }
@@ -141,7 +141,7 @@ impl LoadedFunction {
                 return report;
             }
         }
-        let _alone = self.caps.kv.exclusive();
+        let _alone = self.caps.grants.kv.exclusive();
         self.attempt(event, start, true)
             .unwrap_or_else(|Conflicted| CallReport {
                 outcome: Err(InvokeError::KvConflict {

@@ -17,13 +17,10 @@ use wasmtime::component::Linker;
 
 use crate::config::{Config, FunctionSpec, RuntimeConfig};
 use crate::contract::NetworkFunctionPre;
-use crate::host::{
-    self, FunctionCaps, FunctionConfig, HostState, ModelAccess, OutputLimits, PublishGrants,
-};
+use crate::host::{self, FunctionCaps, HostResources, HostState};
 use crate::inference::ModelRegistry;
 use crate::outbound::OutboundSink;
-use crate::state::{KvQuota, StateDb};
-use crate::topic::TopicFilter;
+use crate::state::StateDb;
 
 pub use cache::{ComponentCache, LoadSource};
 pub use engine::EngineSettings;
@@ -124,38 +121,12 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(link_error)?;
         let pre = NetworkFunctionPre::new(instance_pre).map_err(link_error)?;
-        let filters = spec
-            .grants
-            .publish
-            .iter()
-            .map(|filter| TopicFilter::parse(filter))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.check_models(spec)?;
-        let memory_limit =
-            (spec.limits.memory_mib as usize * MIB).min(self.settings.engine.max_memory_bytes);
-        let caps = FunctionCaps {
-            name: Arc::from(spec.name.as_str()),
-            kv: state.kv(&spec.name)?.with_quota(KvQuota {
-                bytes: spec.limits.kv_bytes,
-                keys: spec.limits.kv_keys,
-                event_write_bytes: spec.limits.kv_write_bytes,
-            }),
-            publish: PublishGrants::new(filters, sink, MAX_PUBLISH_BYTES),
-            config: FunctionConfig::from_values(&spec.config),
-            models: ModelAccess {
-                registry: self.models.clone(),
-                granted: spec.grants.models.clone(),
-            },
-            env: spec
-                .grants
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            memory_limit,
-            output: OutputLimits::from(&spec.limits),
-            effects: spec.effects,
+        let resources = HostResources {
+            state,
+            sink,
+            models: &self.models,
         };
+        let caps = FunctionCaps::prepare(spec, &resources, self.settings.engine.max_memory_bytes)?;
         Ok(LoadedFunction::new(
             self.engine.clone(),
             pre,
@@ -164,17 +135,5 @@ impl Runtime {
             self.settings.engine.epoch_tick,
             load_source,
         ))
-    }
-
-    /// A granted model that is loaded must have the shapes the function declares. One that
-    /// is not loaded (or no runtime) is left to fail each call with the reason.
-    fn check_models(&self, spec: &FunctionSpec) -> Result<(), LoadError> {
-        for (model, shapes) in &spec.model_shapes {
-            if self.models.active(model).is_ok() {
-                self.models
-                    .check_shapes(model, &shapes.inputs, &shapes.outputs)?;
-            }
-        }
-        Ok(())
     }
 }

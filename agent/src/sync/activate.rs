@@ -7,7 +7,9 @@
 
 use crate::config::Config;
 
-use super::{Deployment, HealthGates, RevisionStore, TrustedKeys};
+use super::{
+    Deployment, DocumentError, HealthGates, RevisionStore, SignatureError, StoreError, TrustedKeys,
+};
 
 /// Starts on a staged revision allowed before it is discarded: one that brought the daemon
 /// down before its watch window ended, twice, is not tried a third time.
@@ -33,12 +35,9 @@ pub fn select(base: &Config) -> Selected {
     };
     for revision in store.pending().unwrap_or_default() {
         match open(base, &store, revision, committed).and_then(|opened| {
-            match store.begin_attempt(revision) {
-                Ok(attempt) if attempt <= MAX_ATTEMPTS => Ok(opened),
-                Ok(_) => Err(format!(
-                    "fogd stopped {MAX_ATTEMPTS} times while starting or watching it"
-                )),
-                Err(error) => Err(error.to_string()),
+            match store.begin_attempt(revision)? {
+                attempt if attempt <= MAX_ATTEMPTS => Ok(opened),
+                _ => Err(OpenError::TooManyAttempts),
             }
         }) {
             Ok((config, gates)) => {
@@ -50,7 +49,7 @@ pub fn select(base: &Config) -> Selected {
             }
             Err(reason) => {
                 tracing::warn!(revision, %reason, "staged deployment refused; discarding it");
-                forget(base, revision, &reason);
+                forget(base, revision, &reason.to_string());
             }
         }
     }
@@ -106,6 +105,23 @@ fn file_only(base: &Config) -> Selected {
     }
 }
 
+/// Why a stored revision is not run.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error("the directory of revision {expected} holds revision {found}")]
+    OtherRevision { expected: u64, found: u64 },
+    #[error("{0} (changed after staging)")]
+    Changed(StoreError),
+    #[error("fogd stopped {MAX_ATTEMPTS} times while starting or watching it")]
+    TooManyAttempts,
+}
+
 /// Re-verifies a stored revision (its directory may have been changed since it was staged)
 /// and builds the configuration that runs it.
 fn open(
@@ -113,26 +129,17 @@ fn open(
     store: &RevisionStore,
     revision: u64,
     committed: Option<u64>,
-) -> Result<(Config, HealthGates), String> {
-    let trusted = TrustedKeys::from_hex(base.sync.trusted_keys.iter().map(String::as_str))
-        .map_err(|error| error.to_string())?;
-    let signed = store
-        .document(revision)
-        .map_err(|error| error.to_string())?;
-    let document = trusted.open(&signed).map_err(|error| error.to_string())?;
-    let deployment = Deployment::parse(document, committed).map_err(|error| error.to_string())?;
+) -> Result<(Config, HealthGates), OpenError> {
+    let trusted = TrustedKeys::new(&base.sync.trusted_keys);
+    let document = trusted.open(&store.document(revision)?)?;
+    let deployment = Deployment::parse(document, committed)?;
     if deployment.revision != revision {
-        return Err(format!(
-            "the directory of revision {revision} holds revision {}",
-            deployment.revision
-        ));
+        return Err(OpenError::OtherRevision {
+            expected: revision,
+            found: deployment.revision,
+        });
     }
-    store
-        .verify(&deployment)
-        .map_err(|error| format!("{error} (changed after staging)"))?;
-    let dir = store.revision_dir(revision);
-    let config = deployment
-        .configure(base, &dir)
-        .map_err(|error| error.to_string())?;
+    store.verify(&deployment).map_err(OpenError::Changed)?;
+    let config = deployment.configure(base, &store.revision_dir(revision))?;
     Ok((config, deployment.health))
 }

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::download::{DownloadError, Downloader};
 use super::report::{Progress, Report, SyncState, topics};
 use super::store::Admission;
-use super::{Deployment, DocumentError, KeyError, RevisionStore, TrustedKeys};
+use super::{Deployment, DocumentError, RevisionStore, TrustedKeys};
 use crate::config::Config;
 use fogd_fleet::mqtt::control::{ControlConnection, ControlEvent};
 use fogd_fleet::mqtt::{ConnectionSettings, SetupError};
@@ -76,8 +76,6 @@ pub enum SyncStartError {
     UnknownBroker(String),
     #[error(transparent)]
     Connection(#[from] SetupError),
-    #[error("sync.trusted_keys: {0}")]
-    TrustedKeys(#[from] KeyError),
     #[error("sync.artifact_ca: {0}")]
     Downloads(#[from] DownloadError),
 }
@@ -95,7 +93,7 @@ impl CloudSync {
             .find(|spec| &spec.name == broker)
             .ok_or_else(|| SyncStartError::UnknownBroker(broker.clone()))?;
         let settings = ConnectionSettings::load(spec)?.second_connection("sync");
-        let trusted = TrustedKeys::from_hex(sync.trusted_keys.iter().map(String::as_str))?;
+        let trusted = TrustedKeys::new(&sync.trusted_keys);
         let downloader = Downloader::new(sync.artifact_ca.as_deref())?;
         let device = sync.device_id();
         let mut desired_topics = vec![topics::device_desired(&device)];

@@ -6,14 +6,12 @@ use std::path::Path;
 
 use crate::config::Config;
 
-use super::{Deployment, KeyError, RevisionStore, StoreError, TrustedKeys, probe};
+use super::{Deployment, RevisionStore, StoreError, TrustedKeys, probe};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     #[error("sync.trusted_keys is empty: this device accepts no deployments")]
     NoTrustedKeys,
-    #[error("sync.trusted_keys: {0}")]
-    TrustedKeys(#[from] KeyError),
     /// The document or its artifacts are refused; nothing was staged.
     #[error("refused: {0}")]
     Refused(String),
@@ -27,7 +25,7 @@ pub fn stage(config: &Config, signed: &[u8], artifacts: &Path) -> Result<u64, St
     if config.sync.trusted_keys.is_empty() {
         return Err(StageError::NoTrustedKeys);
     }
-    let trusted = TrustedKeys::from_hex(config.sync.trusted_keys.iter().map(String::as_str))?;
+    let trusted = TrustedKeys::new(&config.sync.trusted_keys);
     let store = RevisionStore::new(&config.state_dir);
     let refused = |reason: String| StageError::Refused(reason);
     let document = trusted

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::host::GrantError;
 use crate::inference::{Availability, ModelRegistry};
 use crate::outbound::DiscardSink;
 use crate::runtime::{LoadError, Runtime, RuntimeError, RuntimeSettings};
@@ -57,7 +58,7 @@ pub fn compile(config: &Config, cache_dir: &Path) -> Result<Findings, ProbeError
     for (index, spec) in config.functions.iter().enumerate() {
         if let Err(error) = runtime.load(spec, &state, Arc::new(DiscardSink)) {
             let key = match error {
-                LoadError::Model(_) => format!("function[{index}].model_shapes"),
+                LoadError::Grant(GrantError::Model(_)) => format!("function[{index}].model_shapes"),
                 _ => format!("function[{index}].component"),
             };
             problems.push((key, error.to_string()));

@@ -35,6 +35,13 @@ impl Health {
         }
     }
 
+    /// Forgets a part the agent no longer has (a function that was removed).
+    pub fn remove(&self, component: &str) {
+        if let Ok(mut components) = self.components.lock() {
+            components.remove(component);
+        }
+    }
+
     pub fn report(&self) -> HealthReport {
         let components = self
             .components

@@ -39,6 +39,9 @@ pub trait Trigger: Send {
     }
     /// Whether its tasks still run.
     fn is_alive(&self) -> bool;
+    /// Follows a reconfiguration in place: what the functions now ask of it. Triggers that
+    /// do not depend on the functions ignore it.
+    fn follow(&mut self, _functions: &[FunctionSpec]) {}
     /// Stops taking inputs; resolves once it will offer the executor nothing more.
     fn drain(&mut self) -> Stopping<'_>;
     /// Called once the executor has finished every admitted event: settles what the trigger

@@ -5,7 +5,7 @@ use tokio::sync::watch;
 use tokio::time::{MissedTickBehavior, interval};
 
 use crate::config::{FunctionSpec, TimerTrigger, TriggerSpec};
-use crate::event::{Source, TIMER_ATTRIBUTE, new_event};
+use crate::event::{Source, attributes, new_event};
 use crate::router::{Dispatch, timer_key};
 
 use super::Tasks;
@@ -55,7 +55,7 @@ async fn run(
         let mut event = new_event(Source::Timer, subject.clone(), payload);
         event
             .attributes
-            .push((TIMER_ATTRIBUTE.to_owned(), key.clone()));
+            .push((attributes::TIMER.to_owned(), key.clone()));
         dispatch.offer(event);
         tick += 1;
     }

@@ -5,6 +5,7 @@
 
 mod broker;
 mod duration;
+mod key;
 mod load;
 mod network;
 mod snmp;
@@ -21,6 +22,7 @@ pub use broker::{
     default_client_id,
 };
 pub use duration::{DurationError, Millis};
+pub use key::{PublicKey, PublicKeyError};
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
 pub use network::{Network, NetworkError};
 pub use snmp::{PollJob, SnmpConfig, SnmpPollTrigger, SnmpTrapTrigger, SnmpUser};
@@ -67,7 +69,7 @@ pub struct SyncConfig {
     /// Fleet public keys (hex, as `fogctl keygen` writes them) whose signed documents this
     /// device accepts. None: deployments are refused.
     #[serde(default)]
-    pub trusted_keys: Vec<String>,
+    pub trusted_keys: Vec<PublicKey>,
     /// Revisions whose files are kept: the committed one and those before it, for rollback.
     #[serde(default = "default_keep_revisions")]
     pub keep_revisions: u32,

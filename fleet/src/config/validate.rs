@@ -115,14 +115,6 @@ impl Config {
             self.validate_model_references(function, &at, &mut problems);
         }
         self.validate_models(&mut problems);
-        for (index, key) in self.sync.trusted_keys.iter().enumerate() {
-            if crate::deployment::TrustedKeys::from_hex([key.as_str()]).is_err() {
-                problems.push((
-                    format!("sync.trusted_keys[{index}]"),
-                    "is not an Ed25519 public key (64 hex digits)".into(),
-                ));
-            }
-        }
         self.validate_sync(&mut problems);
         if self.sync.keep_revisions < 2 {
             problems.push((
@@ -150,7 +142,7 @@ impl Config {
                 "is empty: a device that follows the fleet must trust its key".into(),
             ));
         }
-        if !crate::deployment::topics::is_valid_id(&sync.device_id()) {
+        if !crate::topic::is_plain_level(&sync.device_id()) {
             problems.push((
                 "sync.device_id".into(),
                 format!(
@@ -160,7 +152,7 @@ impl Config {
             ));
         }
         for (index, group) in sync.groups.iter().enumerate() {
-            if !crate::deployment::topics::is_valid_id(group) {
+            if !crate::topic::is_plain_level(group) {
                 problems.push((
                     format!("sync.groups[{index}]"),
                     format!("{group:?} cannot stand in a topic (no '/', '+', '#', '$')"),

@@ -134,13 +134,7 @@ pub mod topics {
             .next()
     }
 
-    /// Whether `id` can stand in a topic level: no wildcards, separators or control bytes.
-    pub fn is_valid_id(id: &str) -> bool {
-        !id.is_empty()
-            && id.len() <= 128
-            && !id.contains(['/', '+', '#', '$'])
-            && !id.chars().any(char::is_control)
-    }
+    pub use crate::topic::is_plain_level as is_valid_id;
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::canonical;
+use crate::config::{PublicKey, PublicKeyError};
 
 /// Prefix of every signed message.
 const DOMAIN: &[u8] = b"fogd deployment v1\n";
@@ -45,8 +46,8 @@ pub enum KeyError {
     NotAPrivateKey { path: String, reason: String },
     #[error("{path} is not an Ed25519 private key: {reason}")]
     NotEd25519 { path: String, reason: String },
-    #[error("{0:?} is not an Ed25519 public key (64 hex digits)")]
-    BadPublicKey(String),
+    #[error(transparent)]
+    BadPublicKey(#[from] PublicKeyError),
     #[error("cannot generate a key: {0}")]
     Generate(String),
 }
@@ -136,16 +137,22 @@ pub struct TrustedKeys {
 }
 
 impl TrustedKeys {
+    /// Trusts `keys` (as `sync.trusted_keys` lists them).
+    pub fn new(keys: &[PublicKey]) -> Self {
+        let keys = keys
+            .iter()
+            .map(|key| (key_id(key.bytes()), key.bytes().to_vec()))
+            .collect();
+        Self { keys }
+    }
+
     /// Parses hex-encoded Ed25519 public keys.
     pub fn from_hex<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<Self, KeyError> {
         let keys = keys
             .into_iter()
-            .map(|text| match hex::decode(text.trim()) {
-                Ok(bytes) if bytes.len() == 32 => Ok((key_id(&bytes), bytes)),
-                _ => Err(KeyError::BadPublicKey(text.to_owned())),
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self { keys })
+            .map(PublicKey::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(&keys))
     }
 
     /// Checks the signature of a signed document (`bytes` as received) and returns the
@@ -249,7 +256,7 @@ mod tests {
         );
         assert!(matches!(
             TrustedKeys::from_hex(["abcd"]),
-            Err(KeyError::BadPublicKey(text)) if text == "abcd"
+            Err(KeyError::BadPublicKey(PublicKeyError(text))) if text == "abcd"
         ));
     }
 }

@@ -188,6 +188,15 @@ impl MqttClient {
         }
     }
 
+    /// Asks the broker to stop delivering `filter`.
+    pub fn unsubscribe(&self, filter: &str) -> Result<(), RequestRefused> {
+        let refused = RequestRefused("unsubscribe");
+        match self {
+            MqttClient::V5(client) => client.try_unsubscribe(filter).map_err(|_| refused),
+            MqttClient::V311(client) => client.try_unsubscribe(filter).map_err(|_| refused),
+        }
+    }
+
     /// Hands a publish to the event loop. Refused without being sent when its packet is
     /// larger than `max_packet` (what an MQTT v5 broker announced), or when the client's
     /// request channel is full.

@@ -129,22 +129,7 @@ macro_rules! handler {
 
 /// The attribute names fogd sets on events (see the README's event schema).
 pub mod attributes {
-    /// The timer that fired: `<function>/timer<index>`.
-    pub const TIMER: &str = "timer";
-    pub const MQTT_BROKER: &str = "mqtt.broker";
-    pub const MQTT_QOS: &str = "mqtt.qos";
-    pub const MQTT_RETAIN: &str = "mqtt.retain";
-    pub const MQTT_DUP: &str = "mqtt.dup";
-    pub const MQTT_RESPONSE_TOPIC: &str = "mqtt.response_topic";
-    pub const MQTT_CORRELATION_DATA: &str = "mqtt.correlation_data";
-    pub const MQTT_CONTENT_TYPE: &str = "mqtt.content_type";
-    /// Prefix of MQTT v5 user properties: `mqtt.user.<name>`.
-    pub const MQTT_USER_PREFIX: &str = "mqtt.user.";
-    pub const SNMP_VERSION: &str = "snmp.version";
-    pub const SNMP_PDU: &str = "snmp.pdu";
-    pub const SNMP_SOURCE: &str = "snmp.source";
-    /// The polled agent of an SNMP poll event.
-    pub const SNMP_TARGET: &str = "snmp.target";
+    include!("../../../agent/wit/attributes.rs");
 }
 
 /// The value stored under `key`, decoded from JSON; `None` when absent.

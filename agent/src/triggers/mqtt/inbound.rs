@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{AckRequest, Settle};
-use crate::event::{Event, Source, mqtt_attributes as attr, new_event};
+use crate::event::{Event, Source, attributes as attr, new_event};
 use crate::outbound::{OutboundMessage, Outboxes};
 use crate::router::{Delivery, Dispatch};
 use crate::runtime::{FunctionQueue, InvokeError, Outcome};
@@ -328,22 +328,22 @@ async fn retry(
 fn to_event(broker: &Arc<str>, message: InboundMessage) -> Event {
     let mut event = new_event(Source::Mqtt, message.topic, message.payload.to_vec());
     let attributes = &mut event.attributes;
-    attributes.push((attr::BROKER.into(), broker.to_string()));
-    attributes.push((attr::QOS.into(), message.qos.to_string()));
-    attributes.push((attr::RETAIN.into(), message.retain.to_string()));
-    attributes.push((attr::DUP.into(), message.dup.to_string()));
+    attributes.push((attr::MQTT_BROKER.into(), broker.to_string()));
+    attributes.push((attr::MQTT_QOS.into(), message.qos.to_string()));
+    attributes.push((attr::MQTT_RETAIN.into(), message.retain.to_string()));
+    attributes.push((attr::MQTT_DUP.into(), message.dup.to_string()));
     let properties = message.properties;
     if let Some(topic) = properties.response_topic {
-        attributes.push((attr::RESPONSE_TOPIC.into(), topic));
+        attributes.push((attr::MQTT_RESPONSE_TOPIC.into(), topic));
     }
     if let Some(data) = properties.correlation_data {
-        attributes.push((attr::CORRELATION_DATA.into(), hex::encode(data)));
+        attributes.push((attr::MQTT_CORRELATION_DATA.into(), hex::encode(data)));
     }
     if let Some(content_type) = properties.content_type {
-        attributes.push((attr::CONTENT_TYPE.into(), content_type));
+        attributes.push((attr::MQTT_CONTENT_TYPE.into(), content_type));
     }
     for (key, value) in properties.user_properties {
-        attributes.push((format!("{}{key}", attr::USER_PREFIX), value));
+        attributes.push((format!("{}{key}", attr::MQTT_USER_PREFIX), value));
     }
     event
 }

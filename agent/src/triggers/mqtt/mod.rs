@@ -122,7 +122,7 @@ impl BrokerStatus {
 /// What each broker's subscribing connection subscribes to for `functions`: one
 /// subscription per filter, with the highest QoS and the most retained messages any of
 /// their triggers asks for. Triggers without a broker go to `default_broker`.
-pub(crate) fn subscriptions(
+fn subscriptions(
     functions: &[FunctionSpec],
     default_broker: Option<&Arc<str>>,
 ) -> HashMap<Arc<str>, Vec<Subscription>> {
@@ -161,6 +161,9 @@ pub struct MqttTriggers {
     phase: watch::Sender<Phase>,
     sessions: Vec<JoinHandle<()>>,
     pending: PendingAcks,
+    /// What each broker's subscribing connection is to subscribe to.
+    subscriptions: HashMap<Arc<str>, watch::Sender<Vec<Subscription>>>,
+    default_broker: Option<Arc<str>>,
 }
 
 /// What the sessions need from the rest of the agent.
@@ -183,7 +186,8 @@ impl MqttTriggers {
             .brokers
             .first()
             .map(|settings| settings.name.clone());
-        let mut subscriptions = subscriptions(context.functions, default_broker.as_ref());
+        let mut wanted = subscriptions(context.functions, default_broker.as_ref());
+        let mut subscriptions = HashMap::new();
         let mut sessions = Vec::new();
         for settings in context.brokers {
             let name = settings.name.clone();
@@ -213,7 +217,9 @@ impl MqttTriggers {
                 pending: pending.clone(),
                 completions,
             };
-            let subscriptions = subscriptions.remove(&inbound.broker).unwrap_or_default();
+            let (subscribe, subscribed) =
+                watch::channel(wanted.remove(&inbound.broker).unwrap_or_default());
+            subscriptions.insert(inbound.broker.clone(), subscribe);
             // The subscribing connection publishes too, unless the broker gets a second
             // connection for it.
             let mut outbox = Some(outbox);
@@ -222,7 +228,7 @@ impl MqttTriggers {
                 publishing.connecting();
                 let publisher = Session {
                     settings: settings.second_connection("publish"),
-                    subscriptions: Vec::new(),
+                    subscriptions: watch::channel(Vec::new()).1,
                     inbound: None,
                     outbox: outbox.take(),
                     acks: mpsc::unbounded_channel().1,
@@ -233,7 +239,7 @@ impl MqttTriggers {
             }
             let subscriber = Session {
                 settings,
-                subscriptions,
+                subscriptions: subscribed,
                 inbound: Some(inbound),
                 outbox,
                 acks: acks_rx,
@@ -246,6 +252,8 @@ impl MqttTriggers {
             phase,
             sessions,
             pending,
+            subscriptions,
+            default_broker,
         }
     }
 }
@@ -258,6 +266,20 @@ impl super::Trigger for MqttTriggers {
     /// Whether every broker session is still running (connected or reconnecting).
     fn is_alive(&self) -> bool {
         self.sessions.iter().all(|session| !session.is_finished())
+    }
+
+    /// Subscribes each broker's connection to what the functions' triggers now name and
+    /// unsubscribes it from what they no longer name, without reconnecting.
+    fn follow(&mut self, functions: &[FunctionSpec]) {
+        let mut wanted = subscriptions(functions, self.default_broker.as_ref());
+        for (broker, subscriptions) in &self.subscriptions {
+            let now = wanted.remove(broker).unwrap_or_default();
+            subscriptions.send_if_modified(|current| {
+                let changed = *current != now;
+                *current = now;
+                changed
+            });
+        }
     }
 
     /// Stops taking new messages; acknowledgements and publishing go on.

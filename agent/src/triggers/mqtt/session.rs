@@ -51,7 +51,8 @@ pub struct Subscription {
 
 pub struct Session {
     pub settings: ConnectionSettings,
-    pub subscriptions: Vec<Subscription>,
+    /// What the triggers want subscribed; a reconfiguration may change it while connected.
+    pub subscriptions: watch::Receiver<Vec<Subscription>>,
     /// Where messages go; `None` on a connection that only publishes.
     pub inbound: Option<Inbound>,
     /// What this connection publishes; `None` when another connection publishes it.
@@ -92,6 +93,8 @@ impl Session {
             .map(|outbox| Publisher::new(outbox, usize::from(self.settings.spec.inflight)));
         let mut connected = false;
         let mut awaiting_subacks = usize::MAX;
+        let mut subscribed: Vec<Subscription> = Vec::new();
+        let mut following = true;
         // Acknowledgements the client could not take yet (its queue was full): they are
         // retried before anything else, never dropped, or the broker would stall.
         let mut unsent_acks: VecDeque<(u8, u16)> = VecDeque::new();
@@ -133,6 +136,31 @@ impl Session {
                         return None;
                     }
                 }
+                changed = self.subscriptions.changed(), if connected && following => {
+                    if changed.is_err() {
+                        following = false;
+                        continue;
+                    }
+                    let wanted = self.subscriptions.borrow_and_update().clone();
+                    let added: Vec<_> = wanted.iter().filter(|s| !subscribed.contains(s)).collect();
+                    for subscription in &added {
+                        if let Err(error) = subscribe(&client, subscription) {
+                            return Some(error);
+                        }
+                    }
+                    let removed: Vec<_> = subscribed
+                        .iter()
+                        .filter(|old| !wanted.iter().any(|new| new.filter == old.filter))
+                        .collect();
+                    for subscription in &removed {
+                        if let Err(error) = client.unsubscribe(&subscription.filter) {
+                            return Some(format!("cannot unsubscribe from {}: {error}", subscription.filter));
+                        }
+                    }
+                    tracing::info!(broker = %self.settings.name, subscribed = added.len(), unsubscribed = removed.len(), "subscriptions changed");
+                    awaiting_subacks = awaiting_subacks.saturating_add(added.len());
+                    subscribed = wanted;
+                }
                 Some(ack) = self.acks.recv() => {
                     // An ack from an earlier connection must not confirm a packet id reused
                     // by this one; the broker redelivers that message instead.
@@ -164,17 +192,13 @@ impl Session {
                         }
                         backoff.reset();
                         tracing::info!(broker = %self.settings.name, connection = %self.status.connection, address = %self.settings.spec.address, session_present, queued = self.outbox.as_ref().map(FairOutbox::len), "broker connected");
-                        for wanted in &self.subscriptions {
-                            if let Err(error) =
-                                client.subscribe(&wanted.filter, wanted.qos, wanted.retained)
-                            {
-                                return Some(format!(
-                                    "cannot subscribe to {}: {error}",
-                                    wanted.filter
-                                ));
+                        subscribed = self.subscriptions.borrow_and_update().clone();
+                        for wanted in &subscribed {
+                            if let Err(error) = subscribe(&client, wanted) {
+                                return Some(error);
                             }
                         }
-                        awaiting_subacks = self.subscriptions.len();
+                        awaiting_subacks = subscribed.len();
                         if awaiting_subacks == 0 {
                             self.status.set_connected(true, &None);
                         }
@@ -184,7 +208,7 @@ impl Session {
                         if awaiting_subacks == 0 {
                             // Healthy only once every trigger is really subscribed.
                             self.status.set_connected(true, &None);
-                            tracing::info!(broker = %self.settings.name, filters = self.subscriptions.len(), "triggers subscribed");
+                            tracing::info!(broker = %self.settings.name, filters = subscribed.len(), "triggers subscribed");
                         }
                     }
                     Ok(SessionEvent::Message(message)) => {
@@ -226,6 +250,12 @@ impl Session {
             }
         }
     }
+}
+
+fn subscribe(client: &MqttClient, wanted: &Subscription) -> Result<(), String> {
+    client
+        .subscribe(&wanted.filter, wanted.qos, wanted.retained)
+        .map_err(|error| format!("cannot subscribe to {}: {error}", wanted.filter))
 }
 
 /// Hands the waiting acknowledgements to the client in order, as many as it takes now.

@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::render::{varbind, well_known_name};
 
-use crate::event::{Event, Source, new_event};
+use crate::event::{Event, Source, attributes, new_event};
 
 /// Builds the event for one accepted notification.
 pub fn to_event(notification: &Notification, source: SocketAddr) -> Event {
@@ -72,9 +72,9 @@ pub fn to_event(notification: &Notification, source: SocketAddr) -> Event {
         Json::Object(body).to_string().into_bytes(),
     );
     event.attributes = vec![
-        ("snmp.version".into(), version.into()),
-        ("snmp.pdu".into(), pdu.into()),
-        ("snmp.source".into(), source.to_string()),
+        (attributes::SNMP_VERSION.into(), version.into()),
+        (attributes::SNMP_PDU.into(), pdu.into()),
+        (attributes::SNMP_SOURCE.into(), source.to_string()),
     ];
     event
 }

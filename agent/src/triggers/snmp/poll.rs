@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{PollJob, SnmpConfig};
-use crate::event::{Source, new_event};
+use crate::event::{Source, attributes, new_event};
 use crate::router::Dispatch;
 use crate::telemetry::{Health, Rejection};
 
@@ -135,7 +135,7 @@ async fn run(
                     job.name.clone(),
                     payload.to_string().into_bytes(),
                 );
-                event.attributes = vec![("snmp.target".into(), job.target.clone())];
+                event.attributes = vec![(attributes::SNMP_TARGET.into(), job.target.clone())];
                 dispatch.offer(event);
             }
             Err(error) => {
