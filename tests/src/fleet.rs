@@ -71,13 +71,29 @@ impl Fleet {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"state\"\n[metrics]\naddress = \"127.0.0.1:0\"\n\
-                 [[broker]]\nname = \"cloud\"\naddress = \"127.0.0.1:{port}\"\nclient_id = \"fogd-{id}\"\n\
-                 reconnect_max = \"300ms\"\n\
-                 tls = {{ ca_file = \"{ca}\", cert_file = \"{cert}\", key_file = \"{key}\" }}\n\
-                 [sync]\nbroker = \"cloud\"\ndevice_id = \"{id}\"\ngroups = [\"site-a\"]\n\
-                 trusted_keys = [\"{trusted}\"]\nartifact_ca = \"{ca}\"\nreport_every = \"1s\"\n\
-                 [inference]\nruntime = \"{litert}\"\n",
+                r#"
+                    state_dir = "state"
+                    [metrics]
+                    address = "127.0.0.1:0"
+
+                    [[broker]]
+                    name = "cloud"
+                    address = "127.0.0.1:{port}"
+                    client_id = "fogd-{id}"
+                    reconnect_max = "300ms"
+                    tls = {{ ca_file = "{ca}", cert_file = "{cert}", key_file = "{key}" }}
+
+                    [sync]
+                    broker = "cloud"
+                    device_id = "{id}"
+                    groups = ["site-a"]
+                    trusted_keys = ["{trusted}"]
+                    artifact_ca = "{ca}"
+                    report_every = "1s"
+
+                    [inference]
+                    runtime = "{litert}"
+                "#,
                 port = self.broker.tls_port.unwrap(),
                 ca = self.tls.ca.display(),
                 cert = self.tls.cert.display(),

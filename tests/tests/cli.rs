@@ -39,7 +39,13 @@ fn check_reports_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         &dir,
-        "state_dir = \"s\"\n\n[[function]]\nname = \"echo\"\ncomponent = \"echo.wasm\"\nlimits = { memory_mib = 16, timeout = \"1 fortnight\" }\n",
+        r#"state_dir = "s"
+
+[[function]]
+name = "echo"
+component = "echo.wasm"
+limits = { memory_mib = 16, timeout = "1 fortnight" }
+"#,
     );
     let output = fogd(&["check", "--config", &config]);
     assert_eq!(output.status.code(), Some(1));
@@ -49,7 +55,13 @@ fn check_reports_file_line_and_key() {
         "{message}"
     );
 
-    let config = write_config(&dir, "[metrics]\naddress = \"127.0.0.1:9464\"\nport = 1\n");
+    let config = write_config(
+        &dir,
+        r#"[metrics]
+address = "127.0.0.1:9464"
+port = 1
+"#,
+    );
     let output = fogd(&["check", "--config", &config]);
     assert_stderr_has(
         &output,
@@ -64,7 +76,14 @@ fn check_compiles_components_and_names_the_broken_one() {
     let config = write_config(
         &dir,
         &format!(
-            "[[function]]\nname = \"good\"\ncomponent = \"{}\"\n\n[[function]]\nname = \"bad\"\ncomponent = \"bad.wasm\"\n",
+            r#"[[function]]
+name = "good"
+component = "{}"
+
+[[function]]
+name = "bad"
+component = "bad.wasm"
+"#,
             components().echo.display()
         ),
     );
@@ -79,7 +98,10 @@ fn check_compiles_components_and_names_the_broken_one() {
     let config = write_config(
         &dir,
         &format!(
-            "[[function]]\nname = \"good\"\ncomponent = \"{}\"\n",
+            r#"[[function]]
+name = "good"
+component = "{}"
+"#,
             components().echo.display()
         ),
     );
@@ -117,7 +139,12 @@ fn invoke_by_name_uses_the_config_and_reports_json() {
     let config = write_config(
         &dir,
         &format!(
-            "state_dir = \"state\"\n[[function]]\nname = \"probe\"\ncomponent = \"{}\"\ngrants = {{ publish = [\"out/#\"] }}\n",
+            r#"state_dir = "state"
+[[function]]
+name = "probe"
+component = "{}"
+grants = {{ publish = ["out/#"] }}
+"#,
             components().probe.display()
         ),
     );

@@ -125,7 +125,11 @@ fn write_config(dir: &Path, functions: &str) -> std::path::PathBuf {
     let path = dir.join("fogd.toml");
     std::fs::write(
         &path,
-        format!("state_dir = \"state\"\n[metrics]\n{functions}"),
+        format!(
+            r#"state_dir = "state"
+[metrics]
+{functions}"#
+        ),
     )
     .unwrap();
     path
@@ -133,7 +137,12 @@ fn write_config(dir: &Path, functions: &str) -> std::path::PathBuf {
 
 fn echo_on_timer(name: &str) -> String {
     format!(
-        "[[function]]\nname = \"{name}\"\ncomponent = \"{}\"\n[[function.trigger]]\ntimer = {{ every = \"50ms\" }}\n",
+        r#"[[function]]
+name = "{name}"
+component = "{}"
+[[function.trigger]]
+timer = {{ every = "50ms" }}
+"#,
         components().echo.display()
     )
 }
@@ -194,7 +203,14 @@ fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
     daemon.wait_for(&["function loaded", "second"]);
     daemon.wait_for(&["fogd ready", "functions=2"]);
 
-    std::fs::write(&config, "state_dir = \"state\"\n[runtime]\nworkerz = 1\n").unwrap();
+    std::fs::write(
+        &config,
+        r#"state_dir = "state"
+[runtime]
+workerz = 1
+"#,
+    )
+    .unwrap();
     // The daemon keeps the valid config; `fogd reload` itself refuses to read the bad one.
     let output = run(Command::new(fogd_bin())
         .args(["reload", "--config"])
@@ -212,7 +228,13 @@ fn reload_keeps_the_embedded_broker_serving() {
     let dir = tempfile::tempdir().unwrap();
     let port = fogd_tests::mosquitto::free_port();
     let broker = format!(
-        "[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n[[broker]]\nname = \"local\"\naddress = \"127.0.0.1:{port}\"\nprotocol = \"3.1.1\"\n"
+        r#"[embedded_broker]
+listen = "127.0.0.1:{port}"
+[[broker]]
+name = "local"
+address = "127.0.0.1:{port}"
+protocol = "3.1.1"
+"#
     );
     let config = write_config(dir.path(), &format!("{broker}{}", echo_on_timer("first")));
     let mut daemon = Daemon::start(&config);

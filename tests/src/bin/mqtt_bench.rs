@@ -188,7 +188,26 @@ fn spawn_daemon(fogd: &Path, dir: &Path, broker: &str, component: &Path) -> anyh
     std::fs::write(
         &config,
         format!(
-            "state_dir = \"state\"\n[log]\nlevel = \"warn\"\n[metrics]\n[[broker]]\nname = \"bench\"\naddress = \"{broker}\"\nclient_id = \"fogd-bench-{pid}\"\ninflight = 1000\nsession_expiry = \"0ms\"\n\n[[function]]\nname = \"echo\"\ncomponent = \"{component}\"\noutput = \"bench/out\"\nlimits = {{ concurrency = 2, queue = 4096 }}\n[[function.trigger]]\nmqtt = {{ topic = \"bench/in\", qos = 1 }}\n",
+            r#"
+                state_dir = "state"
+                [log]
+                level = "warn"
+                [metrics]
+                [[broker]]
+                name = "bench"
+                address = "{broker}"
+                client_id = "fogd-bench-{pid}"
+                inflight = 1000
+                session_expiry = "0ms"
+
+                [[function]]
+                name = "echo"
+                component = "{component}"
+                output = "bench/out"
+                limits = {{ concurrency = 2, queue = 4096 }}
+                [[function.trigger]]
+                mqtt = {{ topic = "bench/in", qos = 1 }}
+            "#,
             pid = std::process::id(),
             component = component.display()
         ),
