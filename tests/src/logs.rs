@@ -3,6 +3,11 @@
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
 static LOG: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
 
 struct Capture;
@@ -22,13 +27,17 @@ impl Write for Capture {
     }
 }
 
-/// Installs the capturing subscriber (once per test binary).
+/// Installs the capturing subscriber (once per test binary), with the log hook that counts
+/// what async-snmp refuses only in its log, as the daemon has it.
 pub fn capture() {
     if LOG.set(Mutex::new(Vec::new())).is_ok() {
-        let _ = tracing_subscriber::fmt()
+        let captured = tracing_subscriber::fmt::layer()
             .with_writer(|| Capture)
             .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
+            .with_filter(LevelFilter::DEBUG);
+        let _ = tracing_subscriber::registry()
+            .with(fogd::triggers::snmp::decode_failures::counter())
+            .with(captured)
             .try_init();
     }
 }

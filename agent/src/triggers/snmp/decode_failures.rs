@@ -1,5 +1,6 @@
-//! Datagrams async-snmp could not decode. It skips them and reports each one only as a
-//! tracing event; [`counter`] is the log layer that counts them, independent of the log level.
+//! Refusals async-snmp reports only in its log: datagrams it could not decode, and v3
+//! messages whose sender's clock is outside the time window (it counts no usmStats for
+//! those). [`counter`] is the log layer that counts them, independent of the log level.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,15 +11,27 @@ use tracing_subscriber::layer::Context;
 
 use crate::telemetry::LogObserver;
 
-static DECODE_FAILURES: AtomicU64 = AtomicU64::new(0);
+static MALFORMED: AtomicU64 = AtomicU64::new(0);
+static OUTSIDE_TIME_WINDOW: AtomicU64 = AtomicU64::new(0);
 
-/// The tracing target and message with which async-snmp reports a datagram it skipped.
-const TARGET: &str = "async_snmp::notification";
-const MESSAGE: &str = "failed to parse notification";
+/// Where and with which message async-snmp reports a datagram it skipped.
+const NOTIFICATION_TARGET: &str = "async_snmp::notification";
+const SKIPPED: &str = "failed to parse notification";
+/// How the text of an authentication error begins. Such a datagram is already counted
+/// under its usmStats reason (or as outside the time window), not again as malformed.
+const AUTHENTICATION_FAILED: &str = "authentication failed";
+/// Where and with which message it reports a message from a sender outside the window.
+const V3_TARGET: &str = "async_snmp::v3";
+const OUTSIDE_WINDOW: &str = "message outside time window";
 
-/// The decode failures counted so far in this process.
-pub fn count() -> u64 {
-    DECODE_FAILURES.load(Ordering::Relaxed)
+/// The undecodable datagrams counted so far in this process.
+pub fn malformed() -> u64 {
+    MALFORMED.load(Ordering::Relaxed)
+}
+
+/// The v3 messages from senders outside the time window counted so far in this process.
+pub fn outside_time_window() -> u64 {
+    OUTSIDE_TIME_WINDOW.load(Ordering::Relaxed)
 }
 
 /// The layer to install with the log subscriber (`telemetry::init_logging`).
@@ -26,30 +39,46 @@ pub fn counter() -> LogObserver {
     // Decided once per call site, with a level hint: otherwise every debug and trace call
     // site of every dependency (and every `log` record, which the bridge to tracing then
     // builds) would be evaluated on each call, a measurable share of the MQTT path's time.
-    DecodeFailureCounter
-        .with_filter(Targets::new().with_target(TARGET, Level::WARN))
+    RefusalCounter
+        .with_filter(
+            Targets::new()
+                .with_target(NOTIFICATION_TARGET, Level::WARN)
+                .with_target(V3_TARGET, Level::WARN),
+        )
         .boxed()
 }
 
-struct DecodeFailureCounter;
+struct RefusalCounter;
 
-impl<S: tracing::Subscriber> Layer<S> for DecodeFailureCounter {
+impl<S: tracing::Subscriber> Layer<S> for RefusalCounter {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let mut message = IsDecodeFailure(false);
-        event.record(&mut message);
-        if message.0 {
-            DECODE_FAILURES.fetch_add(1, Ordering::Relaxed);
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let target = event.metadata().target();
+        if target == NOTIFICATION_TARGET
+            && fields.message == SKIPPED
+            && !fields.error.starts_with(AUTHENTICATION_FAILED)
+        {
+            MALFORMED.fetch_add(1, Ordering::Relaxed);
+        } else if target == V3_TARGET && fields.message == OUTSIDE_WINDOW {
+            OUTSIDE_TIME_WINDOW.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-/// Whether an event's message is async-snmp's decode-failure message.
-struct IsDecodeFailure(bool);
+/// The message and error text of one log event.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    error: String,
+}
 
-impl tracing::field::Visit for IsDecodeFailure {
+impl tracing::field::Visit for Fields {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}") == MESSAGE;
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "error" => self.error = format!("{value:?}"),
+            _ => {}
         }
     }
 }

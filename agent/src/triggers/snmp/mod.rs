@@ -211,8 +211,9 @@ async fn sync_counters(
     }
 }
 
-/// Counters kept by async-snmp (RFC 3414 usmStats), the kernel and the decode-failure hook,
-/// as last seen; each sync adds what changed to `inputs_rejected_total`.
+/// Counters kept by async-snmp (RFC 3414 usmStats), the kernel and the log hook for what
+/// async-snmp only logs, as last seen; each sync adds what changed to
+/// `inputs_rejected_total`.
 struct RejectionCounters {
     seen: [u64; 8],
 }
@@ -239,11 +240,11 @@ impl RejectionCounters {
         [
             u64::from(receiver.usm_unknown_usernames()),
             u64::from(receiver.usm_wrong_digests()),
-            u64::from(receiver.usm_not_in_time_windows()),
+            u64::from(receiver.usm_not_in_time_windows()) + decode_failures::outside_time_window(),
             u64::from(receiver.usm_unsupported_sec_levels()),
             u64::from(receiver.usm_decryption_errors()),
             u64::from(receiver.usm_unknown_engine_ids()),
-            decode_failures::count(),
+            decode_failures::malformed(),
             socket.and_then(BoundSocket::kernel_drops).unwrap_or(0),
         ]
     }
