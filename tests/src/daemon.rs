@@ -48,11 +48,7 @@ impl Daemon {
 
     /// Waits for a log line containing every needle; returns it.
     pub fn wait_for(&mut self, needles: &[&str]) -> String {
-        if let Some(line) = self
-            .seen
-            .iter()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-        {
+        if let Some(line) = self.seen.iter().find(|l| has_all(l, needles)) {
             return line.clone();
         }
         self.wait_for_next(needles)
@@ -84,7 +80,7 @@ impl Daemon {
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if needles.iter().all(|n| line.contains(n)) {
+                    if has_all(&line, needles) {
                         return line;
                     }
                 }
@@ -128,6 +124,21 @@ impl Drop for Daemon {
 }
 
 /// One plain HTTP/1.1 GET; the whole response, status line included.
+/// Whether `line` has every needle. A needle `key=value` is a field and matches it whole
+/// (`revision=1` is not `revision=12`); any other needle is a piece of the text.
+fn has_all(line: &str, needles: &[&str]) -> bool {
+    needles.iter().all(|needle| match needle.split_once('=') {
+        Some((key, value))
+            if !value.is_empty()
+                && !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            line.split_whitespace().any(|token| token == *needle)
+        }
+        _ => line.contains(needle),
+    })
+}
+
 pub fn http_get(address: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(address).expect("metrics endpoint accepts");
     write!(
