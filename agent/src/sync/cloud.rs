@@ -441,7 +441,8 @@ impl Apply {
                 Ok(()) => return None,
                 Err(error) => {
                     tracing::warn!(revision, %error, retry_in_ms = delay.as_millis() as u64, "download failed");
-                    self.reporter.update(|report| report.reason = Some(error));
+                    self.reporter
+                        .update(|report| report.reason = Some(error.to_string()));
                 }
             }
             tokio::select! {
@@ -462,10 +463,13 @@ impl Apply {
         deployment: &Deployment,
         dir: &Path,
         total: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), AttemptError> {
         tokio::fs::create_dir_all(dir)
             .await
-            .map_err(|error| format!("{}: {error}", dir.display()))?;
+            .map_err(|source| AttemptError::Dir {
+                dir: dir.display().to_string(),
+                source,
+            })?;
         let mut done = 0u64;
         let mut reported = Instant::now();
         for (name, artifact) in &deployment.artifacts {
@@ -483,9 +487,21 @@ impl Apply {
             self.downloader
                 .fetch(artifact, &dir.join(name), &mut progress)
                 .await
-                .map_err(|error| format!("artifact {name}: {error}"))?;
+                .map_err(|source| AttemptError::Artifact {
+                    name: name.clone(),
+                    source,
+                })?;
             done += artifact.size;
         }
         Ok(())
     }
+}
+
+/// Why one attempt to download a revision's artifacts failed.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("{dir}: {source}")]
+    Dir { dir: String, source: std::io::Error },
+    #[error("artifact {name}: {source}")]
+    Artifact { name: String, source: DownloadError },
 }

@@ -25,7 +25,7 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Error)]
 pub enum DownloadError {
     #[error("{url}: {reason}")]
-    Failed { url: String, reason: String },
+    Failed { url: String, reason: FetchFailure },
     #[error("{path}: {source}")]
     File {
         path: String,
@@ -33,6 +33,40 @@ pub enum DownloadError {
     },
     #[error("artifact CA file {path}: {reason}")]
     Ca { path: String, reason: String },
+}
+
+/// Why fetching an artifact's URL failed; the next attempt resumes.
+#[derive(Debug, Error)]
+pub enum FetchFailure {
+    #[error("only https:// URLs are fetched")]
+    NotHttps,
+    #[error("port {0:?} is not a number")]
+    BadPort(String),
+    #[error("the URL names no host, or carries credentials")]
+    NoHost,
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("timed out connecting")]
+    ConnectTimeout,
+    #[error("host {host}: {source}")]
+    HostName {
+        host: String,
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Request(#[from] hyper::http::Error),
+    #[error("the server answered {0}")]
+    Status(StatusCode),
+    #[error("stalled after {0} bytes")]
+    Stalled(u64),
+    #[error("longer than the {0} bytes the document gives")]
+    TooLong(u64),
+    #[error("ended after {held} of {size} bytes")]
+    Short { held: u64, size: u64 },
 }
 
 pub struct Downloader {
@@ -104,14 +138,14 @@ impl Downloader {
             progress(held);
             return Ok(());
         }
-        let failed = |reason: String| DownloadError::Failed {
+        let failed = |reason: FetchFailure| DownloadError::Failed {
             url: artifact.url.clone(),
             reason,
         };
         let location = Location::parse(&artifact.url).map_err(failed)?;
         let mut response = tokio::time::timeout(STALL_TIMEOUT, self.request(&location, held))
             .await
-            .map_err(|_| failed("timed out connecting".to_owned()))?
+            .map_err(|_| failed(FetchFailure::ConnectTimeout))?
             .map_err(failed)?;
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
@@ -126,34 +160,31 @@ impl Downloader {
                 file.set_len(0).await.map_err(file_error)?;
                 held = 0;
             }
-            status => return Err(failed(format!("the server answered {status}"))),
+            status => return Err(failed(FetchFailure::Status(status))),
         }
         let body = response.body_mut();
         loop {
             let frame = tokio::time::timeout(STALL_TIMEOUT, body.frame())
                 .await
-                .map_err(|_| failed(format!("stalled after {held} bytes")))?;
+                .map_err(|_| failed(FetchFailure::Stalled(held)))?;
             let Some(frame) = frame else { break };
-            let frame = frame.map_err(|error| failed(error.to_string()))?;
+            let frame = frame.map_err(|error| failed(error.into()))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
             held += data.len() as u64;
             if held > artifact.size {
-                return Err(failed(format!(
-                    "longer than the {} bytes the document gives",
-                    artifact.size
-                )));
+                return Err(failed(FetchFailure::TooLong(artifact.size)));
             }
             file.write_all(&data).await.map_err(file_error)?;
             progress(held);
         }
         file.sync_all().await.map_err(file_error)?;
         if held != artifact.size {
-            return Err(failed(format!(
-                "ended after {held} of {} bytes",
-                artifact.size
-            )));
+            return Err(failed(FetchFailure::Short {
+                held,
+                size: artifact.size,
+            }));
         }
         Ok(())
     }
@@ -162,21 +193,24 @@ impl Downloader {
         &self,
         location: &Location,
         from: u64,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    ) -> Result<hyper::Response<hyper::body::Incoming>, FetchFailure> {
         let tcp = tokio::net::TcpStream::connect((location.host.as_str(), location.port))
             .await
-            .map_err(|error| format!("cannot connect: {error}"))?;
+            .map_err(FetchFailure::Connect)?;
         let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(location.host.clone())
-            .map_err(|error| format!("host {}: {error}", location.host))?;
+        let name = ServerName::try_from(location.host.clone()).map_err(|source| {
+            FetchFailure::HostName {
+                host: location.host.clone(),
+                source,
+            }
+        })?;
         let tls = self
             .tls
             .connect(name, tcp)
             .await
-            .map_err(|error| format!("TLS: {error}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|error| error.to_string())?;
+            .map_err(FetchFailure::Tls)?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(connection);
         let mut request = hyper::Request::get(location.path.as_str())
             .header(hyper::header::HOST, location.authority.as_str())
@@ -187,13 +221,8 @@ impl Downloader {
         if from > 0 {
             request = request.header(hyper::header::RANGE, format!("bytes={from}-"));
         }
-        let request = request
-            .body(Empty::<Bytes>::new())
-            .map_err(|error| error.to_string())?;
-        sender
-            .send_request(request)
-            .await
-            .map_err(|error| error.to_string())
+        let request = request.body(Empty::<Bytes>::new())?;
+        Ok(sender.send_request(request).await?)
     }
 }
 
@@ -207,10 +236,8 @@ struct Location {
 }
 
 impl Location {
-    fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("https://")
-            .ok_or_else(|| "only https:// URLs are fetched".to_owned())?;
+    fn parse(url: &str) -> Result<Self, FetchFailure> {
+        let rest = url.strip_prefix("https://").ok_or(FetchFailure::NotHttps)?;
         let (authority, path) = match rest.find(['/', '?']) {
             Some(at) if rest[at..].starts_with('/') => (&rest[..at], rest[at..].to_owned()),
             Some(at) => (&rest[..at], format!("/{}", &rest[at..])),
@@ -220,13 +247,13 @@ impl Location {
             Some((host, port)) if !port.contains(']') => (
                 host,
                 port.parse()
-                    .map_err(|_| format!("port {port:?} is not a number"))?,
+                    .map_err(|_| FetchFailure::BadPort(port.to_owned()))?,
             ),
             _ => (authority, 443),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || authority.contains('@') {
-            return Err("the URL names no host, or carries credentials".to_owned());
+            return Err(FetchFailure::NoHost);
         }
         Ok(Self {
             authority: authority.to_owned(),

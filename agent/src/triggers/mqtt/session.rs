@@ -24,7 +24,7 @@ use crate::state::{FairOutbox, Lane};
 use crate::telemetry::{OutboxDrop, SpacedLog};
 use fogd_fleet::mqtt::ConnectionSettings;
 use fogd_fleet::mqtt::backoff::Backoff;
-use fogd_fleet::mqtt::client::{MqttClient, PublishRefused, SessionEvent};
+use fogd_fleet::mqtt::client::{MqttClient, PublishRefused, RequestRefused, SessionEvent};
 
 /// Entries taken from one function's queue before the next queue's turn.
 const LANE_TURN: usize = 16;
@@ -145,7 +145,7 @@ impl Session {
                     let added: Vec<_> = wanted.iter().filter(|s| !subscribed.contains(s)).collect();
                     for subscription in &added {
                         if let Err(error) = subscribe(&client, subscription) {
-                            return Some(error);
+                            return Some(error.to_string());
                         }
                     }
                     let removed: Vec<_> = subscribed
@@ -195,7 +195,7 @@ impl Session {
                         subscribed = self.subscriptions.borrow_and_update().clone();
                         for wanted in &subscribed {
                             if let Err(error) = subscribe(&client, wanted) {
-                                return Some(error);
+                                return Some(error.to_string());
                             }
                         }
                         awaiting_subacks = subscribed.len();
@@ -252,10 +252,21 @@ impl Session {
     }
 }
 
-fn subscribe(client: &MqttClient, wanted: &Subscription) -> Result<(), String> {
+/// The client did not take a subscription: the connection is made again.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot subscribe to {filter}: {source}")]
+struct SubscribeRefused {
+    filter: String,
+    source: RequestRefused,
+}
+
+fn subscribe(client: &MqttClient, wanted: &Subscription) -> Result<(), SubscribeRefused> {
     client
         .subscribe(&wanted.filter, wanted.qos, wanted.retained)
-        .map_err(|error| format!("cannot subscribe to {}: {error}", wanted.filter))
+        .map_err(|source| SubscribeRefused {
+            filter: wanted.filter.clone(),
+            source,
+        })
 }
 
 /// Hands the waiting acknowledgements to the client in order, as many as it takes now.
