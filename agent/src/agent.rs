@@ -265,17 +265,14 @@ impl Agent {
         for trigger in &mut self.triggers {
             trigger.follow(&config.functions);
         }
-        // Only once no route leads to them do removed functions stop taking events.
+        // Only once no route leads to them do removed functions stop taking events. Those
+        // that had not loaded leave `/healthz` too.
         let removed: Vec<_> = self
-            .loaded
+            .config
+            .functions
             .iter()
-            .filter(|running| {
-                !config
-                    .functions
-                    .iter()
-                    .any(|spec| spec.name == running.name)
-            })
-            .map(|running| running.name.clone())
+            .filter(|old| !config.functions.iter().any(|spec| spec.name == old.name))
+            .map(|old| old.name.clone())
             .collect();
         for name in &removed {
             self.executor.retire(name);

@@ -137,6 +137,33 @@ async fn a_reload_runs_the_new_config_and_counters_carry_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_removes_a_function_that_did_not_load_makes_health_whole_again() {
+    let site = Site::new();
+    let echo = &components().echo;
+    let missing = site.dir.path().join("missing.wasm");
+    let first = site.config(&format!(
+        "{}{}",
+        timer_function("echo", echo, "tick"),
+        timer_function("broken", &missing, "never")
+    ));
+    let supervisor = Supervisor::start(first).await.unwrap();
+    let report = supervisor.agent().health.report();
+    assert_eq!(report.status, "degraded");
+    assert!(!report.components["function/broken"].ok);
+
+    let second = site.config(&timer_function("echo", echo, "tick"));
+    let supervisor = supervisor.reload(second).await.unwrap();
+    let report = supervisor.agent().health.report();
+    assert!(
+        !report.components.contains_key("function/broken"),
+        "{:?}",
+        report.components
+    );
+    assert_eq!(report.status, "ok", "{:?}", report.components);
+    supervisor.stop("the test ended").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revision_is_watched_and_committed_and_one_whose_gate_trips_is_rolled_back() {
     let site = Site::new();
     let config = site.config("");
