@@ -69,10 +69,9 @@ pub struct Agent {
     tasks: Vec<JoinHandle<()>>,
     outbound_task: Option<JoinHandle<()>>,
     triggers: Vec<Box<dyn Trigger>>,
-    /// What a reconfiguration in place works from: the running config and the functions that
-    /// loaded, the runtime, the routing every trigger uses, and where output goes.
+    /// What a reconfiguration in place works from: the running config, the runtime, the
+    /// routing every trigger uses, and where output goes.
     config: Config,
-    loaded: Vec<crate::config::FunctionSpec>,
     runtime: Runtime,
     dispatch: Dispatch,
     sinks: Sinks,
@@ -211,7 +210,6 @@ impl Agent {
             snmp_address: triggers.iter().find_map(|trigger| trigger.listening()),
             triggers,
             config,
-            loaded: loaded_specs,
             runtime,
             dispatch,
             sinks,
@@ -263,7 +261,7 @@ impl Agent {
             &self.executor,
         );
         for trigger in &mut self.triggers {
-            trigger.follow(&config.functions);
+            trigger.follow(&config.functions).await;
         }
         // Only once no route leads to them do removed functions stop taking events. Those
         // that had not loaded leave `/healthz` too.
@@ -278,14 +276,9 @@ impl Agent {
             self.executor.retire(name);
             self.health.remove(&format!("function/{name}"));
         }
-        if let Some(timers) = self.triggers.iter_mut().find(|t| t.kind() == "timer") {
-            timers.drain().await;
-            *timers = Box::new(triggers::timer::start(&config.functions, &self.dispatch));
-        }
         self.config = config.clone();
-        self.loaded = config.functions.clone();
         tracing::info!(
-            functions = self.loaded.len(),
+            functions = self.executor.queues().count(),
             added,
             removed = removed.len(),
             "reconfigured in place: triggers and queues kept"
@@ -297,7 +290,7 @@ impl Agent {
     /// pid file `fogd reload` reads) is in place.
     pub fn announce_ready(&self) {
         tracing::info!(
-            functions = self.loaded.len(),
+            functions = self.executor.queues().count(),
             brokers = self.brokers,
             metrics = ?self.metrics_address,
             "fogd ready"

@@ -30,8 +30,6 @@ pub use log::GuestLog;
 pub use messaging::PublishGrants;
 pub use wasi::WasiGrant;
 
-const MIB: usize = 1024 * 1024;
-
 /// Declares the capabilities: one field of [`Grants`] each, prepared and linked in order.
 macro_rules! capabilities {
     ($($(#[$doc:meta])* $field:ident: $capability:ty,)*) => {
@@ -88,18 +86,18 @@ pub struct EventLimits {
 }
 
 impl FunctionCaps {
-    /// Resolves every grant of `spec`; `memory_ceiling` is the most the engine lets any
-    /// instance have.
+    /// Resolves every grant of `spec`; `memory` is the largest linear memory, in bytes, its
+    /// instances may have.
     pub fn prepare(
         spec: &FunctionSpec,
         resources: &HostResources,
-        memory_ceiling: usize,
+        memory: usize,
     ) -> Result<Self, GrantError> {
         Ok(Self {
             name: Arc::from(spec.name.as_str()),
             grants: Grants::prepare(spec, resources)?,
             limits: EventLimits {
-                memory: (spec.limits.memory_mib as usize * MIB).min(memory_ceiling),
+                memory,
                 output: OutputLimits::from(&spec.limits),
                 effects: spec.effects,
             },

@@ -126,7 +126,9 @@ impl Runtime {
             sink,
             models: &self.models,
         };
-        let caps = FunctionCaps::prepare(spec, &resources, self.settings.engine.max_memory_bytes)?;
+        let memory =
+            (spec.limits.memory_mib as usize * MIB).min(self.settings.engine.max_memory_bytes);
+        let caps = FunctionCaps::prepare(spec, &resources, memory)?;
         Ok(LoadedFunction::new(
             self.engine.clone(),
             pre,

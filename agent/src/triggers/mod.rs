@@ -41,7 +41,9 @@ pub trait Trigger: Send {
     fn is_alive(&self) -> bool;
     /// Follows a reconfiguration in place: what the functions now ask of it. Triggers that
     /// do not depend on the functions ignore it.
-    fn follow(&mut self, _functions: &[FunctionSpec]) {}
+    fn follow<'a>(&'a mut self, _functions: &'a [FunctionSpec]) -> Stopping<'a> {
+        Box::pin(async {})
+    }
     /// Stops taking inputs; resolves once it will offer the executor nothing more.
     fn drain(&mut self) -> Stopping<'_>;
     /// Called once the executor has finished every admitted event: settles what the trigger

@@ -2,16 +2,55 @@
 //! `{"tick": n}`.
 
 use tokio::sync::watch;
-use tokio::time::{MissedTickBehavior, interval};
+use tokio::time::{Instant, MissedTickBehavior, interval};
 
 use crate::config::{FunctionSpec, TimerTrigger, TriggerSpec};
 use crate::event::{Source, attributes, new_event};
 use crate::router::{Dispatch, timer_key};
 
-use super::Tasks;
+use super::{Stopping, Tasks, Trigger};
+
+/// The timers of the running functions.
+pub struct Timers {
+    tasks: Tasks,
+    dispatch: Dispatch,
+}
 
 /// Starts one task per timer trigger in `functions`.
-pub fn start(functions: &[FunctionSpec], dispatch: &Dispatch) -> Tasks {
+pub fn start(functions: &[FunctionSpec], dispatch: &Dispatch) -> Timers {
+    Timers {
+        tasks: start_tasks(functions, dispatch),
+        dispatch: dispatch.clone(),
+    }
+}
+
+impl Trigger for Timers {
+    fn kind(&self) -> &'static str {
+        self.tasks.kind()
+    }
+
+    fn is_alive(&self) -> bool {
+        self.tasks.is_alive()
+    }
+
+    /// Stops the timers and starts those `functions` have now.
+    fn follow<'a>(&'a mut self, functions: &'a [FunctionSpec]) -> Stopping<'a> {
+        Box::pin(async move {
+            self.tasks.drain().await;
+            self.tasks = start_tasks(functions, &self.dispatch);
+        })
+    }
+
+    fn drain(&mut self) -> Stopping<'_> {
+        self.tasks.drain()
+    }
+
+    fn stop(self: Box<Self>, deadline: Instant) -> Stopping<'static> {
+        Box::new(self.tasks).stop(deadline)
+    }
+}
+
+fn start_tasks(functions: &[FunctionSpec], dispatch: &Dispatch) -> Tasks {
     let mut tasks = Tasks::new("timer");
     for function in functions {
         for (index, trigger) in function.triggers.iter().enumerate() {

@@ -270,7 +270,7 @@ impl super::Trigger for MqttTriggers {
 
     /// Subscribes each broker's connection to what the functions' triggers now name and
     /// unsubscribes it from what they no longer name, without reconnecting.
-    fn follow(&mut self, functions: &[FunctionSpec]) {
+    fn follow<'a>(&'a mut self, functions: &'a [FunctionSpec]) -> super::Stopping<'a> {
         let mut wanted = subscriptions(functions, self.default_broker.as_ref());
         for (broker, subscriptions) in &self.subscriptions {
             let now = wanted.remove(broker).unwrap_or_default();
@@ -280,6 +280,7 @@ impl super::Trigger for MqttTriggers {
                 changed
             });
         }
+        Box::pin(async {})
     }
 
     /// Stops taking new messages; acknowledgements and publishing go on.
