@@ -40,6 +40,8 @@ pub fn root() -> PathBuf {
 pub struct Components {
     pub ddos_detector: PathBuf,
     pub echo: PathBuf,
+    /// Built against `fogd:function@0.1.0`.
+    pub legacy_echo: PathBuf,
     pub probe: PathBuf,
     pub threshold_alert: PathBuf,
 }
@@ -92,6 +94,7 @@ pub fn components() -> &'static Components {
         Components {
             ddos_detector: out.join("ddos_detector.wasm"),
             echo: out.join("echo.wasm"),
+            legacy_echo: out.join("legacy_echo.wasm"),
             probe: out.join("probe.wasm"),
             threshold_alert: out.join("threshold_alert.wasm"),
         }

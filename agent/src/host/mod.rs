@@ -15,11 +15,11 @@ mod wasi;
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::{Effects, FunctionSpec};
-use crate::contract::fogd::function::types;
+use crate::contract::{self, EventsHost, TypesV0_1Host};
 use crate::state::KvStore;
 
 pub use capability::{Capability, GrantError, HostResources};
@@ -163,7 +163,8 @@ impl WasiView for HostState {
     }
 }
 
-impl types::Host for HostState {}
+impl EventsHost for HostState {}
+impl TypesV0_1Host for HostState {}
 
 impl wasmtime::ResourceLimiter for HostState {
     fn memory_growing(
@@ -195,6 +196,6 @@ pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// Links every capability's imports (WASI restricted by each store's context: no files,
 /// sockets or stdin).
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    types::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
+    contract::add_types_to_linker(linker)?;
     Grants::add_to_linker(linker)
 }

@@ -8,7 +8,7 @@ use wasmtime::{Engine, Store, Trap};
 
 use super::{InvokeError, LoadSource};
 use crate::config::{FunctionSpec, Limits, OrderBy};
-use crate::contract::NetworkFunctionPre;
+use crate::contract::{ContractVersion, HandlePre};
 use crate::event::{Event, attribute, attributes};
 use crate::host::{CommitError, FunctionCaps, HostState, LimitHit, Unpublished};
 use crate::outbound::{OutboundMessage, Qos};
@@ -48,7 +48,7 @@ pub struct CallReport {
 
 pub struct LoadedFunction {
     engine: Engine,
-    pre: NetworkFunctionPre<HostState>,
+    pre: HandlePre<HostState>,
     caps: Arc<FunctionCaps>,
     limits: Limits,
     deadline_ticks: u64,
@@ -62,7 +62,7 @@ impl LoadedFunction {
     /// A function of `spec` (its limits, output and ordering) with its prepared instance.
     pub(super) fn new(
         engine: Engine,
-        pre: NetworkFunctionPre<HostState>,
+        pre: HandlePre<HostState>,
         caps: Arc<FunctionCaps>,
         spec: &FunctionSpec,
         epoch_tick: Duration,
@@ -87,6 +87,11 @@ impl LoadedFunction {
     /// Which of its events run one at a time, in arrival order.
     pub fn order_by(&self) -> &OrderBy {
         &self.order_by
+    }
+
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> ContractVersion {
+        self.pre.version()
     }
 
     pub fn name(&self) -> &Arc<str> {
@@ -267,7 +272,7 @@ impl LoadedFunction {
 pub struct WarmInstance<'a> {
     function: &'a LoadedFunction,
     store: Store<HostState>,
-    instance: crate::contract::NetworkFunction,
+    instance: crate::contract::Handle,
 }
 
 impl LoadedFunction {

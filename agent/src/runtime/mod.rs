@@ -16,7 +16,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use crate::config::{Config, FunctionSpec, RuntimeConfig};
-use crate::contract::NetworkFunctionPre;
+use crate::contract::HandlePre;
 use crate::host::{self, FunctionCaps, HostResources, HostState};
 use crate::inference::ModelRegistry;
 use crate::outbound::OutboundSink;
@@ -120,7 +120,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(link_error)?;
-        let pre = NetworkFunctionPre::new(instance_pre).map_err(link_error)?;
+        let pre = HandlePre::new(instance_pre).map_err(link_error)?;
         let resources = HostResources {
             state,
             sink,

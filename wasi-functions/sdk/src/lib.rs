@@ -40,7 +40,7 @@ pub mod bindings {
     });
 }
 
-pub use bindings::fogd::function::types::Source;
+pub use bindings::fogd::function::events::Source;
 pub use bindings::fogd::function::{config, inference, kv, log, messaging};
 pub use bindings::{Event, Guest, export};
 
