@@ -16,8 +16,8 @@ use crate::runtime::{Executor, Runtime, RuntimeSettings};
 use crate::state::{StateDb, StateError};
 use crate::telemetry::{self, Health, JsonPage, Metrics};
 use crate::triggers;
+use crate::triggers::TriggerError;
 use crate::triggers::mqtt::embedded::EmbeddedError;
-use crate::triggers::snmp::SnmpError;
 use crate::triggers::{Inputs, Trigger};
 use fogd_fleet::mqtt::{ConnectionSettings, SetupError};
 
@@ -52,12 +52,21 @@ pub enum StartError {
     #[error(transparent)]
     Connection(#[from] SetupError),
     #[error(transparent)]
-    Snmp(#[from] SnmpError),
+    Trigger(#[from] TriggerError),
     #[error("cannot serve metrics on {address}: {source}")]
     Metrics {
         address: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// The addresses the triggers of `kind` listen on.
+fn listening(triggers: &[Box<dyn Trigger>], kind: &str) -> Vec<SocketAddr> {
+    triggers
+        .iter()
+        .filter(|trigger| trigger.kind() == kind)
+        .flat_map(|trigger| trigger.listening().iter().copied())
+        .collect()
 }
 
 /// A running agent.
@@ -81,6 +90,8 @@ pub struct Agent {
     pub metrics_address: Option<SocketAddr>,
     /// Where SNMP traps and informs are received, if enabled.
     pub snmp_address: Option<SocketAddr>,
+    /// Where the syslog receiver listens: its UDP addresses, then its TCP ones, as bound.
+    pub syslog_addresses: Vec<SocketAddr>,
     brokers: usize,
 }
 
@@ -207,7 +218,8 @@ impl Agent {
             shutdown,
             tasks,
             outbound_task,
-            snmp_address: triggers.iter().find_map(|trigger| trigger.listening()),
+            snmp_address: listening(&triggers, "snmp").first().copied(),
+            syslog_addresses: listening(&triggers, "syslog"),
             triggers,
             config,
             runtime,

@@ -42,3 +42,14 @@ pub fn attribute<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
 }
+
+/// The message text of a syslog event (its payload's `message`).
+pub fn syslog_message(event: &Event) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct MessageOnly {
+        message: String,
+    }
+    serde_json::from_slice::<MessageOnly>(&event.payload)
+        .ok()
+        .map(|m| m.message)
+}

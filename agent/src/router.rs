@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::config::{FunctionSpec, Retained, TriggerSpec};
-use crate::event::{Event, Source, attribute, attributes};
+use crate::config::{FunctionSpec, Retained, SyslogTrigger, TriggerSpec};
+use crate::event::{Event, Source, attribute, attributes, syslog_message};
 use crate::runtime::{Executor, FunctionQueue};
 use crate::telemetry::Metrics;
 use crate::topic::{TopicFilter, subscription_filter};
@@ -20,6 +20,8 @@ enum Selector {
     SnmpTrap(Option<String>),
     /// Results of one SNMP poll job.
     SnmpPoll(String),
+    /// Syslog messages that pass the trigger's filters.
+    Syslog(SyslogTrigger),
     /// MQTT messages on one broker connection whose topic matches; retained copies only if
     /// the trigger takes them.
     Mqtt {
@@ -77,6 +79,9 @@ impl Router {
                     TriggerSpec::SnmpPoll(poll) => {
                         (Selector::SnmpPoll(poll.job.clone()), Delivery::default())
                     }
+                    TriggerSpec::Syslog(syslog) => {
+                        (Selector::Syslog(syslog.clone()), Delivery::default())
+                    }
                     TriggerSpec::Timer(_) => (
                         Selector::Timer(timer_key(&function.name, index)),
                         Delivery::default(),
@@ -127,6 +132,13 @@ impl Router {
                     .as_deref()
                     .is_none_or(|p| oid_within(&event.subject, p)),
                 (Selector::SnmpPoll(job), Source::SnmpPoll) => *job == event.subject,
+                (Selector::Syslog(filter), Source::Syslog) => filter.accepts(
+                    attribute(event, attributes::SYSLOG_FACILITY).and_then(|f| f.parse().ok()),
+                    attribute(event, attributes::SYSLOG_SEVERITY).and_then(|s| s.parse().ok()),
+                    attribute(event, attributes::SYSLOG_HOSTNAME),
+                    attribute(event, attributes::SYSLOG_APP_NAME),
+                    || syslog_message(event),
+                ),
                 (Selector::Timer(key), Source::Timer) => {
                     attribute(event, attributes::TIMER) == Some(key.as_str())
                 }

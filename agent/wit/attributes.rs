@@ -28,3 +28,15 @@ pub const SNMP_PDU: &str = "snmp.pdu";
 pub const SNMP_SOURCE: &str = "snmp.source";
 /// SNMP polls: the polled agent.
 pub const SNMP_TARGET: &str = "snmp.target";
+/// Syslog messages: the facility name (`kern`, `auth`, `local7`...), when the message has a PRI.
+pub const SYSLOG_FACILITY: &str = "syslog.facility";
+/// The severity name (`emerg` ... `debug`), when the message has a PRI.
+pub const SYSLOG_SEVERITY: &str = "syslog.severity";
+/// The HOSTNAME header field, when present.
+pub const SYSLOG_HOSTNAME: &str = "syslog.hostname";
+/// The APP-NAME (RFC 5424) or tag (RFC 3164), when present.
+pub const SYSLOG_APP_NAME: &str = "syslog.app_name";
+/// The sender's address and port.
+pub const SYSLOG_SOURCE: &str = "syslog.source";
+/// `udp` or `tcp`.
+pub const SYSLOG_TRANSPORT: &str = "syslog.transport";

@@ -389,3 +389,13 @@ fn dequantize(bytes: &[u8], scale: f32, zero_point: i32) -> Vec<f32> {
         .map(|&b| (i32::from(b as i8) - zero_point) as f32 * scale)
         .collect()
 }
+
+/// Fails with the command's output unless it succeeded.
+pub fn assert_success(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

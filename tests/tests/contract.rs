@@ -1,8 +1,9 @@
 //! Functions built against an earlier release of the contract keep loading and running.
 
+use fogd::config::{SyslogTrigger, TriggerSpec};
 use fogd::contract::ContractVersion;
 use fogd::event::{Source, new_event};
-use fogd::runtime::InvokeError;
+use fogd::runtime::{InvokeError, LoadError};
 use fogd_tests::{Harness, call_text, components, spec};
 
 #[test]
@@ -36,4 +37,25 @@ fn an_event_from_a_source_0_1_0_lacks_fails_only_that_event() {
         other => panic!("expected the event to fail, got {other:?}"),
     }
     assert_eq!(call_text(&legacy, "a", "still"), "1:still");
+}
+
+#[test]
+fn a_0_1_0_function_cannot_take_a_trigger_its_contract_lacks() {
+    let harness = Harness::new();
+    let mut legacy = spec("legacy", &components().legacy_echo);
+    legacy
+        .triggers
+        .push(TriggerSpec::Syslog(SyslogTrigger::default()));
+    let error = harness.load(&legacy).err().expect("load refused");
+    assert!(
+        matches!(
+            error,
+            LoadError::Contract {
+                events: Source::Syslog,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("rebuild it"), "{error}");
 }

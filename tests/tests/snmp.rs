@@ -8,7 +8,7 @@ use std::time::Duration;
 use fogd_tests::agent::{Running, broker, connected, function, start};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::{Received, TestClient};
-use fogd_tests::{components, wait_until};
+use fogd_tests::{assert_success, components, wait_until};
 use serde_json::Value;
 
 use fogd_tests::PATIENCE;
@@ -169,15 +169,6 @@ impl Site {
     }
 }
 
-fn assert_ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 fn varbind<'a>(body: &'a Value, oid: &str) -> &'a Value {
     body["varbinds"]
         .as_array()
@@ -211,7 +202,7 @@ async fn v2c_and_v1_traps_become_events_routed_by_trap_oid() {
             "001b21ff0a0b",
         ],
     );
-    assert_ok(&output);
+    assert_success(&output);
     let mut by_topic = std::collections::BTreeMap::new();
     for _ in 0..2 {
         let (topic, body) = site.next_trap().await;
@@ -252,7 +243,7 @@ async fn v2c_and_v1_traps_become_events_routed_by_trap_oid() {
     );
 
     // A coldStart is not a linkDown: only the catch-all function runs.
-    assert_ok(&site.tool(
+    assert_success(&site.tool(
         "snmptrap",
         &["-v", "2c", "-c", COMMUNITY],
         &["1", COLD_START],
@@ -278,7 +269,7 @@ async fn v2c_and_v1_traps_become_events_routed_by_trap_oid() {
             "5",
         ],
     );
-    assert_ok(&v1);
+    assert_success(&v1);
     let (_, body) = site.next_trap().await;
     assert_eq!(body["version"], "1");
     assert_eq!(body["trap_oid"], LINK_DOWN);
@@ -353,7 +344,7 @@ async fn v3_traps_with_each_security_level_and_wrong_keys_are_counted() {
     ];
     for (credentials, level) in cases {
         let options: Vec<&str> = ["-v", "3"].iter().chain(credentials).copied().collect();
-        assert_ok(&site.tool("snmptrap", &options, &["42", COLD_START]));
+        assert_success(&site.tool("snmptrap", &options, &["42", COLD_START]));
         let (_, body) = site.next_trap().await;
         assert_eq!(body["version"], "3");
         assert_eq!(body["user"], credentials[1]);
@@ -442,13 +433,13 @@ async fn informs_are_answered_and_refused_ones_are_not() {
         &["-v", "2c", "-c", COMMUNITY],
         &["5", LINK_DOWN],
     );
-    assert_ok(&v2c);
+    assert_success(&v2c);
     let v3 = site.tool(
         "snmpinform",
         &[&["-v", "3"], SHA_AES_USER].concat(),
         &["6", COLD_START],
     );
-    assert_ok(&v3);
+    assert_success(&v3);
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let (topic, body) = site.next_trap().await;
@@ -560,7 +551,7 @@ fn malformed_datagrams_are_counted_and_the_receiver_keeps_working() {
         ])
         .output()
         .unwrap();
-    assert_ok(&output);
+    assert_success(&output);
     daemon.wait_for(&["publish", "traps/all", "coldStart"]);
     let rejected = |text: &str| -> u64 {
         text.lines()

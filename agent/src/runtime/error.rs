@@ -16,6 +16,12 @@ pub enum LoadError {
     Invalid { path: PathBuf, reason: String },
     #[error("component {path} does not fit the fogd:function world: {reason}")]
     Link { path: PathBuf, reason: String },
+    #[error("component {path} was built against {contract}, which has no {kind} events; rebuild it with the current SDK to give it a {kind} trigger", kind = events.as_str(), contract = contract.as_str())]
+    Contract {
+        path: PathBuf,
+        contract: crate::contract::ContractVersion,
+        events: crate::event::Source,
+    },
     #[error("cannot write the component cache in {dir}: {source}")]
     Cache {
         dir: PathBuf,

@@ -15,8 +15,9 @@ use thiserror::Error;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-use crate::config::{Config, FunctionSpec, RuntimeConfig};
+use crate::config::{Config, FunctionSpec, RuntimeConfig, TriggerSpec};
 use crate::contract::HandlePre;
+use crate::event::Source;
 use crate::host::{self, FunctionCaps, HostResources, HostState};
 use crate::inference::ModelRegistry;
 use crate::outbound::OutboundSink;
@@ -121,6 +122,19 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(link_error)?;
         let pre = HandlePre::new(instance_pre).map_err(link_error)?;
+        let contract = pre.version();
+        if let Some(source) = spec
+            .triggers
+            .iter()
+            .map(trigger_source)
+            .find(|&source| !contract.knows(source))
+        {
+            return Err(LoadError::Contract {
+                path: path.clone(),
+                contract,
+                events: source,
+            });
+        }
         let resources = HostResources {
             state,
             sink,
@@ -137,5 +151,16 @@ impl Runtime {
             self.settings.engine.epoch_tick,
             load_source,
         ))
+    }
+}
+
+/// The source of the events a trigger produces.
+fn trigger_source(trigger: &TriggerSpec) -> Source {
+    match trigger {
+        TriggerSpec::Timer(_) => Source::Timer,
+        TriggerSpec::Mqtt(_) => Source::Mqtt,
+        TriggerSpec::SnmpTrap(_) => Source::SnmpTrap,
+        TriggerSpec::SnmpPoll(_) => Source::SnmpPoll,
+        TriggerSpec::Syslog(_) => Source::Syslog,
     }
 }

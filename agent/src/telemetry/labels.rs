@@ -44,6 +44,10 @@ label_values! {
         KernelBufferFull => "kernel_buffer_full",
         ReceiveError => "receive_error",
         TooLarge => "too_large",
+        /// A TCP connection over the receiver's limit, closed on accept.
+        TooManyConnections => "too_many_connections",
+        /// A TCP connection closed after sending nothing for the idle timeout.
+        Idle => "idle",
         /// A poll that got no answer.
         Failed => "failed",
     }

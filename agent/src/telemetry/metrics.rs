@@ -72,6 +72,7 @@ pub struct Metrics {
     queue_depth: Family<FunctionLabel, Gauge>,
     received: Family<SourceLabel, Counter>,
     rejected: Family<SourceReasonLabel, Counter>,
+    truncated: Family<SourceLabel, Counter>,
     broker_connected: Family<BrokerLabel, Gauge>,
     broker_connects: Family<BrokerLabel, Counter>,
     published: Family<BrokerLabel, Counter>,
@@ -108,6 +109,7 @@ impl Metrics {
         let queue_depth = Family::default();
         let received = Family::default();
         let rejected = Family::default();
+        let truncated = Family::default();
         let broker_connected = Family::default();
         let broker_connects = Family::default();
         let published = Family::default();
@@ -191,6 +193,11 @@ impl Metrics {
             "Inputs rejected before becoming events, per source and reason",
             rejected.clone(),
         );
+        registry.register(
+            "inputs_truncated",
+            "Inputs longer than their limit, cut there and delivered, per source",
+            truncated.clone(),
+        );
         Self {
             registry,
             invocations,
@@ -201,6 +208,7 @@ impl Metrics {
             queue_depth,
             received,
             rejected,
+            truncated,
             broker_connected,
             broker_connects,
             published,
@@ -321,6 +329,23 @@ impl Metrics {
     /// with the same source names as the events (`Source::as_str`).
     pub fn input_rejected(&self, source: Source, reason: Rejection) {
         self.inputs_rejected_by(source, reason, 1);
+    }
+
+    /// Counts an input delivered cut to its size limit.
+    pub fn input_truncated(&self, source: Source) {
+        self.truncated
+            .get_or_create(&SourceLabel {
+                source: source.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn input_truncated_count(&self, source: &str) -> u64 {
+        self.truncated
+            .get(&SourceLabel {
+                source: source.to_owned(),
+            })
+            .map_or(0, |counter| counter.get())
     }
 
     pub fn inputs_rejected_by(&self, source: Source, reason: Rejection, count: u64) {

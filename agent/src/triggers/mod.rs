@@ -4,7 +4,9 @@
 
 pub mod mqtt;
 pub mod snmp;
+pub mod syslog;
 pub mod timer;
+mod udp_socket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use crate::telemetry::Health;
 
 use mqtt::{MqttContext, MqttTriggers};
 use snmp::SnmpError;
+use syslog::SyslogError;
 
 /// A step of a trigger's shutdown.
 pub type Stopping<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -33,9 +36,9 @@ pub type Stopping<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 pub trait Trigger: Send {
     /// What it is, in logs (`timer`, `snmp`, `snmp-poll`, `mqtt`).
     fn kind(&self) -> &'static str;
-    /// The address it receives on, for those that listen.
-    fn listening(&self) -> Option<SocketAddr> {
-        None
+    /// The addresses it receives on, for those that listen, in config order.
+    fn listening(&self) -> &[SocketAddr] {
+        &[]
     }
     /// Whether its tasks still run.
     fn is_alive(&self) -> bool;
@@ -64,8 +67,17 @@ pub struct Inputs<'a> {
     pub health: &'a Arc<Health>,
 }
 
+/// A trigger that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error(transparent)]
+    Snmp(#[from] SnmpError),
+    #[error(transparent)]
+    Syslog(#[from] SyslogError),
+}
+
 /// Starts every trigger the config and the loaded functions ask for.
-pub async fn start(inputs: Inputs<'_>) -> Result<Vec<Box<dyn Trigger>>, SnmpError> {
+pub async fn start(inputs: Inputs<'_>) -> Result<Vec<Box<dyn Trigger>>, TriggerError> {
     let mut triggers: Vec<Box<dyn Trigger>> =
         vec![Box::new(timer::start(inputs.functions, inputs.dispatch))];
     if let Some(snmp) = &inputs.config.snmp {
@@ -87,6 +99,11 @@ pub async fn start(inputs: Inputs<'_>) -> Result<Vec<Box<dyn Trigger>>, SnmpErro
             inputs.health,
         )?));
     }
+    if let Some(config) = &inputs.config.syslog {
+        triggers.push(Box::new(
+            syslog::start(config, inputs.dispatch.clone(), inputs.health.clone()).await?,
+        ));
+    }
     triggers.push(Box::new(MqttTriggers::start(MqttContext {
         brokers: inputs.brokers,
         functions: inputs.functions,
@@ -104,7 +121,7 @@ pub struct Tasks {
     kind: &'static str,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    listening: Option<SocketAddr>,
+    listening: Vec<SocketAddr>,
 }
 
 impl Tasks {
@@ -113,7 +130,7 @@ impl Tasks {
             kind,
             shutdown: watch::channel(false).0,
             tasks: Vec::new(),
-            listening: None,
+            listening: Vec::new(),
         }
     }
 
@@ -126,9 +143,8 @@ impl Tasks {
         self.tasks.push(task);
     }
 
-    pub fn listening_on(mut self, address: SocketAddr) -> Self {
-        self.listening = Some(address);
-        self
+    pub fn listening_on(&mut self, address: SocketAddr) {
+        self.listening.push(address);
     }
 }
 
@@ -137,8 +153,8 @@ impl Trigger for Tasks {
         self.kind
     }
 
-    fn listening(&self) -> Option<SocketAddr> {
-        self.listening
+    fn listening(&self) -> &[SocketAddr] {
+        &self.listening
     }
 
     fn is_alive(&self) -> bool {

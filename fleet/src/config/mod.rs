@@ -9,6 +9,7 @@ mod key;
 mod load;
 mod network;
 mod snmp;
+mod syslog;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ pub use key::{PublicKey, PublicKeyError};
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
 pub use network::{Network, NetworkError};
 pub use snmp::{PollJob, SnmpConfig, SnmpPollTrigger, SnmpTrapTrigger, SnmpUser};
+pub use syslog::{Facility, Pattern, Severity, SyslogConfig, SyslogTrigger};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -58,6 +60,8 @@ pub struct Config {
     pub models: Vec<ModelSpec>,
     /// The SNMP trap and inform receiver; off unless present.
     pub snmp: Option<SnmpConfig>,
+    /// The syslog receiver; off unless present.
+    pub syslog: Option<SyslogConfig>,
     #[serde(default)]
     pub sync: SyncConfig,
 }
@@ -530,6 +534,8 @@ pub enum TriggerSpec {
     /// `snmp_poll = { job = "core-interfaces" }`: runs it with each result of a poll job.
     #[serde(rename = "snmp_poll")]
     SnmpPoll(SnmpPollTrigger),
+    /// `syslog = { severity = "warning" }`: runs it for syslog messages that pass its filters.
+    Syslog(SyslogTrigger),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

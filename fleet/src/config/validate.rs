@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, FunctionSpec, SnmpConfig, TriggerSpec};
+use super::{Config, FunctionSpec, SnmpConfig, SyslogConfig, TriggerSpec};
 use crate::topic::{TopicFilter, render_template, subscription_filter, validate_topic_name};
 
 type Problem = (String, String);
@@ -75,6 +75,9 @@ impl Config {
         if let Some(snmp) = &self.snmp {
             validate_snmp(snmp, &mut problems);
         }
+        if let Some(syslog) = &self.syslog {
+            validate_syslog(syslog, &mut problems);
+        }
         let mut names = HashSet::new();
         for (index, function) in self.functions.iter().enumerate() {
             let at = format!("function[{index}]");
@@ -102,6 +105,21 @@ impl Config {
                 problems.push((
                     format!("{at}.trigger[{position}].snmp_trap"),
                     "needs the receiver: snmp.listen in this file".into(),
+                ));
+            }
+            let receives_syslog = self
+                .syslog
+                .as_ref()
+                .is_some_and(|s| !s.udp.is_empty() || !s.tcp.is_empty());
+            if !receives_syslog
+                && let Some(position) = function
+                    .triggers
+                    .iter()
+                    .position(|t| matches!(t, TriggerSpec::Syslog(_)))
+            {
+                problems.push((
+                    format!("{at}.trigger[{position}].syslog"),
+                    "needs the receiver: syslog.udp or syslog.tcp in this file".into(),
                 ));
             }
             if !names.insert(function.name.as_str()) {
@@ -329,7 +347,7 @@ impl FunctionSpec {
                     problems.push((format!("{key}.timer.every"), "must be at least 1ms".into()))
                 }
                 TriggerSpec::Timer(_) => {}
-                TriggerSpec::SnmpPoll(_) => {}
+                TriggerSpec::SnmpPoll(_) | TriggerSpec::Syslog(_) => {}
                 TriggerSpec::SnmpTrap(trap) => {
                     if let Some(oid) = &trap.oid
                         && let Err(message) = validate_oid(oid)
@@ -373,6 +391,25 @@ fn validate_oid(oid: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The longest syslog message fogd keeps (RFC 5425 receivers must take 2048 octets and
+/// should take 8192; a gateway needs a bound).
+const MAX_SYSLOG_MESSAGE_BYTES: usize = 1 << 20;
+
+fn validate_syslog(syslog: &SyslogConfig, problems: &mut Vec<Problem>) {
+    if syslog.max_message_bytes < 480 || syslog.max_message_bytes > MAX_SYSLOG_MESSAGE_BYTES {
+        problems.push((
+            "syslog.max_message_bytes".into(),
+            format!("must be between 480 (RFC 5424's minimum) and {MAX_SYSLOG_MESSAGE_BYTES}"),
+        ));
+    }
+    if syslog.max_connections == 0 {
+        problems.push(("syslog.max_connections".into(), "must be at least 1".into()));
+    }
+    if syslog.idle_timeout.0 == 0 {
+        problems.push(("syslog.idle_timeout".into(), "must be at least 1ms".into()));
+    }
 }
 
 fn validate_snmp(snmp: &SnmpConfig, problems: &mut Vec<Problem>) {

@@ -10,7 +10,6 @@ mod error;
 pub mod payload;
 mod poll;
 pub mod render;
-mod socket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,10 +25,10 @@ use crate::event::Source;
 use crate::router::Dispatch;
 use crate::telemetry::{Health, Metrics, Rejection};
 
+use super::udp_socket::{self, BoundSocket};
 use accept::AcceptList;
 pub use error::SnmpError;
 pub use poll::start as start_polls;
-use socket::BoundSocket;
 
 /// How often the receiver's own rejection counters are copied into fogd's metrics.
 const COUNTER_SYNC: Duration = Duration::from_secs(1);
@@ -83,24 +82,10 @@ pub async fn start_receiver(
     let local = receiver.local_addr();
     let socket = BoundSocket::find(local);
     let requested = config.receive_buffer_kib as usize * 1024;
-    match socket.as_ref().map(|s| s.set_receive_buffer(requested)) {
-        // Linux reports twice what it keeps for datagrams; less than twice the request
-        // means it was capped.
-        Some(Ok(granted)) if granted / 2 < requested => {
-            tracing::warn!(listen = %local, receive_buffer_bytes = granted / 2, requested_bytes = requested, "SNMP receiver listening with a smaller receive buffer than asked: the kernel caps it at net.core.rmem_max (raise it with sysctl, or run with CAP_NET_ADMIN)")
-        }
-        Some(Ok(granted)) => {
-            tracing::info!(listen = %local, receive_buffer_bytes = granted / 2, "SNMP receiver listening")
-        }
-        Some(Err(error)) => {
-            tracing::warn!(listen = %local, %error, "SNMP receiver listening; cannot size its receive buffer")
-        }
-        None => {
-            tracing::warn!(listen = %local, "SNMP receiver listening; its socket was not found to size its buffer")
-        }
-    }
+    udp_socket::size_and_announce(socket.as_ref(), requested, "SNMP receiver", local);
     health.set("snmp", true, format!("listening on {local}"));
-    let mut tasks = Tasks::new("snmp").listening_on(local);
+    let mut tasks = Tasks::new("snmp");
+    tasks.listening_on(local);
     let shutdown = tasks.shutdown_signal();
     tasks.push(tokio::spawn(receive(
         receiver, socket, dispatch, metrics, shutdown,

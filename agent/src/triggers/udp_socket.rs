@@ -1,4 +1,4 @@
-//! The receiver's UDP socket as the kernel sees it: its receive buffer and the datagrams the
+//! A receiver's UDP socket as the kernel sees it: its receive buffer and the datagrams the
 //! kernel dropped because that buffer was full. async-snmp binds the socket itself and does
 //! not expose it, so it is found among this process's descriptors by its bound address.
 
@@ -31,6 +31,15 @@ impl BoundSocket {
             }
         }
         None
+    }
+
+    /// A socket this process opened itself; it must outlive the returned value.
+    pub fn of(socket: &impl std::os::fd::AsRawFd) -> Option<Self> {
+        let fd = socket.as_raw_fd();
+        Some(Self {
+            fd,
+            inode: inode(fd)?,
+        })
     }
 
     /// Asks for a receive buffer of `bytes` and returns what the kernel granted. Linux
@@ -78,6 +87,32 @@ impl BoundSocket {
             .iter()
             .filter_map(|table| std::fs::read_to_string(table).ok())
             .find_map(|text| drops_for_inode(&text, self.inode))
+    }
+}
+
+/// Sizes a receiver's buffer to `requested` bytes and logs that `receiver` (e.g. "SNMP
+/// receiver") listens on `local`, with what the kernel granted.
+pub fn size_and_announce(
+    socket: Option<&BoundSocket>,
+    requested: usize,
+    receiver: &str,
+    local: SocketAddr,
+) {
+    match socket.map(|s| s.set_receive_buffer(requested)) {
+        // Linux reports twice what it keeps for datagrams; less than twice the request
+        // means it was capped.
+        Some(Ok(granted)) if granted / 2 < requested => {
+            tracing::warn!(listen = %local, receive_buffer_bytes = granted / 2, requested_bytes = requested, "{receiver} listening with a smaller receive buffer than asked: the kernel caps it at net.core.rmem_max (raise it with sysctl, or run with CAP_NET_ADMIN)")
+        }
+        Some(Ok(granted)) => {
+            tracing::info!(listen = %local, receive_buffer_bytes = granted / 2, "{receiver} listening")
+        }
+        Some(Err(error)) => {
+            tracing::warn!(listen = %local, %error, "{receiver} listening; cannot size its receive buffer")
+        }
+        None => {
+            tracing::warn!(listen = %local, "{receiver} listening; its socket was not found to size its buffer")
+        }
     }
 }
 

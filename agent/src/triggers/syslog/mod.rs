@@ -1,0 +1,285 @@
+//! The syslog trigger: UDP and TCP listeners (RFC 5426, RFC 6587) whose messages become
+//! events offered to the functions whose `syslog` trigger filters pass them. Refused inputs
+//! are counted in `fogd_inputs_rejected_total{source="syslog"}`, messages cut to
+//! `max_message_bytes` in `fogd_inputs_truncated_total{source="syslog"}`.
+
+mod framing;
+pub mod message;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::Tasks;
+use super::udp_socket::{self, BoundSocket};
+use crate::config::{Network, SyslogConfig};
+use crate::event::Source;
+use crate::router::Dispatch;
+use crate::telemetry::{Health, Metrics, Rejection};
+
+use framing::Framer;
+use message::Transport;
+
+/// How often the kernel's drop counts are copied into fogd's metrics.
+const COUNTER_SYNC: Duration = Duration::from_secs(1);
+
+/// The largest UDP datagram.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Bytes read from a TCP connection at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+#[derive(Debug, Error)]
+pub enum SyslogError {
+    #[error("cannot listen for syslog on {transport} {address}: {source}")]
+    Bind {
+        transport: &'static str,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What every listener shares.
+struct Receiver {
+    allowed: Vec<Network>,
+    max_message_bytes: usize,
+    idle_timeout: Duration,
+    dispatch: Dispatch,
+    metrics: Arc<Metrics>,
+}
+
+impl Receiver {
+    fn allows(&self, peer: &SocketAddr) -> bool {
+        let address = peer.ip().to_canonical();
+        self.allowed.is_empty() || self.allowed.iter().any(|n| n.contains(&address))
+    }
+
+    fn reject(&self, reason: Rejection) {
+        self.metrics.input_rejected(Source::Syslog, reason);
+    }
+
+    fn deliver(&self, bytes: &[u8], peer: SocketAddr, transport: Transport, truncated: bool) {
+        if truncated {
+            self.metrics.input_truncated(Source::Syslog);
+        }
+        self.dispatch
+            .offer(message::event(bytes, peer, transport, truncated));
+    }
+}
+
+/// Binds every listener and starts their tasks; the trigger lists the UDP addresses, then
+/// the TCP ones, as bound.
+pub async fn start(
+    config: &SyslogConfig,
+    dispatch: Dispatch,
+    health: Arc<Health>,
+) -> Result<Tasks, SyslogError> {
+    let receiver = Arc::new(Receiver {
+        allowed: config.allowed_sources.clone(),
+        max_message_bytes: config.max_message_bytes,
+        idle_timeout: config.idle_timeout.as_duration(),
+        metrics: dispatch.metrics().clone(),
+        dispatch,
+    });
+    let mut tasks = Tasks::new("syslog");
+    let mut listening = Vec::new();
+    for &address in &config.udp {
+        let bind = |source| SyslogError::Bind {
+            transport: "udp",
+            address,
+            source,
+        };
+        let socket = UdpSocket::bind(address).await.map_err(bind)?;
+        let local = socket.local_addr().map_err(bind)?;
+        udp_socket::size_and_announce(
+            BoundSocket::of(&socket).as_ref(),
+            config.receive_buffer_kib as usize * 1024,
+            "syslog receiver on UDP",
+            local,
+        );
+        listening.push(format!("udp {local}"));
+        tasks.listening_on(local);
+        tasks.push(tokio::spawn(receive_datagrams(
+            socket,
+            receiver.clone(),
+            tasks.shutdown_signal(),
+        )));
+    }
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    for &address in &config.tcp {
+        let bind = |source| SyslogError::Bind {
+            transport: "tcp",
+            address,
+            source,
+        };
+        let listener = TcpListener::bind(address).await.map_err(bind)?;
+        let local = listener.local_addr().map_err(bind)?;
+        tracing::info!(listen = %local, "syslog receiver listening on TCP");
+        listening.push(format!("tcp {local}"));
+        tasks.listening_on(local);
+        tasks.push(tokio::spawn(accept_connections(
+            listener,
+            receiver.clone(),
+            connections.clone(),
+            tasks.shutdown_signal(),
+        )));
+    }
+    health.set(
+        "syslog",
+        true,
+        format!("listening on {}", listening.join(", ")),
+    );
+    Ok(tasks)
+}
+
+/// One message per datagram (RFC 5426).
+async fn receive_datagrams(
+    socket: UdpSocket,
+    receiver: Arc<Receiver>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let sync = tokio::spawn(sync_kernel_drops(
+        BoundSocket::of(&socket),
+        receiver.metrics.clone(),
+        shutdown.clone(),
+    ));
+    let mut buffer = vec![0; MAX_DATAGRAM];
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok((length, peer)) => {
+                    if !receiver.allows(&peer) {
+                        receiver.reject(Rejection::SourceNotAllowed);
+                        continue;
+                    }
+                    let datagram = &buffer[..length];
+                    let datagram = datagram.strip_suffix(b"\n").unwrap_or(datagram);
+                    let kept = datagram.len().min(receiver.max_message_bytes);
+                    receiver.deliver(&datagram[..kept], peer, Transport::Udp, kept < datagram.len());
+                }
+                Err(error) => {
+                    receiver.reject(Rejection::ReceiveError);
+                    tracing::warn!(%error, "syslog receive failed");
+                }
+            },
+        }
+    }
+    let _ = sync.await;
+}
+
+/// Adds the datagrams the kernel dropped since the last look to the rejections.
+async fn sync_kernel_drops(
+    socket: Option<BoundSocket>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(socket) = socket else { return };
+    let mut seen = socket.kernel_drops().unwrap_or(0);
+    let mut tick = tokio::time::interval(COUNTER_SYNC);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {
+                let now = socket.kernel_drops().unwrap_or(seen);
+                if now > seen {
+                    metrics.inputs_rejected_by(Source::Syslog, Rejection::KernelBufferFull, now - seen);
+                    seen = now;
+                }
+            }
+        }
+    }
+}
+
+async fn accept_connections(
+    listener: TcpListener,
+    receiver: Arc<Receiver>,
+    connections: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut open = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(_) = open.join_next(), if !open.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if !receiver.allows(&peer) {
+                        receiver.reject(Rejection::SourceNotAllowed);
+                        continue;
+                    }
+                    let Ok(permit) = connections.clone().try_acquire_owned() else {
+                        receiver.reject(Rejection::TooManyConnections);
+                        tracing::warn!(%peer, "syslog connection refused: syslog.max_connections are open");
+                        continue;
+                    };
+                    let receiver = receiver.clone();
+                    let shutdown = shutdown.clone();
+                    open.spawn(async move {
+                        read_connection(stream, peer, &receiver, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                Err(error) => {
+                    receiver.reject(Rejection::ReceiveError);
+                    tracing::warn!(%error, "syslog accept failed");
+                }
+            },
+        }
+    }
+    open.join_all().await;
+}
+
+/// Reads messages from one connection until it closes, idles, breaks its framing or fogd
+/// stops.
+async fn read_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    receiver: &Receiver,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut framer = Framer::new(receiver.max_message_bytes);
+    let mut buffer = vec![0; READ_CHUNK];
+    let deliver = |frame: framing::Frame| {
+        receiver.deliver(&frame.message, peer, Transport::Tcp, frame.truncated);
+    };
+    loop {
+        let read = tokio::select! {
+            _ = shutdown.changed() => return,
+            read = tokio::time::timeout(receiver.idle_timeout, stream.read(&mut buffer)) => read,
+        };
+        match read {
+            Err(_) => {
+                tracing::debug!(%peer, "syslog connection idle; closed");
+                receiver.reject(Rejection::Idle);
+                return;
+            }
+            Ok(Ok(0)) => break,
+            Ok(Ok(length)) => {
+                if let Err(error) = framer.feed(&buffer[..length], deliver) {
+                    receiver.reject(Rejection::Malformed);
+                    tracing::warn!(%peer, %error, "syslog connection closed: its framing is broken");
+                    return;
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "syslog connection failed");
+                break;
+            }
+        }
+    }
+    match framer.finish() {
+        Ok(Some(frame)) => deliver(frame),
+        Ok(None) => {}
+        Err(error) => {
+            receiver.reject(Rejection::Malformed);
+            tracing::warn!(%peer, %error, "syslog connection ended mid-message");
+        }
+    }
+}
