@@ -3,7 +3,7 @@
 //! are counted in `fogd_inputs_rejected_total{source="syslog"}`, messages cut to
 //! `max_message_bytes` in `fogd_inputs_truncated_total{source="syslog"}`.
 
-mod framing;
+pub mod framing;
 pub mod message;
 
 use std::net::SocketAddr;
