@@ -38,5 +38,5 @@ pub const SYSLOG_HOSTNAME: &str = "syslog.hostname";
 pub const SYSLOG_APP_NAME: &str = "syslog.app_name";
 /// The sender's address and port.
 pub const SYSLOG_SOURCE: &str = "syslog.source";
-/// `udp` or `tcp`.
+/// `udp`, `tcp` or `tls`.
 pub const SYSLOG_TRANSPORT: &str = "syslog.transport";

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
 
 use fogd_tests::agent::{Running, broker, connected, function, start};
+use fogd_tests::certs::Pki;
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::{PATIENCE, assert_success, components, wait_until};
@@ -20,15 +21,23 @@ struct Site {
     client: TestClient,
     udp: SocketAddr,
     tcp: SocketAddr,
+    tls: SocketAddr,
+    /// The CA, server and client certificates (`ca.pem`, `server.pem`, `client.pem`...).
+    certificates: tempfile::TempDir,
     _mosquitto: Mosquitto,
 }
 
-/// An agent receiving syslog on a free UDP and TCP port, with an `echo` function that
+/// An agent receiving syslog on a free UDP, TCP and TLS port (client certificates required),
+/// with an `echo` function that
 /// publishes every message to `syslog/all` and one that takes only sshd's failed logins at
 /// warning or above from the auth facility.
 async fn site(id: &str) -> Site {
     let mosquitto = Mosquitto::start();
     let client = TestClient::connect(mosquitto.port, id, &["syslog/#"]).await;
+    let certificates = tempfile::tempdir().unwrap();
+    let pki = Pki::generate("syslog");
+    pki.write_server_files(certificates.path());
+    pki.write_client_files(certificates.path(), "sender");
     let config = format!(
         r#"
 [syslog]
@@ -38,10 +47,17 @@ max_message_bytes = {MAX_MESSAGE}
 max_connections = {MAX_CONNECTIONS}
 idle_timeout = "300ms"
 
+[[syslog.tls]]
+listen = "127.0.0.1:0"
+cert_file = "{dir}/server.pem"
+key_file = "{dir}/server.key"
+client_ca_file = "{dir}/ca.pem"
+
 {broker}
 {all}
 {failed_logins}
 "#,
+        dir = certificates.path().display(),
         broker = broker("local", &mosquitto.address(), ""),
         all = function(
             "all",
@@ -64,14 +80,16 @@ idle_timeout = "300ms"
     );
     let running = start(&config).await;
     connected(&running.agent, "local").await;
-    let [udp, tcp] = running.agent.syslog_addresses[..] else {
-        panic!("expected one UDP and one TCP listener");
+    let [udp, tcp, tls] = running.agent.syslog_addresses[..] else {
+        panic!("expected one UDP, one TCP and one TLS listener");
     };
     Site {
         running,
         client,
         udp,
         tcp,
+        tls,
+        certificates,
         _mosquitto: mosquitto,
     }
 }
@@ -107,6 +125,38 @@ impl Site {
                 return body;
             }
         }
+    }
+
+    /// Sends `stream` over TLS with `openssl s_client`, presenting the sender's client
+    /// certificate or none; the client closes when its input ends.
+    fn send_tls(&self, with_certificate: bool, stream: &[u8]) -> std::process::Output {
+        let dir = self.certificates.path();
+        let mut command = Command::new("openssl");
+        command
+            .args(["s_client", "-quiet", "-no_ign_eof", "-verify_return_error"])
+            .args(["-connect", &self.tls.to_string()])
+            .arg("-CAfile")
+            .arg(dir.join("ca.pem"));
+        if with_certificate {
+            command
+                .arg("-cert")
+                .arg(dir.join("sender-client.pem"))
+                .arg("-key")
+                .arg(dir.join("sender-client.key"));
+        }
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stream)
+            .unwrap();
+        child.wait_with_output().unwrap()
     }
 
     fn rejected(&self, reason: &str) -> u64 {
@@ -338,4 +388,28 @@ action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" template="RS
     assert_eq!(body["severity"], "notice");
     assert_eq!(body["message"], "neighbour 10.0.0.2 down");
     assert_eq!(body["transport"], "tcp");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_client_certificate_delivers_and_without_one_is_refused() {
+    let mut site = site("syslog-observer-7").await;
+    let message = b"<86>1 2026-12-01T22:00:00Z edge-gw sshd 77 - - session opened for admin";
+    let mut stream = format!("{} ", message.len()).into_bytes();
+    stream.extend_from_slice(message);
+    site.send_tls(true, &stream);
+    let body = site.next_from("all").await;
+    assert_eq!(body["transport"], "tls");
+    assert_eq!(body["facility"], "authpriv");
+    assert_eq!(body["message"], "session opened for admin");
+
+    site.send_tls(false, &stream);
+    wait_until("the client without a certificate is refused", || {
+        site.rejected("tls_handshake_failed") == 1
+    })
+    .await;
+    site.logger(true, &["--rfc5424", "-t", "after"], "plain TCP unaffected");
+    assert_eq!(
+        site.next_from("all").await["message"],
+        "plain TCP unaffected"
+    );
 }

@@ -48,6 +48,9 @@ label_values! {
         TooManyConnections => "too_many_connections",
         /// A TCP connection closed after sending nothing for the idle timeout.
         Idle => "idle",
+        /// A TLS connection whose handshake failed (no or an untrusted client certificate,
+        /// no common protocol).
+        TlsHandshake => "tls_handshake_failed",
         /// A poll that got no answer.
         Failed => "failed",
     }

@@ -269,6 +269,17 @@ impl Config {
                 *file = base.join(&*file);
             }
         }
+        for tls in self
+            .syslog
+            .iter_mut()
+            .flat_map(|syslog| syslog.tls.iter_mut())
+        {
+            tls.cert_file = base.join(&tls.cert_file);
+            tls.key_file = base.join(&tls.key_file);
+            if let Some(ca) = &mut tls.client_ca_file {
+                *ca = base.join(&*ca);
+            }
+        }
         if let Some(ca) = &mut self.sync.artifact_ca {
             *ca = base.join(&*ca);
         }

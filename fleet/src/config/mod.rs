@@ -27,7 +27,7 @@ pub use key::{PublicKey, PublicKeyError};
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
 pub use network::{Network, NetworkError};
 pub use snmp::{PollJob, SnmpConfig, SnmpPollTrigger, SnmpTrapTrigger, SnmpUser};
-pub use syslog::{Facility, Pattern, Severity, SyslogConfig, SyslogTrigger};
+pub use syslog::{Facility, Pattern, Severity, SyslogConfig, SyslogTls, SyslogTrigger};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, de};
@@ -19,13 +20,16 @@ pub struct SyslogConfig {
     /// TCP addresses to accept connections on, e.g. `["0.0.0.0:601"]`.
     #[serde(default)]
     pub tcp: Vec<SocketAddr>,
+    /// TLS listeners (RFC 5425), `[[syslog.tls]]`.
+    #[serde(default)]
+    pub tls: Vec<SyslogTls>,
     /// Source networks accepted; empty accepts any sender.
     #[serde(default)]
     pub allowed_sources: Vec<Network>,
     /// Socket receive buffer of each UDP listener (`SO_RCVBUF`).
     #[serde(default = "default_receive_buffer_kib")]
     pub receive_buffer_kib: u32,
-    /// TCP connections open at once, over all TCP listeners; more are closed on accept.
+    /// TCP and TLS connections open at once, over all listeners; more are closed on accept.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Longest message kept; a longer one is truncated to this and counted.
@@ -34,6 +38,20 @@ pub struct SyslogConfig {
     /// A TCP connection that sends nothing for this long is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Millis,
+}
+
+/// One TLS listener: its address, the receiver's certificate and key, and, to require and
+/// verify client certificates, the CA that issues them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogTls {
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA certificates; when given, a client must present a certificate they issued.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 fn default_receive_buffer_kib() -> u32 {

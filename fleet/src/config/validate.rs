@@ -110,7 +110,7 @@ impl Config {
             let receives_syslog = self
                 .syslog
                 .as_ref()
-                .is_some_and(|s| !s.udp.is_empty() || !s.tcp.is_empty());
+                .is_some_and(|s| !s.udp.is_empty() || !s.tcp.is_empty() || !s.tls.is_empty());
             if !receives_syslog
                 && let Some(position) = function
                     .triggers
@@ -119,7 +119,8 @@ impl Config {
             {
                 problems.push((
                     format!("{at}.trigger[{position}].syslog"),
-                    "needs the receiver: syslog.udp or syslog.tcp in this file".into(),
+                    "needs the receiver: syslog.udp, syslog.tcp or [[syslog.tls]] in this file"
+                        .into(),
                 ));
             }
             if !names.insert(function.name.as_str()) {

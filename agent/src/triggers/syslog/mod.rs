@@ -1,20 +1,22 @@
-//! The syslog trigger: UDP and TCP listeners (RFC 5426, RFC 6587) whose messages become
+//! The syslog trigger: UDP, TCP and TLS listeners (RFC 5426, RFC 6587, RFC 5425) whose messages become
 //! events offered to the functions whose `syslog` trigger filters pass them. Refused inputs
 //! are counted in `fogd_inputs_rejected_total{source="syslog"}`, messages cut to
 //! `max_message_bytes` in `fogd_inputs_truncated_total{source="syslog"}`.
 
 pub mod framing;
 pub mod message;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use super::Tasks;
 use super::udp_socket::{self, BoundSocket};
@@ -41,6 +43,14 @@ pub enum SyslogError {
     Bind {
         transport: &'static str,
         address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("syslog TLS listener {listen}: {reason}")]
+    Tls { listen: SocketAddr, reason: String },
+    #[error("syslog TLS listener {listen}: cannot read {path}: {source}")]
+    Read {
+        listen: SocketAddr,
+        path: std::path::PathBuf,
         source: std::io::Error,
     },
 }
@@ -74,7 +84,7 @@ impl Receiver {
 }
 
 /// Binds every listener and starts their tasks; the trigger lists the UDP addresses, then
-/// the TCP ones, as bound.
+/// the TCP ones, then the TLS ones, as bound.
 pub async fn start(
     config: &SyslogConfig,
     dispatch: Dispatch,
@@ -112,19 +122,27 @@ pub async fn start(
         )));
     }
     let connections = Arc::new(Semaphore::new(config.max_connections));
-    for &address in &config.tcp {
+    let plain = config.tcp.iter().map(|&address| Ok((address, None)));
+    let secured = config
+        .tls
+        .iter()
+        .map(|tls| Ok((tls.listen, Some(tls::acceptor(tls)?))));
+    for listener in plain.chain(secured) {
+        let (address, acceptor) = listener?;
+        let transport = if acceptor.is_some() { "tls" } else { "tcp" };
         let bind = |source| SyslogError::Bind {
-            transport: "tcp",
+            transport,
             address,
             source,
         };
         let listener = TcpListener::bind(address).await.map_err(bind)?;
         let local = listener.local_addr().map_err(bind)?;
-        tracing::info!(listen = %local, "syslog receiver listening on TCP");
-        listening.push(format!("tcp {local}"));
+        tracing::info!(listen = %local, transport, "syslog receiver listening");
+        listening.push(format!("{transport} {local}"));
         tasks.listening_on(local);
         tasks.push(tokio::spawn(accept_connections(
             listener,
+            acceptor,
             receiver.clone(),
             connections.clone(),
             tasks.shutdown_signal(),
@@ -199,6 +217,7 @@ async fn sync_kernel_drops(
 
 async fn accept_connections(
     listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
     receiver: Arc<Receiver>,
     connections: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
@@ -221,8 +240,22 @@ async fn accept_connections(
                     };
                     let receiver = receiver.clone();
                     let shutdown = shutdown.clone();
+                    let acceptor = acceptor.clone();
                     open.spawn(async move {
-                        read_connection(stream, peer, &receiver, shutdown).await;
+                        match acceptor {
+                            None => read_connection(stream, peer, Transport::Tcp, &receiver, shutdown).await,
+                            Some(acceptor) => {
+                                let handshake = tokio::time::timeout(receiver.idle_timeout, acceptor.accept(stream));
+                                match handshake.await {
+                                    Ok(Ok(stream)) => read_connection(stream, peer, Transport::Tls, &receiver, shutdown).await,
+                                    Ok(Err(error)) => {
+                                        receiver.reject(Rejection::TlsHandshake);
+                                        tracing::warn!(%peer, %error, "syslog TLS handshake failed");
+                                    }
+                                    Err(_) => receiver.reject(Rejection::Idle),
+                                }
+                            }
+                        }
                         drop(permit);
                     });
                 }
@@ -239,15 +272,16 @@ async fn accept_connections(
 /// Reads messages from one connection until it closes, idles, breaks its framing or fogd
 /// stops.
 async fn read_connection(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + Unpin,
     peer: SocketAddr,
+    transport: Transport,
     receiver: &Receiver,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut framer = Framer::new(receiver.max_message_bytes);
     let mut buffer = vec![0; READ_CHUNK];
     let deliver = |frame: framing::Frame| {
-        receiver.deliver(&frame.message, peer, Transport::Tcp, frame.truncated);
+        receiver.deliver(&frame.message, peer, transport, frame.truncated);
     };
     loop {
         let read = tokio::select! {
