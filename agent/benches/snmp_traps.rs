@@ -7,13 +7,15 @@
 //! Prints one JSON object per measurement.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fogd::agent::Agent;
-use fogd::config;
 use fogd::telemetry::Metrics;
+
+mod common;
+use common::{handled_total, report, wait_handled};
 use serde_json::json;
 
 const COMMUNITY: &str = "bench";
@@ -82,15 +84,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(what: &str, sent: u64, handled: u64, seconds: f64) {
-    println!(
-        "{}",
-        json!({"measurement": what, "sent": sent, "handled": handled,
-               "lost": sent.saturating_sub(handled), "seconds": seconds,
-               "handled_per_s": handled as f64 / seconds})
-    );
-}
-
 /// One trap datagram as `snmptrap` sends it (linkDown with four varbinds).
 fn capture(state: &Path, options: &[&str]) -> anyhow::Result<Vec<u8>> {
     let socket = UdpSocket::bind("127.0.0.1:0")?;
@@ -127,20 +120,10 @@ fn capture(state: &Path, options: &[&str]) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn start_agent(dir: &Path) -> anyhow::Result<Agent> {
-    let echo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../wasi-functions/target/wasm32-wasip2/release/echo.wasm");
-    anyhow::ensure!(
-        echo.exists(),
-        "build the functions first: wasi-functions/build.sh"
-    );
     std::fs::write(dir.join("auth"), AUTH_PASSWORD)?;
     std::fs::write(dir.join("privacy"), PRIV_PASSWORD)?;
-    let text = format!(
+    let receiver = format!(
         r#"
-state_dir = "state"
-[metrics]
-[log]
-level = "warn"
 [snmp]
 listen = "127.0.0.1:0"
 receive_buffer_kib = 16384
@@ -151,39 +134,9 @@ auth = "SHA"
 auth_password_file = "auth"
 privacy = "AES"
 privacy_password_file = "privacy"
-[[function]]
-name = "echo"
-component = "{}"
-limits = {{ queue = 65536, concurrency = 2 }}
-[[function.trigger]]
-snmp_trap = {{}}
-"#,
-        echo.display()
+"#
     );
-    let config =
-        config::parse_str(&text, "bench.toml".as_ref(), dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Agent::start(config, Default::default()).await?)
-}
-
-/// Events the function has finished.
-fn handled_total(metrics: &Metrics) -> u64 {
-    metrics.function("echo").invocations.get()
-}
-
-/// Waits until `expected` events more than `before` were handled, or nothing moved for 2 s;
-/// returns how many were and when the last one was seen.
-async fn wait_handled(metrics: &Metrics, before: u64, expected: u64) -> (u64, Instant) {
-    let mut last = handled_total(metrics);
-    let mut last_change = Instant::now();
-    while last - before < expected && last_change.elapsed() < Duration::from_secs(2) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let now = handled_total(metrics);
-        if now != last {
-            last = now;
-            last_change = Instant::now();
-        }
-    }
-    (last - before, last_change)
+    common::start_echo_agent(dir, &receiver, "snmp_trap = {}").await
 }
 
 /// Sends `count` copies as fast as one socket can and returns how many were handled and the
@@ -271,16 +224,8 @@ fn snmptrapd(dir: &Path, datagram: &[u8], count: u64) -> anyhow::Result<(u64, f6
     for _ in 0..count {
         socket.send_to(datagram, ("127.0.0.1", port))?;
     }
-    let mut last = lines();
-    let mut last_change = Instant::now();
-    while last - before < count && last_change.elapsed() < Duration::from_secs(3) {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = lines();
-        if now != last {
-            last = now;
-            last_change = Instant::now();
-        }
-    }
+    let (last, last_change) =
+        common::wait_counted(lines, before + count, Duration::from_millis(50));
     let _ = daemon.kill();
     let _ = daemon.wait();
     Ok((last - before, (last_change - started).as_secs_f64()))

@@ -243,6 +243,19 @@ impl Dispatch {
             .filter(|(queue, _)| queue.try_submit(event.clone()).is_ok())
             .count()
     }
+
+    /// Hands an event from a source that can wait (a TCP stream) to each matching function,
+    /// waiting for room in full queues: the sender is slowed rather than its input lost.
+    /// Returns how many functions took it (fewer only while fogd shuts down).
+    pub async fn deliver(&self, event: Event) -> usize {
+        self.metrics.event_received(event.source);
+        let event = Arc::new(event);
+        let mut taken = 0;
+        for (queue, _) in self.targets(&event) {
+            taken += usize::from(queue.submit(event.clone()).await.is_ok());
+        }
+        taken
+    }
 }
 
 #[cfg(test)]

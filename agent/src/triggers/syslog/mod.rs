@@ -74,12 +74,25 @@ impl Receiver {
         self.metrics.input_rejected(Source::Syslog, reason);
     }
 
-    fn deliver(&self, bytes: &[u8], peer: SocketAddr, transport: Transport, truncated: bool) {
+    /// Offers a datagram's message: a full queue drops it (and counts the drop).
+    fn offer(&self, bytes: &[u8], peer: SocketAddr, truncated: bool) {
+        self.count_truncated(truncated);
+        self.dispatch
+            .offer(message::event(bytes, peer, Transport::Udp, truncated));
+    }
+
+    /// Delivers a stream's message, waiting for room in full queues: TCP then slows the
+    /// sender instead of fogd losing its messages.
+    async fn deliver(&self, frame: framing::Frame, peer: SocketAddr, transport: Transport) {
+        self.count_truncated(frame.truncated);
+        let event = message::event(&frame.message, peer, transport, frame.truncated);
+        self.dispatch.deliver(event).await;
+    }
+
+    fn count_truncated(&self, truncated: bool) {
         if truncated {
             self.metrics.input_truncated(Source::Syslog);
         }
-        self.dispatch
-            .offer(message::event(bytes, peer, transport, truncated));
     }
 }
 
@@ -180,7 +193,7 @@ async fn receive_datagrams(
                     let datagram = &buffer[..length];
                     let datagram = datagram.strip_suffix(b"\n").unwrap_or(datagram);
                     let kept = datagram.len().min(receiver.max_message_bytes);
-                    receiver.deliver(&datagram[..kept], peer, Transport::Udp, kept < datagram.len());
+                    receiver.offer(&datagram[..kept], peer, kept < datagram.len());
                 }
                 Err(error) => {
                     receiver.reject(Rejection::ReceiveError);
@@ -280,9 +293,7 @@ async fn read_connection(
 ) {
     let mut framer = Framer::new(receiver.max_message_bytes);
     let mut buffer = vec![0; READ_CHUNK];
-    let deliver = |frame: framing::Frame| {
-        receiver.deliver(&frame.message, peer, transport, frame.truncated);
-    };
+    let mut frames = Vec::new();
     loop {
         let read = tokio::select! {
             _ = shutdown.changed() => return,
@@ -296,7 +307,12 @@ async fn read_connection(
             }
             Ok(Ok(0)) => break,
             Ok(Ok(length)) => {
-                if let Err(error) = framer.feed(&buffer[..length], deliver) {
+                let framed = framer.feed(&buffer[..length], |frame| frames.push(frame));
+                // Messages complete before a framing error are still delivered.
+                for frame in frames.drain(..) {
+                    receiver.deliver(frame, peer, transport).await;
+                }
+                if let Err(error) = framed {
                     receiver.reject(Rejection::Malformed);
                     tracing::warn!(%peer, %error, "syslog connection closed: its framing is broken");
                     return;
@@ -309,7 +325,7 @@ async fn read_connection(
         }
     }
     match framer.finish() {
-        Ok(Some(frame)) => deliver(frame),
+        Ok(Some(frame)) => receiver.deliver(frame, peer, transport).await,
         Ok(None) => {}
         Err(error) => {
             receiver.reject(Rejection::Malformed);
