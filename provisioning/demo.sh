@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds fogd and the shipped functions, fetches LiteRT's runtime, then runs the agent on
-# provisioning/demo.toml until Ctrl-C. Watch the log: CPU alerts, and SYN-flood mitigations
-# from the ddos-detector function, every few seconds.
+# provisioning/demo.toml until Ctrl-C. Watch the log: CPU alerts, SYN-flood mitigations from
+# the ddos-detector function, and failed-login alerts from login-watch, which gets the sshd
+# lines this script sends with `logger` (util-linux) to fogd's syslog port.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -19,4 +20,27 @@ else
 fi
 wasi-functions/build.sh --quiet >/dev/null
 cargo build --release --quiet -p fogd
-exec target/release/fogd run --config provisioning/demo.toml
+target/release/fogd run --config provisioning/demo.toml &
+fogd=$!
+trap 'kill "$fogd" 2>/dev/null' INT TERM EXIT
+
+# A router's sshd under a password-guessing attack: three failures from one address every
+# few seconds, once fogd's metrics endpoint answers (it is up by then).
+if command -v logger >/dev/null; then
+    until (exec 3<>/dev/tcp/127.0.0.1/9464) 2>/dev/null; do
+        kill -0 "$fogd" 2>/dev/null || break
+        sleep 0.2
+    done
+    (
+        while kill -0 "$fogd" 2>/dev/null; do
+            for user in root admin oracle; do
+                logger -n 127.0.0.1 -P 5514 -d --rfc5424 -p auth.warning -t sshd \
+                    "Failed password for $user from 203.0.113.7 port 40022 ssh2" 2>/dev/null || true
+            done
+            sleep 4
+        done
+    ) &
+else
+    echo "demo.sh: no logger (util-linux); login-watch gets no syslog" >&2
+fi
+wait "$fogd"

@@ -42,6 +42,7 @@ pub struct Components {
     pub echo: PathBuf,
     /// Built against `fogd:function@0.1.0`.
     pub legacy_echo: PathBuf,
+    pub login_watch: PathBuf,
     pub probe: PathBuf,
     pub threshold_alert: PathBuf,
 }
@@ -95,6 +96,7 @@ pub fn components() -> &'static Components {
             ddos_detector: out.join("ddos_detector.wasm"),
             echo: out.join("echo.wasm"),
             legacy_echo: out.join("legacy_echo.wasm"),
+            login_watch: out.join("login_watch.wasm"),
             probe: out.join("probe.wasm"),
             threshold_alert: out.join("threshold_alert.wasm"),
         }

@@ -102,5 +102,5 @@ fn shipped_demo_config_is_valid() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("ok (4 functions)"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok (5 functions)"));
 }

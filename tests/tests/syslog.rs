@@ -28,7 +28,7 @@ struct Site {
 }
 
 /// An agent receiving syslog on a free UDP, TCP and TLS port (client certificates required),
-/// with an `echo` function that
+/// with the shipped `login-watch` function, and an `echo` function that
 /// publishes every message to `syslog/all` and one that takes only sshd's failed logins at
 /// warning or above from the auth facility.
 async fn site(id: &str) -> Site {
@@ -56,6 +56,7 @@ client_ca_file = "{dir}/ca.pem"
 {broker}
 {all}
 {failed_logins}
+{login_watch}
 "#,
         dir = certificates.path().display(),
         broker = broker("local", &mosquitto.address(), ""),
@@ -75,6 +76,16 @@ client_ca_file = "{dir}/ca.pem"
                 output = "syslog/failed-logins"
                 [[function.trigger]]
                 syslog = { facility = ["auth", "authpriv"], severity = "warning", app_name = "sshd", pattern = "^Failed password for \\S+" }
+            "#
+        ),
+        login_watch = function(
+            "login-watch",
+            &components().login_watch,
+            r#"
+                grants = { publish = ["syslog/#"] }
+                config = { threshold = 3, alert_topic = "syslog/login-alerts/{host}" }
+                [[function.trigger]]
+                syslog = { app_name = "sshd", pattern = "^Failed password for " }
             "#
         ),
     );
@@ -412,4 +423,28 @@ async fn tls_with_a_client_certificate_delivers_and_without_one_is_refused() {
         site.next_from("all").await["message"],
         "plain TCP unaffected"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_watch_alerts_on_the_third_failure_from_one_address() {
+    let mut site = site("syslog-observer-8").await;
+    // logger sends the machine's host name.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let topic = format!("login-alerts/{}", hostname.trim());
+    for (user, address) in [
+        ("root", "203.0.113.7"),
+        ("admin", "203.0.113.7"),
+        ("root", "198.51.100.1"),
+        ("oracle", "203.0.113.7"),
+    ] {
+        site.logger(
+            true,
+            &["--rfc5424", "-p", "auth.warning", "-t", "sshd"],
+            &format!("Failed password for {user} from {address} port 40022 ssh2"),
+        );
+    }
+    let alert = site.next_from(&topic).await;
+    assert_eq!(alert["address"], "203.0.113.7");
+    assert_eq!(alert["failures"], 3);
+    assert_eq!(alert["last_user"], "oracle");
 }
