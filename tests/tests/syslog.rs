@@ -448,3 +448,37 @@ async fn login_watch_alerts_on_the_third_failure_from_one_address() {
     assert_eq!(alert["failures"], 3);
     assert_eq!(alert["last_user"], "oracle");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_outside_the_allowed_networks_are_refused_and_counted() {
+    let running = start(&format!(
+        r#"
+[syslog]
+udp = ["127.0.0.1:0"]
+tcp = ["127.0.0.1:0"]
+allowed_sources = ["192.0.2.0/24"]
+{}
+"#,
+        function(
+            "all",
+            &components().echo,
+            "[[function.trigger]]\nsyslog = {}"
+        )
+    ))
+    .await;
+    let [udp, tcp] = running.agent.syslog_addresses[..] else {
+        panic!("expected one UDP and one TCP listener");
+    };
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(b"<14>1 - h app - - - from loopback", udp)
+        .unwrap();
+    let mut stream = TcpStream::connect(tcp).unwrap();
+    let _ = stream.write_all(b"<14>1 - h app - - - from loopback\n");
+    let metrics = &running.agent.metrics;
+    wait_until("both senders are refused", || {
+        metrics.input_rejected_count("syslog", "source_not_allowed") == 2
+    })
+    .await;
+    assert_eq!(metrics.events_received_count("syslog"), 0);
+}
