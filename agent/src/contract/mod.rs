@@ -108,17 +108,17 @@ impl Handle {
 }
 
 /// The host side of the interfaces that hold only types, in every contract version.
-pub trait TypesHost: fogd::function::events::Host + v0_1::TypesHost {}
+pub trait TypesHost: self::fogd::function::events::Host + v0_1::TypesHost {}
 
-impl<T: fogd::function::events::Host + v0_1::TypesHost> TypesHost for T {}
+impl<T: self::fogd::function::events::Host + v0_1::TypesHost> TypesHost for T {}
 
-pub use fogd::function::events::Host as EventsHost;
+pub use self::fogd::function::events::Host as EventsHost;
 pub use v0_1::TypesHost as TypesV0_1Host;
 
 /// Links the type-only interfaces of every contract version.
 pub fn add_types_to_linker<T: TypesHost + Send + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
-    fogd::function::events::add_to_linker::<T, HasSelf<T>>(linker, |state| state)?;
+    self::fogd::function::events::add_to_linker::<T, HasSelf<T>>(linker, |state| state)?;
     v0_1::add_types_to_linker(linker)
 }
