@@ -25,7 +25,7 @@ pub use broker::{
 pub use duration::{DurationError, Millis};
 pub use key::{PublicKey, PublicKeyError};
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
-pub use network::{Network, NetworkError};
+pub use network::{Network, NetworkError, source_allowed};
 pub use snmp::{PollJob, SnmpConfig, SnmpPollTrigger, SnmpTrapTrigger, SnmpUser};
 pub use syslog::{Facility, Pattern, Severity, SyslogConfig, SyslogTls, SyslogTrigger};
 

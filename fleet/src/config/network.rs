@@ -28,6 +28,13 @@ impl Network {
     }
 }
 
+/// Whether `allowed_sources` lets `address` in: an empty list lets everyone in, and an
+/// IPv4 sender reaching a dual-stack socket (as `::ffff:a.b.c.d`) is matched as IPv4.
+pub fn source_allowed(allowed_sources: &[Network], address: IpAddr) -> bool {
+    let address = address.to_canonical();
+    allowed_sources.is_empty() || allowed_sources.iter().any(|net| net.contains(&address))
+}
+
 impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
@@ -55,5 +62,13 @@ mod tests {
         assert!(!host.contains(&"192.0.2.8".parse().unwrap()));
         assert!(Network::parse("10.0.0.0/33").is_err());
         assert!(Network::parse("gateway").is_err());
+    }
+
+    #[test]
+    fn an_empty_list_allows_every_source_and_mapped_ipv4_matches_as_ipv4() {
+        let lab = [Network::parse("192.0.2.0/24").unwrap()];
+        assert!(source_allowed(&[], "203.0.113.1".parse().unwrap()));
+        assert!(source_allowed(&lab, "::ffff:192.0.2.9".parse().unwrap()));
+        assert!(!source_allowed(&lab, "::ffff:203.0.113.1".parse().unwrap()));
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Network, SnmpConfig};
+use crate::config::{Network, SnmpConfig, source_allowed};
 use crate::event::Source;
 use crate::telemetry::{Metrics, Rejection};
 use async_snmp::SecurityLevel;
@@ -44,8 +44,7 @@ impl AcceptList {
     }
 
     fn refusal(&self, envelope: &NotificationEnvelope<'_>) -> Option<Rejection> {
-        let source = envelope.source.ip().to_canonical();
-        if !self.sources.is_empty() && !self.sources.iter().any(|net| net.contains(&source)) {
+        if !source_allowed(&self.sources, envelope.source.ip()) {
             return Some(Rejection::SourceNotAllowed);
         }
         if let Some(community) = envelope.community {

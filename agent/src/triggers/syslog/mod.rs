@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Tasks;
 use super::udp_socket::{self, BoundSocket};
-use crate::config::{Network, SyslogConfig};
+use crate::config::{Network, SyslogConfig, source_allowed};
 use crate::event::Source;
 use crate::router::Dispatch;
 use crate::telemetry::{Health, Metrics, Rejection};
@@ -66,8 +66,7 @@ struct Receiver {
 
 impl Receiver {
     fn allows(&self, peer: &SocketAddr) -> bool {
-        let address = peer.ip().to_canonical();
-        self.allowed.is_empty() || self.allowed.iter().any(|n| n.contains(&address))
+        source_allowed(&self.allowed, peer.ip())
     }
 
     fn reject(&self, reason: Rejection) {
