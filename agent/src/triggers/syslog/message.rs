@@ -11,8 +11,7 @@ use crate::config::{Facility, Severity};
 use crate::event::{Event, Source, attributes, new_event};
 
 /// How the message arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp,
     Tcp,
@@ -46,8 +45,8 @@ struct Payload<'a> {
     /// SD-ID → parameter → value (escapes removed).
     structured_data: Map<String, Value>,
     message: &'a str,
-    source: String,
-    transport: Transport,
+    source: &'a str,
+    transport: &'static str,
     /// The message was longer than `syslog.max_message_bytes` and was cut there.
     truncated: bool,
     /// The received bytes as hex, only when they are not valid UTF-8 (`message` then has
@@ -56,20 +55,21 @@ struct Payload<'a> {
     raw_hex: Option<String>,
 }
 
-/// A parsed message's header, for filters.
-pub struct Header<'a> {
-    pub facility: Option<Facility>,
-    pub severity: Option<Severity>,
-    pub hostname: Option<&'a str>,
-    pub app_name: Option<&'a str>,
-}
-
 /// The event for one message of `bytes` (one datagram or one TCP frame, without framing).
 pub fn event(bytes: &[u8], peer: SocketAddr, transport: Transport, truncated: bool) -> Event {
     let text = String::from_utf8_lossy(bytes);
     let raw_hex = matches!(text, std::borrow::Cow::Owned(_)).then(|| hex::encode(bytes));
     let parsed = syslog_loose::parse_message(&text, Variant::Either);
-    let header = header(&parsed);
+    // The crate's enums carry the RFC codes as discriminants.
+    let facility = parsed
+        .facility
+        .and_then(|f| Facility::from_code(f as u8))
+        .map(Facility::as_str);
+    let severity = parsed
+        .severity
+        .and_then(|s| Severity::from_code(s as u8))
+        .map(Severity::as_str);
+    let source = peer.to_string();
     let protocol = match parsed.protocol {
         _ if parsed.facility.is_none() && parsed.timestamp.is_none() => "unparsed",
         Protocol::RFC5424(_) => "rfc5424",
@@ -77,11 +77,11 @@ pub fn event(bytes: &[u8], peer: SocketAddr, transport: Transport, truncated: bo
     };
     let payload = Payload {
         protocol,
-        facility: header.facility.map(Facility::as_str),
-        severity: header.severity.map(Severity::as_str),
+        facility,
+        severity,
         timestamp: parsed.timestamp.map(|t| t.to_rfc3339()),
-        hostname: header.hostname,
-        app_name: header.app_name,
+        hostname: parsed.hostname,
+        app_name: parsed.appname,
         proc_id: parsed.procid.as_ref().map(|id| match id {
             ProcId::PID(pid) => pid.to_string(),
             ProcId::Name(name) => (*name).to_owned(),
@@ -89,42 +89,26 @@ pub fn event(bytes: &[u8], peer: SocketAddr, transport: Transport, truncated: bo
         msg_id: parsed.msgid,
         structured_data: structured_data(&parsed),
         message: parsed.msg,
-        source: peer.to_string(),
-        transport,
+        source: &source,
+        transport: transport.as_str(),
         truncated,
         raw_hex,
     };
     // Serializing plain strings, numbers and maps cannot fail.
     let body = serde_json::to_vec(&payload).unwrap_or_default();
-    let mut event = new_event(Source::Syslog, header.app_name.unwrap_or("-"), body);
+    let mut event = new_event(Source::Syslog, parsed.appname.unwrap_or("-"), body);
     let mut attribute = |key: &str, value: Option<&str>| {
         if let Some(value) = value {
             event.attributes.push((key.to_owned(), value.to_owned()));
         }
     };
-    attribute(
-        attributes::SYSLOG_FACILITY,
-        header.facility.map(Facility::as_str),
-    );
-    attribute(
-        attributes::SYSLOG_SEVERITY,
-        header.severity.map(Severity::as_str),
-    );
-    attribute(attributes::SYSLOG_HOSTNAME, header.hostname);
-    attribute(attributes::SYSLOG_APP_NAME, header.app_name);
-    attribute(attributes::SYSLOG_SOURCE, Some(&peer.to_string()));
+    attribute(attributes::SYSLOG_FACILITY, facility);
+    attribute(attributes::SYSLOG_SEVERITY, severity);
+    attribute(attributes::SYSLOG_HOSTNAME, parsed.hostname);
+    attribute(attributes::SYSLOG_APP_NAME, parsed.appname);
+    attribute(attributes::SYSLOG_SOURCE, Some(&source));
     attribute(attributes::SYSLOG_TRANSPORT, Some(transport.as_str()));
     event
-}
-
-fn header<'a>(parsed: &Message<&'a str>) -> Header<'a> {
-    // The crate's enums carry the RFC codes as discriminants.
-    Header {
-        facility: parsed.facility.and_then(|f| Facility::from_code(f as u8)),
-        severity: parsed.severity.and_then(|s| Severity::from_code(s as u8)),
-        hostname: parsed.hostname,
-        app_name: parsed.appname,
-    }
 }
 
 fn structured_data(parsed: &Message<&str>) -> Map<String, Value> {

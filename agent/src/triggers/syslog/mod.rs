@@ -119,8 +119,9 @@ pub async fn start(
         };
         let socket = UdpSocket::bind(address).await.map_err(bind)?;
         let local = socket.local_addr().map_err(bind)?;
+        let bound = BoundSocket::of(&socket);
         udp_socket::size_and_announce(
-            BoundSocket::of(&socket).as_ref(),
+            bound.as_ref(),
             config.receive_buffer_kib as usize * 1024,
             "syslog receiver on UDP",
             local,
@@ -129,6 +130,7 @@ pub async fn start(
         tasks.listening_on(local);
         tasks.push(tokio::spawn(receive_datagrams(
             socket,
+            bound,
             receiver.clone(),
             tasks.shutdown_signal(),
         )));
@@ -171,11 +173,12 @@ pub async fn start(
 /// One message per datagram (RFC 5426).
 async fn receive_datagrams(
     socket: UdpSocket,
+    bound: Option<BoundSocket>,
     receiver: Arc<Receiver>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let sync = tokio::spawn(sync_kernel_drops(
-        BoundSocket::of(&socket),
+        bound,
         receiver.metrics.clone(),
         shutdown.clone(),
     ));
