@@ -125,6 +125,8 @@ impl Router {
         // The broker marks the retained copy it sends on subscribing (live messages arrive
         // without the flag: fogd does not ask for Retain As Published).
         let retained_copy = attribute(event, attributes::MQTT_RETAIN) == Some("true");
+        // Read from the payload at most once, however many pattern filters ask.
+        let syslog_text = std::cell::OnceCell::new();
         let mut selected: Vec<&Route> = Vec::new();
         for route in &self.routes {
             let matches = match (&route.selector, event.source) {
@@ -137,7 +139,7 @@ impl Router {
                     attribute(event, attributes::SYSLOG_SEVERITY).and_then(|s| s.parse().ok()),
                     attribute(event, attributes::SYSLOG_HOSTNAME),
                     attribute(event, attributes::SYSLOG_APP_NAME),
-                    || syslog_message(event),
+                    || syslog_text.get_or_init(|| syslog_message(event)).as_deref(),
                 ),
                 (Selector::Timer(key), Source::Timer) => {
                     attribute(event, attributes::TIMER) == Some(key.as_str())
