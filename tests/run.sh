@@ -14,7 +14,7 @@ step() { echo "==> $* (at $((SECONDS / 60))m$((SECONDS % 60))s)"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the tests start or call.
-packages=(mosquitto mosquitto-clients snmp snmpd snmptrapd systemd python3-pip nginx bsdutils rsyslog openssl)
+packages=(mosquitto mosquitto-clients snmp snmpd snmptrapd systemd python3-pip nginx bsdutils rsyslog openssl softflowd pmacct)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -92,6 +92,8 @@ pub struct Agent {
     pub snmp_address: Option<SocketAddr>,
     /// Where the syslog receiver listens: its UDP addresses, then its TCP ones, as bound.
     pub syslog_addresses: Vec<SocketAddr>,
+    /// Where the flow collector listens, in config order.
+    pub flow_addresses: Vec<SocketAddr>,
     brokers: usize,
 }
 
@@ -220,6 +222,7 @@ impl Agent {
             outbound_task,
             snmp_address: listening(&triggers, "snmp").first().copied(),
             syslog_addresses: listening(&triggers, "syslog"),
+            flow_addresses: listening(&triggers, "flow"),
             triggers,
             config,
             runtime,

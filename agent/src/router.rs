@@ -22,6 +22,8 @@ enum Selector {
     SnmpPoll(String),
     /// Syslog messages that pass the trigger's filters.
     Syslog(SyslogTrigger),
+    /// The windows, batches or counters of one flow trigger, by its key.
+    Flow(String),
     /// MQTT messages on one broker connection whose topic matches; retained copies only if
     /// the trigger takes them.
     Mqtt {
@@ -65,6 +67,12 @@ pub fn timer_key(function: &str, index: usize) -> String {
     format!("{function}/timer{index}")
 }
 
+/// The identity of a function's `index`th trigger when it is a flow trigger: its events
+/// reach that function only.
+pub fn flow_key(function: &str, index: usize) -> String {
+    format!("{function}/flow{index}")
+}
+
 impl Router {
     /// `default_broker` is the connection MQTT triggers without a `broker` key use.
     pub fn new(functions: &[FunctionSpec], default_broker: Option<&str>) -> Self {
@@ -82,6 +90,10 @@ impl Router {
                     TriggerSpec::Syslog(syslog) => {
                         (Selector::Syslog(syslog.clone()), Delivery::default())
                     }
+                    TriggerSpec::Flow(_) => (
+                        Selector::Flow(flow_key(&function.name, index)),
+                        Delivery::default(),
+                    ),
                     TriggerSpec::Timer(_) => (
                         Selector::Timer(timer_key(&function.name, index)),
                         Delivery::default(),
@@ -143,6 +155,9 @@ impl Router {
                 ),
                 (Selector::Timer(key), Source::Timer) => {
                     attribute(event, attributes::TIMER) == Some(key.as_str())
+                }
+                (Selector::Flow(key), Source::Flow) => {
+                    attribute(event, attributes::FLOW_TRIGGER) == Some(key.as_str())
                 }
                 (
                     Selector::Mqtt {
@@ -243,6 +258,24 @@ impl Dispatch {
         self.targets(&event)
             .iter()
             .filter(|(queue, _)| queue.try_submit(event.clone()).is_ok())
+            .count()
+    }
+
+    /// Offers events that go together (one flow window's aggregates, all for the same
+    /// trigger) as one: each matching function takes all of them or, when its queue lacks
+    /// room for all, none. Returns how many functions took them.
+    pub fn offer_together(&self, events: Vec<Event>) -> usize {
+        let Some(first) = events.first() else {
+            return 0;
+        };
+        for event in &events {
+            self.metrics.event_received(event.source);
+        }
+        let targets = self.targets(first);
+        let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
+        targets
+            .iter()
+            .filter(|(queue, _)| queue.try_submit_all(&events).is_ok())
             .count()
     }
 

@@ -40,3 +40,7 @@ pub const SYSLOG_APP_NAME: &str = "syslog.app_name";
 pub const SYSLOG_SOURCE: &str = "syslog.source";
 /// `udp`, `tcp` or `tls`.
 pub const SYSLOG_TRANSPORT: &str = "syslog.transport";
+/// Flow events: the trigger that made them, `<function>/flow<index>`.
+pub const FLOW_TRIGGER: &str = "flow.trigger";
+/// `window`, `batch` or `counters`: what the payload holds.
+pub const FLOW_KIND: &str = "flow.kind";

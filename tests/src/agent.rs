@@ -7,7 +7,17 @@ use crate::wait_until;
 
 pub struct Running {
     pub agent: Agent,
+    config: config::Config,
     _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Reconfigures the agent in place with the config it already runs: triggers follow it,
+    /// so what they gathered (open flow windows, partial batches) is sent now.
+    pub async fn reapply(&mut self) {
+        let config = self.config.clone();
+        self.agent.reconfigure(&config).await.unwrap();
+    }
 }
 
 /// Starts an agent in this process from TOML text (paths relative to a temp dir), with its
@@ -23,8 +33,14 @@ pub async fn start(text: &str) -> Running {
     );
     let config = config::parse_str(&text, "fogd.toml".as_ref(), dir.path())
         .unwrap_or_else(|e| panic!("{e}"));
-    let agent = Agent::start(config, Default::default()).await.unwrap();
-    Running { agent, _dir: dir }
+    let agent = Agent::start(config.clone(), Default::default())
+        .await
+        .unwrap();
+    Running {
+        agent,
+        config,
+        _dir: dir,
+    }
 }
 
 pub fn broker(name: &str, address: &str, extra: &str) -> String {

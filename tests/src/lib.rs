@@ -11,6 +11,7 @@ pub mod mosquitto;
 pub mod mqtt_client;
 pub mod nginx;
 pub mod streams;
+pub mod traffic;
 
 /// How long a test waits for what it expects (a log line, a message, a condition, a server
 /// to come up) before it fails.

@@ -116,6 +116,35 @@ impl FunctionQueue {
         }
     }
 
+    /// Queues all of `events` if there is room for all of them, or none: for inputs whose
+    /// parts mean little apart (the aggregates of one flow window). A full queue drops them
+    /// all and counts each.
+    pub fn try_submit_all(&self, events: &[Arc<Event>]) -> Result<(), SubmitError> {
+        let Ok(wanted) = u32::try_from(events.len()) else {
+            return Err(SubmitError::Full);
+        };
+        match self.places.clone().try_acquire_many_owned(wanted) {
+            Ok(mut places) => {
+                for event in events {
+                    // One permit per event: the split cannot come up short.
+                    let Some(place) = places.split(1) else { break };
+                    self.send(event.clone(), place)?;
+                }
+                Ok(())
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                for _ in events {
+                    self.metrics.dropped(EventDrop::QueueFull);
+                }
+                if let Some(dropped) = self.drop_log.report() {
+                    tracing::warn!(function = %self.name, events = events.len(), dropped, "queue full: a whole flow window or batch dropped (one line a second at most; fogd_events_dropped_total counts each event)");
+                }
+                Err(SubmitError::Full)
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => Err(SubmitError::Closed),
+        }
+    }
+
     /// Queues an event, waiting for room (backpressure), and returns where its outcome
     /// will arrive.
     pub async fn submit(

@@ -162,5 +162,6 @@ fn trigger_source(trigger: &TriggerSpec) -> Source {
         TriggerSpec::SnmpTrap(_) => Source::SnmpTrap,
         TriggerSpec::SnmpPoll(_) => Source::SnmpPoll,
         TriggerSpec::Syslog(_) => Source::Syslog,
+        TriggerSpec::Flow(_) => Source::Flow,
     }
 }

@@ -53,6 +53,8 @@ label_values! {
         TlsHandshake => "tls_handshake_failed",
         /// A poll that got no answer.
         Failed => "failed",
+        /// A NetFlow v9 or IPFIX data set whose template the exporter has not sent (yet).
+        TemplateMissing => "template_missing",
     }
 }
 

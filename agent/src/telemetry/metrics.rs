@@ -73,6 +73,7 @@ pub struct Metrics {
     received: Family<SourceLabel, Counter>,
     rejected: Family<SourceReasonLabel, Counter>,
     truncated: Family<SourceLabel, Counter>,
+    flow_records: Counter,
     broker_connected: Family<BrokerLabel, Gauge>,
     broker_connects: Family<BrokerLabel, Counter>,
     published: Family<BrokerLabel, Counter>,
@@ -110,6 +111,7 @@ impl Metrics {
         let received = Family::default();
         let rejected = Family::default();
         let truncated = Family::default();
+        let flow_records = Counter::default();
         let broker_connected = Family::default();
         let broker_connects = Family::default();
         let published = Family::default();
@@ -198,6 +200,11 @@ impl Metrics {
             "Inputs longer than their limit, cut there and delivered, per source",
             truncated.clone(),
         );
+        registry.register(
+            "flow_records",
+            "Flow records decoded from NetFlow, IPFIX and sFlow exports",
+            flow_records.clone(),
+        );
         Self {
             registry,
             invocations,
@@ -209,6 +216,7 @@ impl Metrics {
             received,
             rejected,
             truncated,
+            flow_records,
             broker_connected,
             broker_connects,
             published,
@@ -338,6 +346,14 @@ impl Metrics {
                 source: source.as_str().to_owned(),
             })
             .inc();
+    }
+
+    pub fn flow_records_decoded(&self, records: u64) {
+        self.flow_records.inc_by(records);
+    }
+
+    pub fn flow_records_count(&self) -> u64 {
+        self.flow_records.get()
     }
 
     pub fn input_truncated_count(&self, source: &str) -> u64 {

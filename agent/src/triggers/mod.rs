@@ -2,6 +2,7 @@
 //! [`Dispatch`]; the agent sees every running trigger through one trait, [`Trigger`], and
 //! builds them all in one place, [`start`].
 
+pub mod flow;
 pub mod mqtt;
 pub mod snmp;
 pub mod syslog;
@@ -25,6 +26,7 @@ use crate::router::Dispatch;
 use crate::state::StateDb;
 use crate::telemetry::Health;
 
+use flow::FlowError;
 use mqtt::{MqttContext, MqttTriggers};
 use snmp::SnmpError;
 use syslog::SyslogError;
@@ -74,6 +76,8 @@ pub enum TriggerError {
     Snmp(#[from] SnmpError),
     #[error(transparent)]
     Syslog(#[from] SyslogError),
+    #[error(transparent)]
+    Flow(#[from] FlowError),
 }
 
 /// Starts every trigger the config and the loaded functions ask for.
@@ -102,6 +106,17 @@ pub async fn start(inputs: Inputs<'_>) -> Result<Vec<Box<dyn Trigger>>, TriggerE
     if let Some(config) = &inputs.config.syslog {
         triggers.push(Box::new(
             syslog::start(config, inputs.dispatch.clone(), inputs.health.clone()).await?,
+        ));
+    }
+    if let Some(config) = &inputs.config.flow {
+        triggers.push(Box::new(
+            flow::start(
+                config,
+                inputs.functions,
+                inputs.dispatch.clone(),
+                inputs.health.clone(),
+            )
+            .await?,
         ));
     }
     triggers.push(Box::new(MqttTriggers::start(MqttContext {

@@ -4,6 +4,14 @@
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use crate::event::Source;
+use crate::telemetry::{Metrics, Rejection};
 
 /// The receiver's socket: its descriptor and the inode `/proc/net/udp*` lists it under.
 pub struct BoundSocket {
@@ -88,6 +96,84 @@ impl BoundSocket {
             .filter_map(|table| std::fs::read_to_string(table).ok())
             .find_map(|text| drops_for_inode(&text, self.inode))
     }
+}
+
+/// How often the kernel's drop counts are copied into fogd's metrics.
+const KERNEL_DROPS_SYNC: Duration = Duration::from_secs(1);
+
+/// The largest UDP datagram.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Hands every datagram `socket` receives to `datagram` until `shutdown`, counting receive
+/// errors and the kernel's drops (the socket's `bound` view) as `source`'s rejections.
+pub async fn receive_datagrams(
+    socket: UdpSocket,
+    bound: Option<BoundSocket>,
+    source: Source,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+    mut datagram: impl FnMut(&[u8], SocketAddr),
+) {
+    let drops = tokio::spawn(sync_kernel_drops(
+        bound,
+        source,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let mut buffer = vec![0; MAX_DATAGRAM];
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok((length, peer)) => datagram(&buffer[..length], peer),
+                Err(error) => {
+                    metrics.input_rejected(source, Rejection::ReceiveError);
+                    tracing::warn!(%error, source = source.as_str(), "UDP receive failed");
+                }
+            },
+        }
+    }
+    let _ = drops.await;
+}
+
+/// Adds the datagrams the kernel dropped for `socket` since the last look to `source`'s
+/// rejections (`kernel_buffer_full`), until `shutdown`.
+async fn sync_kernel_drops(
+    socket: Option<BoundSocket>,
+    source: Source,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(socket) = socket else { return };
+    let mut seen = socket.kernel_drops().unwrap_or(0);
+    let mut tick = tokio::time::interval(KERNEL_DROPS_SYNC);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {
+                let now = socket.kernel_drops().unwrap_or(seen);
+                if now > seen {
+                    metrics.inputs_rejected_by(source, Rejection::KernelBufferFull, now - seen);
+                    seen = now;
+                }
+            }
+        }
+    }
+}
+
+/// Binds a receiver's socket to `address` with a receive buffer of `buffer_bytes` (as far as
+/// the kernel grants), logging that `receiver` listens; returns it, where it listens, and the
+/// view that reads its kernel drops.
+pub async fn bind(
+    address: SocketAddr,
+    buffer_bytes: usize,
+    receiver: &str,
+) -> std::io::Result<(UdpSocket, SocketAddr, Option<BoundSocket>)> {
+    let socket = UdpSocket::bind(address).await?;
+    let local = socket.local_addr()?;
+    let bound = BoundSocket::of(&socket);
+    size_and_announce(bound.as_ref(), buffer_bytes, receiver, local);
+    Ok((socket, local, bound))
 }
 
 /// Sizes a receiver's buffer to `requested` bytes and logs that `receiver` (e.g. "SNMP

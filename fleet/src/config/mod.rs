@@ -5,6 +5,7 @@
 
 mod broker;
 mod duration;
+mod flow;
 mod key;
 mod load;
 mod network;
@@ -23,6 +24,9 @@ pub use broker::{
     default_client_id,
 };
 pub use duration::{DurationError, Millis};
+pub use flow::{
+    FlowConfig, FlowKey, FlowMode, FlowTrigger, MAX_BATCH_RECORDS, MAX_KEY_FIELDS, MAX_TOP_TALKERS,
+};
 pub use key::{PublicKey, PublicKeyError};
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
 pub use network::{Network, NetworkError, source_allowed};
@@ -62,6 +66,8 @@ pub struct Config {
     pub snmp: Option<SnmpConfig>,
     /// The syslog receiver; off unless present.
     pub syslog: Option<SyslogConfig>,
+    /// The flow collector (NetFlow, IPFIX, sFlow); off unless present.
+    pub flow: Option<FlowConfig>,
     #[serde(default)]
     pub sync: SyncConfig,
 }
@@ -536,6 +542,9 @@ pub enum TriggerSpec {
     SnmpPoll(SnmpPollTrigger),
     /// `syslog = { severity = "warning" }`: runs it for syslog messages that pass its filters.
     Syslog(SyslogTrigger),
+    /// `flow = { window = "1s", key = ["dst_addr"] }`: runs it with flow aggregates or
+    /// record batches.
+    Flow(FlowTrigger),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -78,6 +78,16 @@ impl Config {
         if let Some(syslog) = &self.syslog {
             validate_syslog(syslog, &mut problems);
         }
+        if self
+            .flow
+            .as_ref()
+            .is_some_and(|f| f.template_timeout.0 == 0)
+        {
+            problems.push((
+                "flow.template_timeout".into(),
+                "must be at least 1ms".into(),
+            ));
+        }
         let mut names = HashSet::new();
         for (index, function) in self.functions.iter().enumerate() {
             let at = format!("function[{index}]");
@@ -121,6 +131,18 @@ impl Config {
                     format!("{at}.trigger[{position}].syslog"),
                     "needs the receiver: syslog.udp, syslog.tcp or [[syslog.tls]] in this file"
                         .into(),
+                ));
+            }
+            let receives_flows = self.flow.as_ref().is_some_and(|f| !f.udp.is_empty());
+            if !receives_flows
+                && let Some(position) = function
+                    .triggers
+                    .iter()
+                    .position(|t| matches!(t, TriggerSpec::Flow(_)))
+            {
+                problems.push((
+                    format!("{at}.trigger[{position}].flow"),
+                    "needs the collector: flow.udp in this file".into(),
                 ));
             }
             if !names.insert(function.name.as_str()) {
@@ -349,6 +371,25 @@ impl FunctionSpec {
                 }
                 TriggerSpec::Timer(_) => {}
                 TriggerSpec::SnmpPoll(_) | TriggerSpec::Syslog(_) => {}
+                TriggerSpec::Flow(flow) => {
+                    if flow.window.is_some() && flow.max_keys >= self.limits.queue as usize {
+                        problems.push((
+                            format!("{key}.flow.max_keys"),
+                            format!(
+                                "a window of up to {} aggregates (max_keys and the overflow one) never fits limits.queue = {}: raise the queue or lower max_keys",
+                                flow.max_keys + 1,
+                                self.limits.queue
+                            ),
+                        ));
+                    }
+                    for (field, problem) in flow.problems() {
+                        let at = match field {
+                            "" => format!("{key}.flow"),
+                            field => format!("{key}.flow.{field}"),
+                        };
+                        problems.push((at, problem));
+                    }
+                }
                 TriggerSpec::SnmpTrap(trap) => {
                     if let Some(oid) = &trap.oid
                         && let Err(message) = validate_oid(oid)

@@ -28,12 +28,6 @@ use crate::telemetry::{Health, Metrics, Rejection};
 use framing::Framer;
 use message::Transport;
 
-/// How often the kernel's drop counts are copied into fogd's metrics.
-const COUNTER_SYNC: Duration = Duration::from_secs(1);
-
-/// The largest UDP datagram.
-const MAX_DATAGRAM: usize = 65_535;
-
 /// Bytes read from a TCP connection at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -112,20 +106,14 @@ pub async fn start(
     let mut tasks = Tasks::new("syslog");
     let mut listening = Vec::new();
     for &address in &config.udp {
-        let bind = |source| SyslogError::Bind {
-            transport: "udp",
-            address,
-            source,
-        };
-        let socket = UdpSocket::bind(address).await.map_err(bind)?;
-        let local = socket.local_addr().map_err(bind)?;
-        let bound = BoundSocket::of(&socket);
-        udp_socket::size_and_announce(
-            bound.as_ref(),
-            config.receive_buffer_kib as usize * 1024,
-            "syslog receiver on UDP",
-            local,
-        );
+        let buffer = config.receive_buffer_kib as usize * 1024;
+        let (socket, local, bound) = udp_socket::bind(address, buffer, "syslog receiver on UDP")
+            .await
+            .map_err(|source| SyslogError::Bind {
+                transport: "udp",
+                address,
+                source,
+            })?;
         listening.push(format!("udp {local}"));
         tasks.listening_on(local);
         tasks.push(tokio::spawn(receive_datagrams(
@@ -175,59 +163,26 @@ async fn receive_datagrams(
     socket: UdpSocket,
     bound: Option<BoundSocket>,
     receiver: Arc<Receiver>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let sync = tokio::spawn(sync_kernel_drops(
+    let metrics = receiver.metrics.clone();
+    udp_socket::receive_datagrams(
+        socket,
         bound,
-        receiver.metrics.clone(),
-        shutdown.clone(),
-    ));
-    let mut buffer = vec![0; MAX_DATAGRAM];
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            received = socket.recv_from(&mut buffer) => match received {
-                Ok((length, peer)) => {
-                    if !receiver.allows(&peer) {
-                        receiver.reject(Rejection::SourceNotAllowed);
-                        continue;
-                    }
-                    let datagram = &buffer[..length];
-                    let datagram = datagram.strip_suffix(b"\n").unwrap_or(datagram);
-                    let kept = datagram.len().min(receiver.max_message_bytes);
-                    receiver.offer(&datagram[..kept], peer, kept < datagram.len());
-                }
-                Err(error) => {
-                    receiver.reject(Rejection::ReceiveError);
-                    tracing::warn!(%error, "syslog receive failed");
-                }
-            },
-        }
-    }
-    let _ = sync.await;
-}
-
-/// Adds the datagrams the kernel dropped since the last look to the rejections.
-async fn sync_kernel_drops(
-    socket: Option<BoundSocket>,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let Some(socket) = socket else { return };
-    let mut seen = socket.kernel_drops().unwrap_or(0);
-    let mut tick = tokio::time::interval(COUNTER_SYNC);
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tick.tick() => {
-                let now = socket.kernel_drops().unwrap_or(seen);
-                if now > seen {
-                    metrics.inputs_rejected_by(Source::Syslog, Rejection::KernelBufferFull, now - seen);
-                    seen = now;
-                }
+        Source::Syslog,
+        metrics,
+        shutdown,
+        |datagram, peer| {
+            if !receiver.allows(&peer) {
+                receiver.reject(Rejection::SourceNotAllowed);
+                return;
             }
-        }
-    }
+            let datagram = datagram.strip_suffix(b"\n").unwrap_or(datagram);
+            let kept = datagram.len().min(receiver.max_message_bytes);
+            receiver.offer(&datagram[..kept], peer, kept < datagram.len());
+        },
+    )
+    .await;
 }
 
 async fn accept_connections(
