@@ -21,7 +21,8 @@ impl Running {
 }
 
 /// Starts an agent in this process from TOML text (paths relative to a temp dir), with its
-/// own state and no metrics listener, so agents in one test process do not collide.
+/// own state, its configured models and no metrics listener, so agents in one test process
+/// do not collide.
 pub async fn start(text: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
@@ -33,9 +34,8 @@ pub async fn start(text: &str) -> Running {
     );
     let config = config::parse_str(&text, "fogd.toml".as_ref(), dir.path())
         .unwrap_or_else(|e| panic!("{e}"));
-    let agent = Agent::start(config.clone(), Default::default())
-        .await
-        .unwrap();
+    let models = std::sync::Arc::new(fogd::inference::ModelRegistry::for_config(&config));
+    let agent = Agent::start(config.clone(), models).await.unwrap();
     Running {
         agent,
         config,

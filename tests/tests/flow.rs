@@ -13,7 +13,7 @@ use fogd_tests::agent::{Running, broker, connected, function, start};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::traffic::{Capture, Received};
-use fogd_tests::{PATIENCE, assert_success, components, wait_until};
+use fogd_tests::{PATIENCE, assert_success, components, litert_library, model_path, wait_until};
 use serde_json::Value;
 
 const WEB: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
@@ -50,6 +50,23 @@ struct Site {
 /// An agent collecting flows on a free UDP port, with an `echo` function that publishes
 /// every window of `trigger` to `flows/windows`.
 async fn site(id: &str, trigger: &str) -> Site {
+    let windows = function(
+        "windows",
+        &components().echo,
+        &format!(
+            r#"
+                output = "flows/windows"
+                [[function.trigger]]
+                flow = {trigger}
+            "#
+        ),
+    );
+    site_with(id, &windows).await
+}
+
+/// An agent collecting flows on a free UDP port and running `functions` (TOML), which may
+/// publish under `flows/`.
+async fn site_with(id: &str, functions: &str) -> Site {
     let mosquitto = Mosquitto::start();
     let client = TestClient::connect(mosquitto.port, id, &["flows/#"]).await;
     let config = format!(
@@ -57,21 +74,20 @@ async fn site(id: &str, trigger: &str) -> Site {
 [flow]
 udp = ["127.0.0.1:0"]
 
+[inference]
+runtime = "{runtime}"
+
+[[model]]
+name = "flow-anomaly"
+version = "1"
+path = "{model}"
+
 {broker}
-{windows}
+{functions}
 "#,
+        runtime = litert_library().display(),
+        model = model_path("flow-anomaly/flow-anomaly.tflite").display(),
         broker = broker("local", &mosquitto.address(), ""),
-        windows = function(
-            "windows",
-            &components().echo,
-            &format!(
-                r#"
-                output = "flows/windows"
-                [[function.trigger]]
-                flow = {trigger}
-            "#
-            )
-        ),
     );
     let running = start(&config).await;
     connected(&running.agent, "local").await;
@@ -243,4 +259,48 @@ async fn malformed_datagrams_are_counted_once_and_later_exports_still_decode() {
     let all = &windows.values().next().unwrap();
     let total: u64 = capture.received().values().map(|r| r.packets).sum();
     assert_eq!(all["packets"], total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_syn_flood_replayed_by_softflowd_reaches_ddos_detector_and_ends_in_a_mitigation() {
+    let detector = function(
+        "ddos-detector",
+        &components().ddos_detector,
+        r#"
+            grants = { models = ["flow-anomaly"], publish = ["flows/#"] }
+            config = { action_topic = "flows/mitigation", confirm_windows = 1 }
+            output = "flows/verdicts"
+            [function.model_shapes.flow-anomaly]
+            inputs = [[1, 8]]
+            outputs = [[1, 4]]
+            [[function.trigger]]
+            flow = { window = "1s", key = ["dst_addr"] }
+        "#,
+    );
+    let mut site = site_with("flow-observer-ddos", &detector).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("flood.pcap");
+    let mut capture = capture();
+    capture.syn_flood((VICTIM, 80), 20_000);
+    capture.write(&pcap);
+    softflowd(&pcap, "10", site.flow);
+    let mut verdicts = Vec::new();
+    let mitigation = loop {
+        let message = site.client.next(PATIENCE).await;
+        let body: Value = serde_json::from_slice(&message.payload).unwrap();
+        match message.topic.as_str() {
+            "flows/mitigation" => break body,
+            _ => verdicts.push(body),
+        }
+    };
+    assert_eq!(mitigation["action"], "mitigate", "{mitigation}");
+    assert_eq!(mitigation["dst"], VICTIM.to_string());
+    assert_eq!(mitigation["attack"], "syn_flood");
+    assert_eq!(mitigation["rule"]["type"], "rate-limit");
+    assert_eq!(mitigation["rule"]["match"]["tcp_flags"], "SYN,!ACK");
+    for verdict in &verdicts {
+        if verdict["dst"] != VICTIM.to_string() {
+            assert_eq!(verdict["class"], "normal", "{verdict}");
+        }
+    }
 }

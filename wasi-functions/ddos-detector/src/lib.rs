@@ -6,17 +6,24 @@ mod features;
 mod state;
 
 use fogd_sdk::log::Level;
-use fogd_sdk::{Context, Event, Result, inference, kv, kv_set_json, publish_json, setting};
+use fogd_sdk::{Context, Event, Result, Source, inference, kv, kv_set_json, publish_json, setting};
 use serde_json::json;
 
-use features::FlowWindow;
+use features::{CollectorWindow, FlowWindow};
 use state::{DestinationState, Transition, Windows, strongest};
 
 const MODEL: &str = "flow-anomaly";
 const CLASSES: [&str; 4] = ["normal", "syn_flood", "udp_flood", "scan"];
 
 fn handle(event: Event) -> Result<Option<Vec<u8>>> {
-    let window: FlowWindow = event.json().context("payload is not a flow window")?;
+    let window: FlowWindow = match event.source {
+        Source::Flow => FlowWindow::try_from(
+            event
+                .json::<CollectorWindow>()
+                .context("payload is not a fogd flow window")?,
+        )?,
+        _ => event.json().context("payload is not a flow window")?,
+    };
     window.validate()?;
     let model = setting("model", MODEL.to_owned());
     let scores = inference::run_f32(&model, &[window.features().to_vec()])
