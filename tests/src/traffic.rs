@@ -24,6 +24,9 @@ pub struct Received {
     /// Flows whose packets carried SYN, and those of them never carrying ACK.
     pub syn_flows: u64,
     pub syn_without_ack_flows: u64,
+    /// Packets with SYN, and those of them without ACK (what sFlow's samples count).
+    pub syn_packets: u64,
+    pub syn_without_ack_packets: u64,
     pub udp_packets: u64,
     pub sources: BTreeSet<Ipv4Addr>,
     pub dst_ports: BTreeSet<u16>,
@@ -92,6 +95,12 @@ impl Capture {
         received.dst_ports.insert(dst_port);
         if protocol == 17 {
             received.udp_packets += 1;
+        }
+        if flags & TCP_SYN != 0 {
+            received.syn_packets += 1;
+            if flags & TCP_ACK == 0 {
+                received.syn_without_ack_packets += 1;
+            }
         }
     }
 
@@ -168,6 +177,11 @@ impl Capture {
     /// Flows in the capture: what an exporter without sampling sends one record each for.
     pub fn flow_count(&self) -> u64 {
         self.flows.len() as u64
+    }
+
+    /// Packets in the capture: what sFlow sampling every packet sends one sample each for.
+    pub fn packet_count(&self) -> u64 {
+        self.received.values().map(|r| r.packets).sum()
     }
 
     pub fn write(&self, path: &Path) {

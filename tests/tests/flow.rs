@@ -20,6 +20,9 @@ const WEB: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const DNS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 const VICTIM: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
 const FLOOD: u32 = 1_500;
+/// Packets after the compared ones, for exporters that lose the end of a capture.
+const TAIL: u16 = 24;
+const TAIL_DST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
 /// Distinct sources an aggregate counts exactly (the README's flow window schema).
 const EXACT_SOURCES: f64 = 1024.0;
 
@@ -116,6 +119,29 @@ fn softflowd(pcap: &Path, version: &str, collector: SocketAddr) {
         .output()
         .expect("softflowd runs (Debian package softflowd)");
     assert_success(&output);
+}
+
+/// Replays `pcap` with pmacct's pmacctd and its sfprobe plugin, exporting sFlow v5 with
+/// one in `sampling` packets sampled to `collector`, until pmacctd has read the whole capture.
+fn pmacctd_sflow(pcap: &Path, sampling: u32, collector: SocketAddr) {
+    let config = pcap.with_extension("pmacctd.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "daemonize: false\npcap_savefile: {}\nplugins: sfprobe\nsfprobe_receiver: {collector}\n\
+             sfprobe_agentip: 127.0.0.1\nsampling_rate: {sampling}\n",
+            pcap.display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new("/usr/sbin/pmacctd")
+        .arg("-f")
+        .arg(&config)
+        .output()
+        .expect("pmacctd runs (Debian package pmacct)");
+    // Its core and plugin processes race on exit, so the status varies; errors are named.
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!log.contains("ERROR"), "pmacctd failed:\n{log}");
 }
 
 impl Site {
@@ -303,4 +329,82 @@ async fn a_syn_flood_replayed_by_softflowd_reaches_ddos_detector_and_ends_in_a_m
             assert_eq!(verdict["class"], "normal", "{verdict}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sflow_from_pmacctd_samples_every_packet_into_the_same_windows() {
+    let mut site = site(
+        "flow-observer-sflow",
+        r#"{ window = "1h", key = ["dst_addr"] }"#,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("traffic.pcap");
+    let mut capture = capture();
+    let counted = capture.packet_count();
+    // pmacctd exits without sending the samples of its last, partly filled datagram: the
+    // capture ends with packets to another destination that may be lost instead.
+    for port in 0..TAIL {
+        capture.udp(
+            (Ipv4Addr::new(10, 0, 2, 1), 5_000 + port),
+            (TAIL_DST, 9),
+            10,
+        );
+    }
+    capture.write(&pcap);
+    pmacctd_sflow(&pcap, 1, site.flow);
+    site.records_reach(counted).await;
+    assert_eq!(site.rejected("malformed"), 0);
+    let windows = site.closed_window(4).await;
+    for (dst, truth) in capture
+        .received()
+        .iter()
+        .filter(|(dst, _)| **dst != TAIL_DST)
+    {
+        let window = &windows[&dst.to_string()];
+        let at = format!("sFlow {dst}");
+        // Each sample is one packet: its record counts one packet and its own flags.
+        assert_eq!(window["packets"], truth.packets, "{at}");
+        assert_eq!(window["flows"], truth.packets, "{at}");
+        assert_eq!(window["bytes"], truth.bytes, "{at}");
+        assert_eq!(window["tcp"]["syn"], truth.syn_packets, "{at}");
+        assert_eq!(
+            window["tcp"]["syn_without_ack"], truth.syn_without_ack_packets,
+            "{at}"
+        );
+        assert_eq!(window["udp_packets"], truth.udp_packets, "{at}");
+        assert_eq!(
+            window["distinct_dst_ports"],
+            truth.dst_ports.len() as u64,
+            "{at}"
+        );
+        assert_eq!(window["sampled"], false, "{at}");
+    }
+    assert_eq!(
+        windows[&WEB.to_string()]["distinct_sources"]["count"],
+        capture.received()[&WEB].sources.len() as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_sflow_is_scaled_by_the_sampling_rate() {
+    let mut site = site("flow-observer-sampled", r#"{ window = "1h" }"#).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("traffic.pcap");
+    let capture = capture();
+    capture.write(&pcap);
+    pmacctd_sflow(&pcap, 10, site.flow);
+    let sampled = capture.packet_count() / 10;
+    site.records_reach(sampled * 9 / 10).await;
+    let windows = site.closed_window(1).await;
+    let all = &windows["all"];
+    assert_eq!(all["sampled"], true);
+    let packets = all["packets"].as_u64().unwrap();
+    let flows = all["flows"].as_u64().unwrap();
+    assert_eq!(packets, flows * 10, "each sample stands for ten packets");
+    let truth = capture.packet_count() as f64;
+    assert!(
+        (packets as f64 - truth).abs() / truth < 0.2,
+        "{packets} packets estimated of {truth}"
+    );
 }

@@ -429,10 +429,7 @@ fn sflow_records(
     // A sample describes one packet, perhaps several ways: the first readable one is kept.
     let packet = samples.iter().find_map(|sample| match sample {
         flowparser_sflow::FlowRecord::RawPacketHeader(raw) => {
-            sampled_header(raw.header_protocol, &raw.header, base).map(|record| FlowRecord {
-                bytes: u64::from(raw.frame_length),
-                ..record
-            })
+            sampled_header(raw.header_protocol, &raw.header, base)
         }
         flowparser_sflow::FlowRecord::SampledIpv4(ip) => Some(sampled_ip(
             base,
@@ -481,17 +478,20 @@ fn sflow_records(
         };
         let mut record = base;
         match sliced.net? {
+            // Bytes are the IP packet's, as NetFlow and IPFIX count them.
             LaxNetSlice::Ipv4(ip) => {
                 let header = ip.header();
                 record.src_addr = IpAddr::V4(header.source_addr());
                 record.dst_addr = IpAddr::V4(header.destination_addr());
                 record.protocol = header.protocol().0;
+                record.bytes = u64::from(header.total_len());
             }
             LaxNetSlice::Ipv6(ip) => {
                 let header = ip.header();
                 record.src_addr = IpAddr::V6(header.source_addr());
                 record.dst_addr = IpAddr::V6(header.destination_addr());
                 record.protocol = ip.payload().ip_number.0;
+                record.bytes = 40 + u64::from(header.payload_length());
             }
             LaxNetSlice::Arp(_) => return None,
         }
