@@ -408,3 +408,115 @@ async fn sampled_sflow_is_scaled_by_the_sampling_rate() {
         "{packets} packets estimated of {truth}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_carry_every_record_full_batches_at_once_and_the_rest_when_flushed() {
+    let mut site = site("flow-observer-batches", r#"{ batch = 100, flush = "1h" }"#).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("traffic.pcap");
+    let capture = capture();
+    capture.write(&pcap);
+    softflowd(&pcap, "9", site.flow);
+    let flows = capture.flow_count() as usize;
+    let full = site
+        .client
+        .collect_until(PATIENCE, |all| all.len() == flows / 100)
+        .await;
+    site.running.reapply().await;
+    let rest = site.client.next(PATIENCE).await;
+    let batches: Vec<Value> = full
+        .iter()
+        .chain([&rest])
+        .map(|message| serde_json::from_slice(&message.payload).unwrap())
+        .collect();
+    let sizes: Vec<usize> = batches
+        .iter()
+        .map(|batch| batch["records"].as_array().unwrap().len())
+        .collect();
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|&n| n == 100),
+        "{sizes:?}"
+    );
+    assert_eq!(sizes.iter().sum::<usize>(), flows);
+    let records: Vec<&Value> = batches
+        .iter()
+        .flat_map(|batch| batch["records"].as_array().unwrap())
+        .collect();
+    let flood: Vec<&&Value> = records
+        .iter()
+        .filter(|r| r["dst_addr"] == VICTIM.to_string())
+        .collect();
+    assert_eq!(flood.len(), FLOOD as usize);
+    assert!(flood.iter().all(|r| r["protocol"] == 6
+        && r["tcp_flags"] == 2
+        && r["packets"] == 1
+        && r["dst_port"] == 80
+        && r["sampling_rate"] == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_before_its_template_is_counted_per_set_and_an_unknown_exporter_is_refused() {
+    let config = format!(
+        r#"
+[flow]
+udp = ["127.0.0.1:0"]
+allowed_sources = ["192.0.2.0/24"]
+{windows}
+"#,
+        windows = function(
+            "windows",
+            &components().echo,
+            r#"
+                [[function.trigger]]
+                flow = { window = "1h" }
+            "#
+        ),
+    );
+    let running = start(&config).await;
+    let flow = running.agent.flow_addresses[0];
+    let metrics = &running.agent.metrics;
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender.send_to(&v9_data_without_template(), flow).unwrap();
+    wait_until("the loopback exporter refused", || {
+        metrics.input_rejected_count("flow", "source_not_allowed") == 1
+    })
+    .await;
+    assert_eq!(metrics.input_rejected_count("flow", "template_missing"), 0);
+    drop(running);
+
+    let mut site = site("flow-observer-template", r#"{ window = "1h" }"#).await;
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender
+        .send_to(&v9_data_without_template(), site.flow)
+        .unwrap();
+    wait_until("two data sets without a template counted", || {
+        site.rejected("template_missing") == 2
+    })
+    .await;
+    assert_eq!(site.rejected("malformed"), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("traffic.pcap");
+    let capture = capture();
+    capture.write(&pcap);
+    softflowd(&pcap, "9", site.flow);
+    site.records_reach(capture.flow_count()).await;
+    let windows = site.closed_window(1).await;
+    assert_eq!(windows["all"]["flows"], capture.flow_count());
+}
+
+/// A NetFlow v9 export whose two data sets use template 300, which was never sent.
+fn v9_data_without_template() -> Vec<u8> {
+    let mut datagram = Vec::new();
+    for field in [9u16, 2] {
+        datagram.extend_from_slice(&field.to_be_bytes());
+    }
+    for field in [1u32, 1_796_083_200, 1, 42] {
+        datagram.extend_from_slice(&field.to_be_bytes());
+    }
+    for _ in 0..2 {
+        datagram.extend_from_slice(&300u16.to_be_bytes());
+        datagram.extend_from_slice(&12u16.to_be_bytes());
+        datagram.extend_from_slice(&[0xab; 8]);
+    }
+    datagram
+}
