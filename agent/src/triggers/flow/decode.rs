@@ -546,3 +546,60 @@ impl InterfaceCounters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(values: &[u32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_be_bytes()).collect()
+    }
+
+    /// An sFlow v5 datagram from agent 192.0.2.1 with one counter sample holding generic
+    /// interface counters for ifIndex 3.
+    fn counter_sample_datagram() -> Vec<u8> {
+        let mut record = words(&[3, 6]);
+        record.extend(1_000_000_000u64.to_be_bytes());
+        record.extend(words(&[1, 3]));
+        record.extend(123_456u64.to_be_bytes());
+        record.extend(words(&[1000, 0, 0, 2, 5, 0]));
+        record.extend(654_321u64.to_be_bytes());
+        record.extend(words(&[900, 0, 0, 1, 4, 0]));
+        let mut sample = words(&[7, 3, 1, 1, record.len() as u32]);
+        sample.extend(record);
+        let mut datagram = words(&[5, 1, 0xc000_0201, 0, 1, 1000, 1, 2, sample.len() as u32]);
+        datagram.extend(sample);
+        datagram
+    }
+
+    #[test]
+    fn sflow_counter_samples_become_interface_counters() {
+        let mut decoder = Decoder::new(Duration::from_secs(60));
+        let mut records = Vec::new();
+        let from: SocketAddr = "192.0.2.1:6343".parse().unwrap();
+        let decoded = decoder.decode(&counter_sample_datagram(), from, &mut records);
+        assert!(records.is_empty());
+        assert_eq!(decoded.malformed, None);
+        let [counters] = &decoded.counters[..] else {
+            panic!("{:?}", decoded.counters);
+        };
+        assert_eq!(counters.agent.to_string(), "192.0.2.1");
+        assert_eq!(counters.if_index, 3);
+        assert_eq!(counters.if_status, 3);
+        assert_eq!((counters.in_octets, counters.in_errors), (123_456, 5));
+        assert_eq!((counters.out_octets, counters.out_discards), (654_321, 1));
+    }
+
+    #[test]
+    fn datagrams_of_no_flow_protocol_are_malformed_with_the_version_named() {
+        let mut decoder = Decoder::new(Duration::from_secs(60));
+        let from: SocketAddr = "192.0.2.1:2055".parse().unwrap();
+        let decoded = decoder.decode(&[0, 7, 1, 2], from, &mut Vec::new());
+        assert_eq!(
+            decoded.malformed.as_deref(),
+            Some("version 7 is not NetFlow v5, v9, IPFIX or sFlow v5")
+        );
+        let decoded = decoder.decode(&[9], from, &mut Vec::new());
+        assert!(decoded.malformed.is_some());
+    }
+}

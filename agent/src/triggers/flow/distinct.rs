@@ -10,8 +10,9 @@ use foldhash::fast::RandomState;
 use foldhash::quality::FixedState;
 use serde::Serialize;
 
-/// Sources an aggregate counts exactly; past this, it keeps the heaviest half and estimates.
-const EXACT_SOURCES: usize = 512;
+/// An aggregate counts fewer sources than this exactly; at this many it keeps the heaviest
+/// half and estimates from then on.
+const EXACT_SOURCES: usize = 1024;
 
 /// HyperLogLog precision: 2^12 registers, a standard error near 1.6 %.
 const HLL_BITS: u32 = 12;
@@ -99,7 +100,7 @@ impl Sources {
             sketch.insert(&source);
         }
         self.traffic.insert(source, Traffic { packets, bytes });
-        if self.traffic.len() >= 2 * EXACT_SOURCES {
+        if self.traffic.len() >= EXACT_SOURCES {
             self.keep_heaviest();
         }
     }
@@ -112,8 +113,9 @@ impl Sources {
             self.sketch = Some(sketch);
         }
         let mut all: Vec<(IpAddr, Traffic)> = self.traffic.drain().collect();
-        all.select_nth_unstable_by(EXACT_SOURCES - 1, |a, b| b.1.bytes.cmp(&a.1.bytes));
-        all.truncate(EXACT_SOURCES);
+        let kept = EXACT_SOURCES / 2;
+        all.select_nth_unstable_by(kept - 1, |a, b| b.1.bytes.cmp(&a.1.bytes));
+        all.truncate(kept);
         self.traffic.extend(all);
     }
 
@@ -209,14 +211,14 @@ mod tests {
     #[test]
     fn sources_are_exact_below_the_bound() {
         let mut sources = Sources::default();
-        for n in 0..(2 * EXACT_SOURCES as u32 - 1) {
+        for n in 0..(EXACT_SOURCES as u32 - 1) {
             sources.add(address(n), 1, 60);
             sources.add(address(n), 1, 60);
         }
         assert_eq!(
             sources.distinct(),
             Distinct {
-                count: 2 * EXACT_SOURCES as u64 - 1,
+                count: EXACT_SOURCES as u64 - 1,
                 estimated: false
             }
         );
