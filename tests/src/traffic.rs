@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Command;
 
 use etherparse::PacketBuilder;
 
@@ -130,12 +132,16 @@ impl Capture {
 
     /// One UDP datagram with `payload` bytes.
     pub fn udp(&mut self, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: usize) {
+        self.udp_carrying(src, dst, &vec![0x62; payload]);
+    }
+
+    /// One UDP datagram carrying `payload` (an export, for a collector reading captures).
+    pub fn udp_carrying(&mut self, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) {
         let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(src.0.octets(), dst.0.octets(), 64)
             .udp(src.1, dst.1);
-        let data = vec![0x62; payload];
-        let mut frame = Vec::with_capacity(builder.size(payload));
-        builder.write(&mut frame, &data).unwrap();
+        let mut frame = Vec::with_capacity(builder.size(payload.len()));
+        builder.write(&mut frame, payload).unwrap();
         self.frame(&frame);
         self.count((src.0, dst.0, src.1, dst.1, 17), 0, frame.len() - 14);
     }
@@ -187,4 +193,32 @@ impl Capture {
     pub fn write(&self, path: &Path) {
         std::fs::write(path, &self.bytes).unwrap();
     }
+}
+
+/// Replays `pcap` with softflowd exporting `version` (5, 9 or 10) to `collector`, until
+/// softflowd has read the whole capture and exported every flow.
+pub fn softflowd(pcap: &Path, version: &str, collector: SocketAddr) {
+    // softflowd 1.1.0 stalls on exit when its control socket's path is 13 characters or
+    // longer, so it runs in the capture's directory with short relative paths.
+    let output = Command::new("/usr/sbin/softflowd")
+        .current_dir(pcap.parent().unwrap())
+        .arg("-r")
+        .arg(pcap)
+        .args(["-n", &collector.to_string(), "-v", version, "-d"])
+        .args(["-p", "sf.pid", "-c", "sf.ctl"])
+        .output()
+        .expect("softflowd runs (Debian package softflowd)");
+    crate::assert_success(&output);
+}
+
+/// Runs one of pmacct's daemons (`pmacctd`, `nfacctd`) on `config` until it exits. Its core
+/// and plugin processes race on exit, so the status varies; a failure is named in its log.
+pub fn pmacct(daemon: &str, config: &Path) {
+    let output = Command::new(Path::new("/usr/sbin").join(daemon))
+        .arg("-f")
+        .arg(config)
+        .output()
+        .unwrap_or_else(|e| panic!("{daemon} runs (Debian package pmacct): {e}"));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!log.contains("ERROR"), "{daemon} failed:\n{log}");
 }

@@ -90,17 +90,34 @@ component = "{missing}"
 }
 
 #[test]
-fn shipped_demo_config_is_valid() {
+fn shipped_demo_config_is_valid_with_softflowd_and_with_its_timer_replay() {
     components();
-    let output = std::process::Command::new(fogd_tests::fogd_bin())
-        .args(["check", "--config"])
-        .arg(fogd_tests::root().join("provisioning/demo.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("ok (5 functions)"));
+    let check = |config: &std::path::Path, functions: &str| {
+        let output = std::process::Command::new(fogd_tests::fogd_bin())
+            .args(["check", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stdout)
+                .contains(&format!("ok ({functions} functions)"))
+        );
+    };
+    let root = fogd_tests::root();
+    check(&root.join("provisioning/demo.toml"), "4");
+    // What demo.sh runs without softflowd: the demo and its timer replay, side by side in
+    // target/ so the relative paths hold.
+    let fallback = root.join("target/demo-timer-replay-check.toml");
+    let joined = [
+        std::fs::read_to_string(root.join("provisioning/demo.toml")).unwrap(),
+        std::fs::read_to_string(root.join("provisioning/demo-flow-replay.toml")).unwrap(),
+    ]
+    .join("\n");
+    std::fs::write(&fallback, joined).unwrap();
+    check(&fallback, "5");
 }

@@ -7,13 +7,12 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::Command;
 
 use fogd_tests::agent::{Running, broker, connected, function, start};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
-use fogd_tests::traffic::{Capture, Received};
-use fogd_tests::{PATIENCE, assert_success, components, litert_library, model_path, wait_until};
+use fogd_tests::traffic::{Capture, Received, pmacct, softflowd};
+use fogd_tests::{PATIENCE, components, litert_library, model_path, wait_until};
 use serde_json::Value;
 
 const WEB: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
@@ -105,22 +104,6 @@ path = "{model}"
     }
 }
 
-/// Replays `pcap` with softflowd exporting `version` (5, 9 or 10) to `collector`, until
-/// softflowd has read the whole capture and exported every flow.
-fn softflowd(pcap: &Path, version: &str, collector: SocketAddr) {
-    // softflowd 1.1.0 stalls on exit when its control socket's path is 13 characters or
-    // longer, so it runs in the capture's directory with short relative paths.
-    let output = Command::new("/usr/sbin/softflowd")
-        .current_dir(pcap.parent().unwrap())
-        .arg("-r")
-        .arg(pcap)
-        .args(["-n", &collector.to_string(), "-v", version, "-d"])
-        .args(["-p", "sf.pid", "-c", "sf.ctl"])
-        .output()
-        .expect("softflowd runs (Debian package softflowd)");
-    assert_success(&output);
-}
-
 /// Replays `pcap` with pmacct's pmacctd and its sfprobe plugin, exporting sFlow v5 with
 /// one in `sampling` packets sampled to `collector`, until pmacctd has read the whole capture.
 fn pmacctd_sflow(pcap: &Path, sampling: u32, collector: SocketAddr) {
@@ -134,14 +117,7 @@ fn pmacctd_sflow(pcap: &Path, sampling: u32, collector: SocketAddr) {
         ),
     )
     .unwrap();
-    let output = Command::new("/usr/sbin/pmacctd")
-        .arg("-f")
-        .arg(&config)
-        .output()
-        .expect("pmacctd runs (Debian package pmacct)");
-    // Its core and plugin processes race on exit, so the status varies; errors are named.
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(!log.contains("ERROR"), "pmacctd failed:\n{log}");
+    pmacct("pmacctd", &config);
 }
 
 impl Site {
