@@ -33,6 +33,10 @@ fuzz_target!(|data: &[u8]| {
         records.clear();
         let decoded = decoder.decode(datagram, exporter, &mut records);
         assert!(records.iter().all(|r| r.sampling_rate >= 1));
-        let _ = (decoded.template_misses, decoded.malformed, decoded.counters.len());
+        let _ = (
+            decoded.template_misses,
+            decoded.malformed,
+            decoded.counters.len(),
+        );
     }
 });

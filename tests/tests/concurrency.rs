@@ -100,6 +100,47 @@ async fn full_queue_drops_and_counts_and_admits_exactly_concurrency_plus_queue()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_go_together_are_queued_all_or_dropped_all() {
+    let harness = Harness::new();
+    let metrics = Metrics::new();
+    let mut spec = spec("windows", &components().probe);
+    spec.limits.concurrency = 1;
+    spec.limits.queue = 3;
+    spec.limits.timeout = Millis(60_000);
+    spec.effects = Effects::Keep;
+    let executor = Executor::start(vec![harness.load(&spec).unwrap()], 2, &metrics);
+    let queue = executor.queue("windows").unwrap().clone();
+    let kv = harness.state.kv("windows").unwrap();
+    let held = queue.try_submit(Arc::new(event("hold", ""))).unwrap();
+    wait_until("the first event runs", || kv.get("held").unwrap().is_some()).await;
+
+    let window = |size: usize| -> Vec<Arc<_>> {
+        (0..size)
+            .map(|index| Arc::new(event("echo", format!("{index}"))))
+            .collect()
+    };
+    // Four aggregates do not fit a queue of three: none is queued, each drop is counted.
+    assert!(matches!(
+        queue.try_submit_all(&window(4)),
+        Err(SubmitError::Full)
+    ));
+    assert_eq!(queue.metrics().dropped_count("queue_full"), 4);
+    // Three fit, all of them; then a window of one finds no room.
+    queue.try_submit_all(&window(3)).unwrap();
+    assert_eq!(queue.metrics().queue_depth.get(), 3);
+    assert!(queue.try_submit_all(&window(1)).is_err());
+    assert_eq!(queue.metrics().dropped_count("queue_full"), 5);
+
+    kv.set("release", b"1", None).unwrap();
+    held.await.unwrap().unwrap();
+    wait_until("the window's three events ran", || {
+        queue.metrics().invocations.get() == 4
+    })
+    .await;
+    executor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_admitted_events_then_refuses_new_ones() {
     let harness = Harness::new();
     let metrics = Metrics::new();

@@ -192,9 +192,39 @@ fn assert_window_matches(window: &Value, truth: &Received, version: &str) {
     assert_eq!(window["sampled"], false);
 }
 
+/// A flow exporter a test replays captures with: softflowd or pmacctd's nfprobe.
+#[derive(Clone, Copy)]
+enum Exporter {
+    Softflowd,
+    Nfprobe,
+}
+
+fn export(exporter: Exporter, pcap: &Path, version: &str, collector: SocketAddr) {
+    match exporter {
+        Exporter::Softflowd => softflowd(pcap, version, collector),
+        Exporter::Nfprobe => {
+            let config = pcap.with_extension("nfprobe.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "daemonize: false\npcap_savefile: {}\nplugins: nfprobe\n\
+                     nfprobe_receiver: {collector}\nnfprobe_version: {version}\n",
+                    pcap.display()
+                ),
+            )
+            .unwrap();
+            pmacct("pmacctd", &config);
+        }
+    }
+}
+
 async fn windows_match_the_capture(version: &str) {
+    windows_from(Exporter::Softflowd, version).await;
+}
+
+async fn windows_from(exporter: Exporter, version: &str) {
     let mut site = site(
-        &format!("flow-observer-v{version}"),
+        &format!("flow-observer-v{version}-{}", exporter as u8),
         r#"{ window = "1h", key = ["dst_addr"], top = 3 }"#,
     )
     .await;
@@ -202,7 +232,7 @@ async fn windows_match_the_capture(version: &str) {
     let pcap = dir.path().join("traffic.pcap");
     let capture = capture();
     capture.write(&pcap);
-    softflowd(&pcap, version, site.flow);
+    export(exporter, &pcap, version, site.flow);
     site.records_reach(capture.flow_count()).await;
     assert_eq!(site.rejected("malformed"), 0);
     assert_eq!(site.rejected("template_missing"), 0);
@@ -232,6 +262,11 @@ async fn netflow_v9_windows_match_the_capture() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipfix_windows_match_the_capture() {
     windows_match_the_capture("10").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pmacctd_nfprobe_as_a_second_netflow_v9_exporter_gives_the_same_windows() {
+    windows_from(Exporter::Nfprobe, "9").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

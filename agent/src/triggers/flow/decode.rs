@@ -590,6 +590,48 @@ mod tests {
         assert_eq!((counters.out_octets, counters.out_discards), (654_321, 1));
     }
 
+    /// A datagram softflowd sent (the fuzz seeds hold each behind a two-byte length).
+    fn softflowd_export(seed: &[u8]) -> &[u8] {
+        &seed[2..]
+    }
+
+    #[test]
+    fn templates_expire_unless_resent_and_data_without_one_is_a_miss_per_set() {
+        for (first, data) in [
+            (
+                &include_bytes!("../../../../fuzz/corpus/flow_decode/softflowd-v9-0")[..],
+                &include_bytes!("../../../../fuzz/corpus/flow_decode/softflowd-v9-1")[..],
+            ),
+            (
+                &include_bytes!("../../../../fuzz/corpus/flow_decode/softflowd-v10-0")[..],
+                &include_bytes!("../../../../fuzz/corpus/flow_decode/softflowd-v10-1")[..],
+            ),
+        ] {
+            let timeout = Duration::from_millis(50);
+            let mut decoder = Decoder::new(timeout);
+            let from: SocketAddr = "192.0.2.1:2055".parse().unwrap();
+            let mut records = Vec::new();
+            // Templates, options and data; then data only, which the templates decode.
+            decoder.decode(softflowd_export(first), from, &mut records);
+            let with_templates = records.len();
+            assert!(with_templates > 0);
+            let decoded = decoder.decode(softflowd_export(data), from, &mut records);
+            assert_eq!(decoded.template_misses, 0);
+            assert!(records.len() > with_templates);
+            // The templates age past their timeout without being resent: the same data is
+            // now a miss, not records.
+            std::thread::sleep(timeout * 2);
+            records.clear();
+            let decoded = decoder.decode(softflowd_export(data), from, &mut records);
+            assert_eq!((records.len(), decoded.template_misses), (0, 1));
+            // Another exporter's templates are its own: it never sent any.
+            let other: SocketAddr = "192.0.2.2:2055".parse().unwrap();
+            decoder.decode(softflowd_export(first), from, &mut records);
+            let decoded = decoder.decode(softflowd_export(data), other, &mut records);
+            assert_eq!(decoded.template_misses, 1);
+        }
+    }
+
     #[test]
     fn datagrams_of_no_flow_protocol_are_malformed_with_the_version_named() {
         let mut decoder = Decoder::new(Duration::from_secs(60));
