@@ -198,6 +198,11 @@ impl Capture {
 /// Replays `pcap` with softflowd exporting `version` (5, 9 or 10) to `collector`, until
 /// softflowd has read the whole capture and exported every flow.
 pub fn softflowd(pcap: &Path, version: &str, collector: SocketAddr) {
+    softflowd_with(pcap, version, collector, &[]);
+}
+
+/// As [`softflowd`], with more of its options (`-s 10`: sample one packet in ten).
+pub fn softflowd_with(pcap: &Path, version: &str, collector: SocketAddr, options: &[&str]) {
     // softflowd 1.1.0 stalls on exit when its control socket's path is 13 characters or
     // longer, so it runs in the capture's directory with short relative paths.
     let output = Command::new("/usr/sbin/softflowd")
@@ -206,6 +211,7 @@ pub fn softflowd(pcap: &Path, version: &str, collector: SocketAddr) {
         .arg(pcap)
         .args(["-n", &collector.to_string(), "-v", version, "-d"])
         .args(["-p", "sf.pid", "-c", "sf.ctl"])
+        .args(options)
         .output()
         .expect("softflowd runs (Debian package softflowd)");
     crate::assert_success(&output);

@@ -11,7 +11,7 @@ use std::path::Path;
 use fogd_tests::agent::{Running, broker, connected, function, start};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
-use fogd_tests::traffic::{Capture, Received, pmacct, softflowd};
+use fogd_tests::traffic::{Capture, Received, pmacct, softflowd, softflowd_with};
 use fogd_tests::{PATIENCE, components, litert_library, model_path, wait_until};
 use serde_json::Value;
 
@@ -126,6 +126,20 @@ impl Site {
             .agent
             .metrics
             .input_rejected_count("flow", reason)
+    }
+
+    /// Waits until every datagram sent so far has been read: a malformed one sent now is
+    /// queued behind them, so once it is counted they have all been decoded.
+    async fn barrier(&self) {
+        let before = self.rejected("malformed");
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .send_to(b"\x00", self.flow)
+            .unwrap();
+        wait_until("the barrier datagram counted", || {
+            self.rejected("malformed") > before
+        })
+        .await;
     }
 
     async fn records_reach(&self, expected: u64) {
@@ -405,8 +419,7 @@ async fn sampled_sflow_is_scaled_by_the_sampling_rate() {
     let capture = capture();
     capture.write(&pcap);
     pmacctd_sflow(&pcap, 10, site.flow);
-    let sampled = capture.packet_count() / 10;
-    site.records_reach(sampled * 9 / 10).await;
+    site.barrier().await;
     let windows = site.closed_window(1).await;
     let all = &windows["all"];
     assert_eq!(all["sampled"], true);
@@ -530,4 +543,30 @@ fn v9_data_without_template() -> Vec<u8> {
         datagram.extend_from_slice(&[0xab; 8]);
     }
     datagram
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_netflow_is_scaled_by_the_rate_its_options_data_announces() {
+    for version in ["9", "10"] {
+        let mut site = site(
+            &format!("flow-observer-sampled-v{version}"),
+            r#"{ window = "1h" }"#,
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let pcap = dir.path().join("traffic.pcap");
+        let capture = capture();
+        capture.write(&pcap);
+        softflowd_with(&pcap, version, site.flow, &["-s", "10"]);
+        site.barrier().await;
+        let windows = site.closed_window(1).await;
+        let all = &windows["all"];
+        assert_eq!(all["sampled"], true, "v{version}: {all}");
+        let packets = all["packets"].as_f64().unwrap();
+        let truth = capture.packet_count() as f64;
+        assert!(
+            (packets - truth).abs() / truth < 0.2,
+            "v{version}: {packets} packets estimated of {truth}"
+        );
+    }
 }
