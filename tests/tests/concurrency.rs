@@ -125,6 +125,11 @@ async fn events_that_go_together_are_queued_all_or_dropped_all() {
         Err(SubmitError::Full)
     ));
     assert_eq!(queue.metrics().dropped_count("queue_full"), 4);
+    assert_eq!(
+        queue.metrics().queue_depth.get(),
+        0,
+        "the running event is not queued"
+    );
     // Three fit, all of them; then a window of one finds no room.
     queue.try_submit_all(&window(3)).unwrap();
     assert_eq!(queue.metrics().queue_depth.get(), 3);

@@ -472,7 +472,9 @@ fn run_batch(queue: &FunctionQueue, batch: Vec<Run>) -> Finished {
 }
 
 fn run(queue: &FunctionQueue, mut job: Job) {
+    // The event leaves the queue as it starts: the gauge says so now, not when it ends.
     drop(job.queued.take());
+    queue.update_depth();
     let function = job.function.clone();
     let metrics = &queue.metrics;
     let event = &job.event;
