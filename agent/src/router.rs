@@ -14,16 +14,19 @@ use crate::topic::{TopicFilter, subscription_filter};
 /// What one route selects.
 #[derive(Debug, Clone)]
 enum Selector {
-    /// One timer trigger, by its key.
-    Timer(String),
+    /// The events of one trigger that serves its own function only (a timer, a flow
+    /// trigger): those of `source` whose `attribute` names the trigger's key.
+    Owned {
+        source: Source,
+        attribute: &'static str,
+        key: String,
+    },
     /// SNMP notifications whose trap OID is this one or below it (all without one).
     SnmpTrap(Option<String>),
     /// Results of one SNMP poll job.
     SnmpPoll(String),
     /// Syslog messages that pass the trigger's filters.
     Syslog(SyslogTrigger),
-    /// The windows, batches or counters of one flow trigger, by its key.
-    Flow(String),
     /// MQTT messages on one broker connection whose topic matches; retained copies only if
     /// the trigger takes them.
     Mqtt {
@@ -67,8 +70,7 @@ pub fn timer_key(function: &str, index: usize) -> String {
     format!("{function}/timer{index}")
 }
 
-/// The identity of a function's `index`th trigger when it is a flow trigger: its events
-/// reach that function only.
+/// The identity of a function's `index`th trigger when it is a flow trigger.
 pub fn flow_key(function: &str, index: usize) -> String {
     format!("{function}/flow{index}")
 }
@@ -91,11 +93,19 @@ impl Router {
                         (Selector::Syslog(syslog.clone()), Delivery::default())
                     }
                     TriggerSpec::Flow(_) => (
-                        Selector::Flow(flow_key(&function.name, index)),
+                        Selector::Owned {
+                            source: Source::Flow,
+                            attribute: attributes::FLOW_TRIGGER,
+                            key: flow_key(&function.name, index),
+                        },
                         Delivery::default(),
                     ),
                     TriggerSpec::Timer(_) => (
-                        Selector::Timer(timer_key(&function.name, index)),
+                        Selector::Owned {
+                            source: Source::Timer,
+                            attribute: attributes::TIMER,
+                            key: timer_key(&function.name, index),
+                        },
                         Delivery::default(),
                     ),
                     TriggerSpec::Mqtt(mqtt) => {
@@ -153,12 +163,14 @@ impl Router {
                     attribute(event, attributes::SYSLOG_APP_NAME),
                     || syslog_text.get_or_init(|| syslog_message(event)).as_deref(),
                 ),
-                (Selector::Timer(key), Source::Timer) => {
-                    attribute(event, attributes::TIMER) == Some(key.as_str())
-                }
-                (Selector::Flow(key), Source::Flow) => {
-                    attribute(event, attributes::FLOW_TRIGGER) == Some(key.as_str())
-                }
+                (
+                    Selector::Owned {
+                        source,
+                        attribute: name,
+                        key,
+                    },
+                    from,
+                ) if *source == from => attribute(event, name) == Some(key.as_str()),
                 (
                     Selector::Mqtt {
                         broker: wanted,
