@@ -5,11 +5,13 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use fogd::telemetry::Rejection;
 use fogd_tests::agent::{Running, broker, connected, function, start};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::{Received, TestClient};
 use fogd_tests::{assert_success, components, wait_until};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 use fogd_tests::PATIENCE;
 const COMMUNITY: &str = "fogd-test";
@@ -166,6 +168,45 @@ impl Site {
             .agent
             .metrics
             .input_rejected_count("snmp-trap", reason)
+    }
+
+    /// What the receiver made of the datagrams it read, by reason, omitting zeros:
+    /// `received`, `accepted` (events), `discovery` and each refusal reason.
+    fn accounting(&self) -> BTreeMap<&'static str, u64> {
+        let metrics = &self.running.agent.metrics;
+        let mut counts: BTreeMap<&'static str, u64> = Rejection::ALL
+            .iter()
+            .map(|reason| (reason.as_str(), self.rejected(reason.as_str())))
+            .collect();
+        counts.insert("accepted", metrics.events_received_count("snmp-trap"));
+        counts.insert("discovery", metrics.snmp_discoveries_count());
+        counts.insert("received", metrics.datagrams_received_count("snmp-trap"));
+        counts.retain(|_, count| *count > 0);
+        counts
+    }
+
+    /// Waits until every datagram read is accounted for once, and returns the accounting.
+    async fn balanced(&self) -> BTreeMap<&'static str, u64> {
+        let balances = |counts: &BTreeMap<&'static str, u64>| {
+            let outcomes: u64 = counts
+                .iter()
+                .filter(|(name, _)| **name != "received")
+                .map(|(_, count)| count)
+                .sum();
+            outcomes == counts.get("received").copied().unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let counts = self.accounting();
+            if balances(&counts) {
+                return counts;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "accepted + discoveries + refused never equalled received: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -469,6 +510,191 @@ async fn informs_are_answered_and_refused_ones_are_not() {
     site.running.agent.shutdown().await;
 }
 
+/// A mixed run: good and refused notifications from net-snmp's tools, requests sent to
+/// the receiver, an inform's discovery, and garbage. Each datagram read is counted once,
+/// under what became of it, and the sums balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_datagram_is_counted_once_under_its_true_reason() {
+    let site = site("snmp-observer-4").await;
+    let v3 = |user: &'static str, auth: &'static str, privacy: &'static str| {
+        [
+            "-v", "3", "-u", user, "-l", "authPriv", "-a", "SHA", "-A", auth, "-x", "AES", "-X",
+            privacy,
+        ]
+    };
+    let expect = |counts: &BTreeMap<&'static str, u64>, reason: &str, at_least: u64| {
+        counts.get(reason).copied().unwrap_or(0) >= at_least
+    };
+    // Each step sends, then waits for its own count, so the next one starts from it.
+    let steps: Vec<(Vec<&str>, &str, &[&str], &str)> = vec![
+        (
+            vec!["-v", "2c", "-c", COMMUNITY],
+            "snmptrap",
+            &["1", COLD_START],
+            "accepted",
+        ),
+        (
+            v3("sha-aes", "authpass123", "privpass123").to_vec(),
+            "snmptrap",
+            &["2", COLD_START],
+            "accepted",
+        ),
+        (
+            vec!["-v", "2c", "-c", "wrong"],
+            "snmptrap",
+            &["3", COLD_START],
+            "bad_community",
+        ),
+        (
+            v3("sha-aes", "wrongpass1", "privpass123").to_vec(),
+            "snmptrap",
+            &["4", COLD_START],
+            "wrong_digest",
+        ),
+        (
+            v3("sha-aes", "authpass123", "wrongpriv1").to_vec(),
+            "snmptrap",
+            &["5", COLD_START],
+            "decryption_error",
+        ),
+        (
+            vec!["-v", "3", "-u", "nobody", "-l", "noAuthNoPriv"],
+            "snmptrap",
+            &["6", COLD_START],
+            "unknown_user",
+        ),
+        (
+            vec!["-v", "2c", "-c", COMMUNITY, "-t", "0.2", "-r", "0"],
+            "snmpget",
+            &["1.3.6.1.2.1.1.3.0"],
+            "not_a_notification",
+        ),
+        (
+            [&["-v", "3"], SHA_AES_USER].concat(),
+            "snmpinform",
+            &["7", COLD_START],
+            "discovery",
+        ),
+    ];
+    let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+    for (options, tool, tail, reason) in &steps {
+        *expected.entry(reason).or_default() += 1;
+        let output = site.tool(tool, options, tail);
+        if *tool == "snmpinform" {
+            assert_success(&output);
+            *expected.entry("accepted").or_default() += 1;
+        }
+        let at_least = expected[reason];
+        wait_until(&format!("{tool} {options:?} counted as {reason}"), || {
+            expect(&site.accounting(), reason, at_least)
+        })
+        .await;
+    }
+
+    // A Response and a Report PDU, cut-off and random datagrams, sent raw.
+    let response = b"\x30\x1c\x02\x01\x01\x04\x09fogd-test\xa2\x0c\x02\x01\x01\x02\x01\x00\x02\x01\x00\x30\x01\x00";
+    let report = [&response[..15], b"\xa8", &response[16..]].concat();
+    let mut raw: Vec<Vec<u8>> = vec![response[..18].to_vec(), Vec::new()];
+    raw.extend(random_datagrams(0x9e37_79b9_7f4a_7c15, 200, 300));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let receiver = format!("127.0.0.1:{}", site.port);
+    let all = [response.to_vec(), report]
+        .into_iter()
+        .chain(raw)
+        .collect::<Vec<_>>();
+    let read_before = site.accounting()["received"];
+    for datagram in &all {
+        socket.send_to(datagram, &receiver).unwrap();
+    }
+    wait_until("every raw datagram is read", || {
+        site.accounting()["received"] >= read_before + all.len() as u64
+    })
+    .await;
+    let counts = site.balanced().await;
+    let received = counts["received"];
+    assert_eq!(
+        received,
+        expected.values().sum::<u64>() + all.len() as u64,
+        "one datagram per trap, get and raw datagram, two for the inform: {counts:?}"
+    );
+    for (reason, count) in &expected {
+        let at_least = if *reason == "not_a_notification" {
+            count + 2
+        } else {
+            *count
+        };
+        assert!(
+            expect(&counts, reason, at_least),
+            "{reason}: {counts:?}, expected at least {at_least}"
+        );
+    }
+    assert_eq!(counts.get("unknown_engine_id"), None, "{counts:?}");
+    assert_eq!(
+        counts.get("discovery"),
+        Some(&1),
+        "the inform's discovery is not a refusal"
+    );
+    site.running.agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_outside_the_allowed_sources_are_refused_on_arrival() {
+    let config = format!(
+        r#"
+[snmp]
+listen = "127.0.0.1:0"
+communities = ["{COMMUNITY}"]
+allowed_sources = ["192.0.2.0/24"]
+{}
+"#,
+        function(
+            "all",
+            &components().echo,
+            r#"
+                [[function.trigger]]
+                snmp_trap = {}
+            "#
+        )
+    );
+    let running = start(&config).await;
+    let port = running.agent.snmp_address.expect("snmp receiver").port();
+    assert_success(&cold_start_trap(&format!("127.0.0.1:{port}")));
+    let metrics = &running.agent.metrics;
+    wait_until("the trap from 127.0.0.1 is refused", || {
+        metrics.input_rejected_count("snmp-trap", "source_not_allowed") == 1
+    })
+    .await;
+    assert_eq!(metrics.datagrams_received_count("snmp-trap"), 1);
+    assert_eq!(metrics.events_received_count("snmp-trap"), 0);
+    running.agent.shutdown().await;
+}
+
+/// `count` datagrams of pseudo-random bytes, each shorter than `longest`, the same for a
+/// seed on every run.
+fn random_datagrams(mut seed: u64, count: usize, longest: u64) -> Vec<Vec<u8>> {
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    (0..count)
+        .map(|_| {
+            let length = next() % longest;
+            (0..length).map(|_| next() as u8).collect()
+        })
+        .collect()
+}
+
+/// A v2c coldStart trap from `snmptrap` to `receiver`.
+fn cold_start_trap(receiver: &str) -> Output {
+    Command::new("snmptrap")
+        .env("MIBS", "")
+        .args(["-v", "2c", "-c", COMMUNITY, receiver, "1", COLD_START])
+        .output()
+        .unwrap()
+}
+
 /// The receiver's address from fogd's "SNMP receiver listening listen=…" line.
 fn listen_address(line: &str) -> std::net::SocketAddr {
     let start = line.find("listen=").expect("listen field") + "listen=".len();
@@ -521,37 +747,13 @@ fn malformed_datagrams_are_counted_and_the_receiver_keeps_working() {
         b"\x30\x06\x02\x01\x07\x04\x01x".to_vec(),
         Vec::new(),
     ];
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for _ in 0..195 {
-        let bytes = (0..(seed % 200) as usize)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect();
-        malformed.push(bytes);
-    }
+    malformed.extend(random_datagrams(0x2545_f491_4f6c_dd1d, 195, 200));
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for datagram in &malformed {
         socket.send_to(datagram, receiver).unwrap();
     }
 
-    let output = Command::new("snmptrap")
-        .env("MIBS", "")
-        .args([
-            "-v",
-            "2c",
-            "-c",
-            COMMUNITY,
-            &receiver.to_string(),
-            "1",
-            COLD_START,
-        ])
-        .output()
-        .unwrap();
-    assert_success(&output);
+    assert_success(&cold_start_trap(&receiver.to_string()));
     daemon.wait_for(&["publish", "traps/all", "coldStart"]);
     let rejected = |text: &str| -> u64 {
         text.lines()

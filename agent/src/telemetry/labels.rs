@@ -12,6 +12,9 @@ macro_rules! label_values {
         }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &[$name] = &[$($name::$variant,)*];
+
             /// The label value.
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -55,6 +58,8 @@ label_values! {
         Failed => "failed",
         /// A NetFlow v9 or IPFIX data set whose template the exporter has not sent (yet).
         TemplateMissing => "template_missing",
+        /// An SNMP request, response or report PDU sent to the trap receiver.
+        NotANotification => "not_a_notification",
     }
 }
 

@@ -71,6 +71,8 @@ pub struct Metrics {
     cold_start: HistogramFamily<FunctionLabel>,
     queue_depth: Family<FunctionLabel, Gauge>,
     received: Family<SourceLabel, Counter>,
+    datagrams: Family<SourceLabel, Counter>,
+    snmp_discoveries: Counter,
     rejected: Family<SourceReasonLabel, Counter>,
     truncated: Family<SourceLabel, Counter>,
     flow_records: Counter,
@@ -109,6 +111,8 @@ impl Metrics {
             Family::new_with_constructor(latency_histogram);
         let queue_depth = Family::default();
         let received = Family::default();
+        let datagrams = Family::default();
+        let snmp_discoveries = Counter::default();
         let rejected = Family::default();
         let truncated = Family::default();
         let flow_records = Counter::default();
@@ -201,6 +205,17 @@ impl Metrics {
             truncated.clone(),
         );
         registry.register(
+            "datagrams_received",
+            "UDP datagrams read by a receiver, per source: each becomes events, is answered \
+             (an SNMP discovery) or is counted in inputs_rejected",
+            datagrams.clone(),
+        );
+        registry.register(
+            "snmp_discoveries",
+            "SNMPv3 discovery probes the trap receiver answered with its engine ID",
+            snmp_discoveries.clone(),
+        );
+        registry.register(
             "flow_records",
             "Flow records decoded from NetFlow, IPFIX and sFlow exports",
             flow_records.clone(),
@@ -214,6 +229,8 @@ impl Metrics {
             cold_start,
             queue_depth,
             received,
+            datagrams,
+            snmp_discoveries,
             rejected,
             truncated,
             flow_records,
@@ -337,6 +354,31 @@ impl Metrics {
     /// with the same source names as the events (`Source::as_str`).
     pub fn input_rejected(&self, source: Source, reason: Rejection) {
         self.inputs_rejected_by(source, reason, 1);
+    }
+
+    /// The counter of `source`'s datagrams read, resolved once per receiver.
+    pub fn datagrams_received(&self, source: Source) -> Counter {
+        self.datagrams
+            .get_or_create(&SourceLabel {
+                source: source.as_str().to_owned(),
+            })
+            .clone()
+    }
+
+    pub fn datagrams_received_count(&self, source: &str) -> u64 {
+        self.datagrams
+            .get(&SourceLabel {
+                source: source.to_owned(),
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
+    pub fn snmp_discovery(&self) {
+        self.snmp_discoveries.inc();
+    }
+
+    pub fn snmp_discoveries_count(&self) -> u64 {
+        self.snmp_discoveries.get()
     }
 
     /// Counts an input delivered cut to its size limit.

@@ -104,10 +104,11 @@ const KERNEL_DROPS_SYNC: Duration = Duration::from_secs(1);
 /// The largest UDP datagram.
 const MAX_DATAGRAM: usize = 65_535;
 
-/// Hands every datagram `socket` receives to `datagram` until `shutdown`, counting receive
-/// errors and the kernel's drops (the socket's `bound` view) as `source`'s rejections.
+/// Hands every datagram `socket` receives to `datagram` until `shutdown`, counting each
+/// (`fogd_datagrams_received_total`), and receive errors and the kernel's drops (the socket's
+/// `bound` view) as `source`'s rejections.
 pub async fn receive_datagrams(
-    socket: UdpSocket,
+    socket: &UdpSocket,
     bound: Option<BoundSocket>,
     source: Source,
     metrics: Arc<Metrics>,
@@ -120,12 +121,16 @@ pub async fn receive_datagrams(
         metrics.clone(),
         shutdown.clone(),
     ));
+    let datagrams = metrics.datagrams_received(source);
     let mut buffer = vec![0; MAX_DATAGRAM];
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             received = socket.recv_from(&mut buffer) => match received {
-                Ok((length, peer)) => datagram(&buffer[..length], peer),
+                Ok((length, peer)) => {
+                    datagrams.inc();
+                    datagram(&buffer[..length], peer)
+                }
                 Err(error) => {
                     metrics.input_rejected(source, Rejection::ReceiveError);
                     tracing::warn!(%error, source = source.as_str(), "UDP receive failed");

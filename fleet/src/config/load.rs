@@ -376,6 +376,18 @@ mod tests {
     }
 
     #[test]
+    fn an_engine_enterprise_past_31_bits_names_its_line() {
+        let error =
+            single_error("[snmp]\nlisten = \"127.0.0.1:0\"\nengine_enterprise = 2147483648\n");
+        assert_eq!(error.key, "snmp.engine_enterprise");
+        assert_eq!(error.position.map(|p| p.0), Some(3));
+        assert_eq!(
+            parse("[snmp]\n").unwrap().snmp.unwrap().engine_enterprise,
+            32473
+        );
+    }
+
+    #[test]
     fn syntax_error_has_position() {
         let error = single_error("[runtime\nworkers = 2\n");
         assert_eq!(error.position.map(|p| p.0), Some(1));

@@ -22,6 +22,12 @@ pub struct SnmpConfig {
     /// Source networks accepted (`10.0.0.0/8`, `192.0.2.7`); empty accepts any source.
     #[serde(default)]
     pub allowed_sources: Vec<Network>,
+    /// The IANA private enterprise number in the receiver's generated SNMPv3 engine ID
+    /// (RFC 3411 format: this number, then 8 random octets). fogd has none of its own; the
+    /// default is the number RFC 5612 sets aside for documentation. Read when the engine ID
+    /// is first made (`<state_dir>/snmp-engine.json`), which keeps it afterwards.
+    #[serde(default = "default_engine_enterprise")]
+    pub engine_enterprise: u32,
     /// SNMPv3 USM users (`[[snmp.user]]`), for receiving and polling.
     #[serde(default, rename = "user")]
     pub users: Vec<SnmpUser>,
@@ -71,6 +77,10 @@ pub struct SnmpPollTrigger {
 
 fn default_receive_buffer_kib() -> u32 {
     1024
+}
+
+fn default_engine_enterprise() -> u32 {
+    32473
 }
 
 /// An SNMPv3 user. Passwords are read from files so the config itself holds no secret.

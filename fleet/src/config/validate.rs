@@ -463,6 +463,15 @@ fn validate_snmp(snmp: &SnmpConfig, problems: &mut Vec<Problem>) {
             format!("{listen:?} is not an address:port such as 0.0.0.0:162"),
         ));
     }
+    if snmp.engine_enterprise >= 1 << 31 {
+        problems.push((
+            "snmp.engine_enterprise".into(),
+            format!(
+                "{} does not fit the engine ID's 31 bits for an enterprise number",
+                snmp.engine_enterprise
+            ),
+        ));
+    }
     let mut jobs = HashSet::new();
     for (index, job) in snmp.polls.iter().enumerate() {
         let at = format!("snmp.poll[{index}]");

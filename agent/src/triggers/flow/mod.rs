@@ -203,7 +203,7 @@ impl Listener {
         let metrics = self.metrics.clone();
         let mut records = Vec::new();
         udp_socket::receive_datagrams(
-            socket,
+            &socket,
             bound,
             Source::Flow,
             metrics,

@@ -1,27 +1,28 @@
-//! Which notifications are accepted: source networks, v1/v2c communities, and for v3 the
-//! security level each user is configured for. Every refusal is counted by reason; a
-//! refused inform is not answered.
+//! Which notifications are accepted: v1/v2c communities, and for v3 the security level each
+//! user is configured for (source networks are the relay's to check). Every refusal is
+//! counted by reason; a refused inform is not answered.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use crate::config::{Network, SnmpConfig, source_allowed};
+use super::relay::Senders;
+use crate::config::SnmpConfig;
 use crate::event::Source;
 use crate::telemetry::{Metrics, Rejection};
 use async_snmp::SecurityLevel;
 use async_snmp::notification::{NotificationAcceptance, NotificationEnvelope};
 
 pub struct AcceptList {
-    sources: Vec<Network>,
     communities: Vec<Vec<u8>>,
     levels: HashMap<Vec<u8>, SecurityLevel>,
     metrics: Arc<Metrics>,
+    /// Who the relayed addresses are, for the log.
+    senders: OnceLock<Arc<Senders>>,
 }
 
 impl AcceptList {
     pub fn new(config: &SnmpConfig, metrics: Arc<Metrics>) -> Self {
         Self {
-            sources: config.allowed_sources.clone(),
             communities: config
                 .communities
                 .iter()
@@ -29,7 +30,13 @@ impl AcceptList {
                 .collect(),
             levels: super::required_levels(&config.users),
             metrics,
+            senders: OnceLock::new(),
         }
+    }
+
+    /// The relay's senders, once the receiver it forwards to exists.
+    pub fn knows(&self, senders: Arc<Senders>) {
+        let _ = self.senders.set(senders);
     }
 
     pub fn decide(&self, envelope: &NotificationEnvelope<'_>) -> NotificationAcceptance {
@@ -37,16 +44,17 @@ impl AcceptList {
             None => NotificationAcceptance::Accept,
             Some(reason) => {
                 self.metrics.input_rejected(Source::SnmpTrap, reason);
-                tracing::debug!(source = %envelope.source, %reason, "SNMP notification refused");
+                let source = self
+                    .senders
+                    .get()
+                    .map_or(envelope.source, |senders| senders.sender(envelope.source));
+                tracing::debug!(%source, %reason, "SNMP notification refused");
                 NotificationAcceptance::Reject
             }
         }
     }
 
     fn refusal(&self, envelope: &NotificationEnvelope<'_>) -> Option<Rejection> {
-        if !source_allowed(&self.sources, envelope.source.ip()) {
-            return Some(Rejection::SourceNotAllowed);
-        }
         if let Some(community) = envelope.community {
             let known = self
                 .communities

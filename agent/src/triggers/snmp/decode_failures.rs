@@ -12,6 +12,7 @@ use tracing_subscriber::layer::Context;
 use crate::telemetry::LogObserver;
 
 static MALFORMED: AtomicU64 = AtomicU64::new(0);
+static DECRYPTION_FAILED: AtomicU64 = AtomicU64::new(0);
 static OUTSIDE_TIME_WINDOW: AtomicU64 = AtomicU64::new(0);
 
 /// Where and with which message async-snmp reports a datagram it skipped.
@@ -20,6 +21,10 @@ const SKIPPED: &str = "failed to parse notification";
 /// How the text of an authentication error begins. Such a datagram is already counted
 /// under its usmStats reason (or as outside the time window), not again as malformed.
 const AUTHENTICATION_FAILED: &str = "authentication failed";
+/// Where a decode error is placed when it is in what decryption gave: an authenticated
+/// message whose plaintext is not BER, which is what a wrong privacy key produces (CBC and
+/// CFB decrypt anything). RFC 3414 (3.2, step 8) counts it as a decryption error.
+const IN_DECRYPTED_PLAINTEXT: &str = "decrypted scoped-PDU plaintext";
 /// Where and with which message it reports a message from a sender outside the window.
 const V3_TARGET: &str = "async_snmp::v3";
 const OUTSIDE_WINDOW: &str = "message outside time window";
@@ -27,6 +32,11 @@ const OUTSIDE_WINDOW: &str = "message outside time window";
 /// The undecodable datagrams counted so far in this process.
 pub fn malformed() -> u64 {
     MALFORMED.load(Ordering::Relaxed)
+}
+
+/// The authenticated v3 messages whose decrypted contents did not decode, so far.
+pub fn decryption_failed() -> u64 {
+    DECRYPTION_FAILED.load(Ordering::Relaxed)
 }
 
 /// The v3 messages from senders outside the time window counted so far in this process.
@@ -59,7 +69,11 @@ impl<S: tracing::Subscriber> Layer<S> for RefusalCounter {
             && fields.message == SKIPPED
             && !fields.error.starts_with(AUTHENTICATION_FAILED)
         {
-            MALFORMED.fetch_add(1, Ordering::Relaxed);
+            if fields.error.contains(IN_DECRYPTED_PLAINTEXT) {
+                DECRYPTION_FAILED.fetch_add(1, Ordering::Relaxed);
+            } else {
+                MALFORMED.fetch_add(1, Ordering::Relaxed);
+            }
         } else if target == V3_TARGET && fields.message == OUTSIDE_WINDOW {
             OUTSIDE_TIME_WINDOW.fetch_add(1, Ordering::Relaxed);
         }

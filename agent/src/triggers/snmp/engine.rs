@@ -18,8 +18,32 @@ struct Stored {
     boots: u32,
 }
 
-/// Loads the engine (counting this start as one more boot), or creates one.
-pub fn load(state_dir: &Path) -> Result<AuthoritativeEngine, SnmpError> {
+/// RFC 3411's format for an engine ID that is neither an address nor text: octets
+/// administratively assigned (here, random).
+const FORMAT_OCTETS: u8 = 5;
+/// The random octets after the format octet: unique enough that two gateways of one
+/// enterprise never share an engine ID.
+const RANDOM_OCTETS: usize = 8;
+
+/// An engine ID in RFC 3411's format: the enterprise number with its top bit set (four
+/// octets), the format octet, then random octets.
+pub fn generate_engine_id(enterprise: u32) -> Result<Vec<u8>, SnmpError> {
+    let mut random = [0u8; RANDOM_OCTETS];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+        .map_err(|_| SnmpError::Engine("the system has no random source".into()))?;
+    Ok(engine_id(enterprise, random))
+}
+
+fn engine_id(enterprise: u32, random: [u8; RANDOM_OCTETS]) -> Vec<u8> {
+    let mut id = (enterprise | 0x8000_0000).to_be_bytes().to_vec();
+    id.push(FORMAT_OCTETS);
+    id.extend_from_slice(&random);
+    id
+}
+
+/// Loads the engine (counting this start as one more boot), or creates one whose ID names
+/// `enterprise`.
+pub fn load(state_dir: &Path, enterprise: u32) -> Result<AuthoritativeEngine, SnmpError> {
     let path = state_dir.join("snmp-engine.json");
     let persist = {
         let path = path.clone();
@@ -37,8 +61,7 @@ pub fn load(state_dir: &Path) -> Result<AuthoritativeEngine, SnmpError> {
                 .map_err(|e| SnmpError::Engine(e.to_string()))?
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let engine_id = async_snmp::v3::generate_engine_id()
-                .map_err(|e| SnmpError::Engine(e.to_string()))?;
+            let engine_id = generate_engine_id(enterprise)?;
             AuthoritativeEngine::install(engine_id, persist)
                 .map_err(|e| SnmpError::Engine(e.to_string()))?
         }
@@ -101,4 +124,36 @@ fn write_durably(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
     file.write_all(&serde_json::to_vec(value)?)?;
     file.sync_all()?;
     std::fs::rename(&partial, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_ids_follow_rfc_3411() {
+        let id = engine_id(32473, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            id,
+            [0x80, 0x00, 0x7e, 0xd9, 5, 1, 2, 3, 4, 5, 6, 7, 8],
+            "top bit, enterprise 32473, format 5, the random octets"
+        );
+        async_snmp::v3::validate_engine_id(&id).unwrap();
+    }
+
+    #[test]
+    fn a_new_engine_is_stored_with_the_enterprise_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load(dir.path(), 9).unwrap();
+        let id = first.engine_id().to_vec();
+        assert_eq!(&id[..5], [0x80, 0, 0, 9, 5]);
+        drop(first);
+        let again = load(dir.path(), 10).unwrap();
+        assert_eq!(
+            again.engine_id().to_vec(),
+            id,
+            "the stored engine ID is kept"
+        );
+        assert_eq!(again.engine_boots(), 2);
+    }
 }

@@ -1,17 +1,22 @@
-//! SNMP triggers: the trap and inform receiver (v1, v2c, v3 USM, built on async-snmp). Each
-//! accepted notification becomes an event (subject = trap OID) offered to the functions whose
-//! `snmp_trap` trigger matches; informs are answered before that, so the sender stops
-//! retrying. Rejected datagrams are counted in `fogd_inputs_rejected_total{source="snmp-trap"}`.
+//! SNMP triggers: the trap and inform receiver (v1, v2c, v3 USM, built on async-snmp, behind
+//! fogd's own socket: [`relay`]). Each accepted notification becomes an event (subject = trap
+//! OID) offered to the functions whose `snmp_trap` trigger matches; informs are answered
+//! before that, so the sender stops retrying. Every datagram read is counted once: as an
+//! event, as a discovery probe answered, or as a refusal under its reason
+//! (`fogd_inputs_rejected_total{source="snmp-trap"}`).
 
 mod accept;
 pub mod decode_failures;
 mod engine;
 mod error;
 pub mod payload;
+mod peek;
 mod poll;
+mod relay;
 pub mod render;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,9 +47,18 @@ pub async fn start_receiver(
     health: Arc<Health>,
 ) -> Result<Tasks, SnmpError> {
     let metrics = dispatch.metrics().clone();
+    let bind_error = |reason: String| SnmpError::Bind {
+        listen: listen.to_owned(),
+        reason,
+    };
+    let address: SocketAddr = listen.parse().map_err(|e| bind_error(format!("{e}")))?;
+    let requested = config.receive_buffer_kib as usize * 1024;
+    let (public, local, public_bound) = udp_socket::bind(address, requested, "SNMP receiver")
+        .await
+        .map_err(|e| bind_error(e.to_string()))?;
     let accept = Arc::new(AcceptList::new(config, metrics.clone()));
     let mut builder = NotificationReceiver::builder()
-        .bind(listen.to_owned())
+        .bind(RECEIVER_ON_LOOPBACK)
         .acceptance_policy({
             let accept = accept.clone();
             move |envelope: &async_snmp::notification::NotificationEnvelope<'_>| {
@@ -52,7 +66,7 @@ pub async fn start_receiver(
             }
         });
     if !config.users.is_empty() {
-        builder = builder.authoritative_engine(engine::load(state_dir)?);
+        builder = builder.authoritative_engine(engine::load(state_dir, config.engine_enterprise)?);
     }
     let uses_des = config.users.iter().any(|user| {
         matches!(
@@ -75,23 +89,36 @@ pub async fn start_receiver(
             })
             .map_err(|e| SnmpError::user(&user.name, e))?;
     }
-    let receiver = builder.build().await.map_err(|e| SnmpError::Bind {
-        listen: listen.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let local = receiver.local_addr();
-    let socket = BoundSocket::find(local);
-    let requested = config.receive_buffer_kib as usize * 1024;
-    udp_socket::size_and_announce(socket.as_ref(), requested, "SNMP receiver", local);
+    let receiver = builder
+        .build()
+        .await
+        .map_err(|e| bind_error(e.to_string()))?;
+    let inner = BoundSocket::find(receiver.local_addr());
+    if let Some(inner) = &inner {
+        // The relay forwards as fast as it reads: the receiver needs the same room.
+        let _ = inner.set_receive_buffer(requested);
+    }
+    let senders = Arc::new(relay::Senders::new(Arc::new(public), receiver.local_addr()));
+    accept.knows(senders.clone());
     health.set("snmp", true, format!("listening on {local}"));
     let mut tasks = Tasks::new("snmp");
     tasks.listening_on(local);
+    tasks.push(tokio::spawn(relay::run(
+        senders.clone(),
+        public_bound,
+        config.allowed_sources.clone(),
+        metrics.clone(),
+        tasks.shutdown_signal(),
+    )));
     let shutdown = tasks.shutdown_signal();
     tasks.push(tokio::spawn(receive(
-        receiver, socket, dispatch, metrics, shutdown,
+        receiver, inner, senders, dispatch, metrics, shutdown,
     )));
     Ok(tasks)
 }
+
+/// Where async-snmp's receiver listens: only the relay sends to it.
+const RECEIVER_ON_LOOPBACK: &str = "127.0.0.1:0";
 
 type Key = Option<(AuthProtocol, Vec<u8>)>;
 type PrivacyKey = Option<(PrivProtocol, Vec<u8>)>;
@@ -150,15 +177,17 @@ pub(crate) fn required_levels(users: &[SnmpUser]) -> HashMap<Vec<u8>, SecurityLe
 async fn receive(
     receiver: NotificationReceiver,
     socket: Option<BoundSocket>,
+    senders: Arc<relay::Senders>,
     dispatch: Dispatch,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let counters = RejectionCounters::new(&receiver, socket.as_ref());
+    let counters = RejectionCounters::new(&receiver, socket.as_ref(), &senders);
     let sync = tokio::spawn(sync_counters(
         counters,
         receiver.clone(),
         socket,
+        senders.clone(),
         metrics.clone(),
         shutdown.clone(),
     ));
@@ -167,7 +196,8 @@ async fn receive(
             _ = shutdown.changed() => break,
             received = receiver.recv() => match received {
                 Ok(received) => {
-                    let event = payload::to_event(&received.notification, received.source);
+                    let sender = senders.sender(received.source);
+                    let event = payload::to_event(&received.notification, sender);
                     dispatch.offer(event);
                 }
                 Err(error) => {
@@ -184,6 +214,7 @@ async fn sync_counters(
     mut counters: RejectionCounters,
     receiver: NotificationReceiver,
     socket: Option<BoundSocket>,
+    senders: Arc<relay::Senders>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -191,14 +222,15 @@ async fn sync_counters(
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tick.tick() => counters.sync(&receiver, socket.as_ref(), &metrics),
+            _ = tick.tick() => counters.sync(&receiver, socket.as_ref(), &senders, &metrics),
         }
     }
 }
 
-/// Counters kept by async-snmp (RFC 3414 usmStats), the kernel and the log hook for what
-/// async-snmp only logs, as last seen; each sync adds what changed to
-/// `inputs_rejected_total`.
+/// Counters kept by async-snmp (RFC 3414 usmStats), the kernel (for the receiver's loopback
+/// socket; the relay's own is synced with its reads) and the log hook for what async-snmp
+/// only logs, as last seen; each sync adds what grew to `inputs_rejected_total`. An unknown
+/// engine ID is a refusal only past the discovery probes, which usmStats counts alike.
 struct RejectionCounters {
     seen: [u64; 8],
 }
@@ -215,20 +247,28 @@ const REASONS: [Rejection; 8] = [
 ];
 
 impl RejectionCounters {
-    fn new(receiver: &NotificationReceiver, socket: Option<&BoundSocket>) -> Self {
+    fn new(
+        receiver: &NotificationReceiver,
+        socket: Option<&BoundSocket>,
+        senders: &relay::Senders,
+    ) -> Self {
         Self {
-            seen: Self::read(receiver, socket),
+            seen: Self::read(receiver, socket, senders),
         }
     }
 
-    fn read(receiver: &NotificationReceiver, socket: Option<&BoundSocket>) -> [u64; 8] {
+    fn read(
+        receiver: &NotificationReceiver,
+        socket: Option<&BoundSocket>,
+        senders: &relay::Senders,
+    ) -> [u64; 8] {
         [
             u64::from(receiver.usm_unknown_usernames()),
             u64::from(receiver.usm_wrong_digests()),
             u64::from(receiver.usm_not_in_time_windows()) + decode_failures::outside_time_window(),
             u64::from(receiver.usm_unsupported_sec_levels()),
-            u64::from(receiver.usm_decryption_errors()),
-            u64::from(receiver.usm_unknown_engine_ids()),
+            u64::from(receiver.usm_decryption_errors()) + decode_failures::decryption_failed(),
+            u64::from(receiver.usm_unknown_engine_ids()).saturating_sub(senders.discoveries()),
             decode_failures::malformed(),
             socket.and_then(BoundSocket::kernel_drops).unwrap_or(0),
         ]
@@ -238,9 +278,10 @@ impl RejectionCounters {
         &mut self,
         receiver: &NotificationReceiver,
         socket: Option<&BoundSocket>,
+        senders: &relay::Senders,
         metrics: &Metrics,
     ) {
-        let now = Self::read(receiver, socket);
+        let now = Self::read(receiver, socket, senders);
         for ((reason, now), seen) in REASONS.iter().zip(now).zip(&mut self.seen) {
             if now > *seen {
                 metrics.inputs_rejected_by(Source::SnmpTrap, *reason, now - *seen);

@@ -167,7 +167,7 @@ async fn receive_datagrams(
 ) {
     let metrics = receiver.metrics.clone();
     udp_socket::receive_datagrams(
-        socket,
+        &socket,
         bound,
         Source::Syslog,
         metrics,
