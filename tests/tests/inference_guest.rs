@@ -386,6 +386,10 @@ fn daemon_serves_models_and_swaps_a_version_on_reload() {
     assert!(status.success(), "{}", log.join("\n"));
     let failed: Vec<_> = log.iter().filter(|l| l.contains("event failed")).collect();
     assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        !log.iter().any(|l| l.contains("XNNPACK")),
+        "LiteRT's stderr announcement is a debug line of fogd's, not a raw one: {log:?}"
+    );
 }
 
 #[test]

@@ -11,6 +11,9 @@ use super::InferenceError;
 use super::ffi::{self, Api, LibraryError, Status};
 use super::tensor::{ElementType, Quantization, TensorSpec};
 
+/// How LiteRT's own stderr lines are labelled in fogd's log.
+const LIBRARY: &str = "litert";
+
 /// Where fogd looks for `libLiteRt.so` after the configured path and `FOGD_LITERT_LIB`.
 pub const STANDARD_LOCATIONS: &[&str] = &[
     "/usr/lib/fogd/libLiteRt.so",
@@ -134,14 +137,14 @@ impl LoadedModel {
         let api = &runtime.api;
         let mut raw = ptr::null_mut();
         // SAFETY: the buffer stays mapped for the model's lifetime (`_bytes`).
-        let status = unsafe {
+        let status = crate::telemetry::stderr::captured(LIBRARY, || unsafe {
             (api.create_model_from_buffer)(
                 runtime.environment,
                 bytes.as_ptr().cast(),
                 bytes.len(),
                 &mut raw,
             )
-        };
+        });
         check("LiteRtCreateModelFromBuffer", status)?;
         let mut model = Self {
             runtime,
@@ -447,7 +450,10 @@ impl Invoker {
             check("LiteRtCreateOptions", (api.create_options)(&mut options))?;
             let status = (api.set_options_hardware_accelerators)(options, ffi::ACCELERATOR_CPU);
             let status = if status == ffi::STATUS_OK {
-                (api.create_compiled_model)(runtime.environment, model, options, &mut compiled)
+                // LiteRT announces the XNNPACK delegate it creates here on stderr.
+                crate::telemetry::stderr::captured(LIBRARY, || {
+                    (api.create_compiled_model)(runtime.environment, model, options, &mut compiled)
+                })
             } else {
                 status
             };

@@ -85,6 +85,18 @@ pub enum SyncAction {
     Removed,
 }
 
+impl std::fmt::Display for SyncAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncAction::Loaded { version } => write!(f, "loaded version {version}"),
+            SyncAction::Swapped { from, to } => write!(f, "swapped version {from} for {to}"),
+            SyncAction::Unchanged => f.write_str("unchanged"),
+            SyncAction::ShadowStarted { version } => write!(f, "shadowing with version {version}"),
+            SyncAction::Removed => f.write_str("removed"),
+        }
+    }
+}
+
 /// Where the runtime came from, or why there is none.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "detail")]
@@ -210,7 +222,7 @@ impl ModelRegistry {
             failures.clear();
             for (name, result) in &results {
                 match result {
-                    Ok(action) => tracing::info!(model = %name, ?action, "model synced"),
+                    Ok(action) => tracing::info!(model = %name, %action, "model synced"),
                     Err(error) => {
                         tracing::error!(model = %name, %error, "model version refused");
                         failures.insert(name.clone(), error.to_string());

@@ -6,6 +6,7 @@ mod labels;
 mod latency;
 mod metrics;
 mod spaced_log;
+pub mod stderr;
 pub mod systemd;
 
 use tracing_subscriber::layer::SubscriberExt;
@@ -48,8 +49,10 @@ pub fn init_logging(config: &LogConfig, mut observers: Vec<LogObserver>) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Under systemd, stderr is the journal: it timestamps each line itself and shows no colour.
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    // Taken before anything logs, so every line goes through the copy.
+    let _ = stderr::log_output();
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(stderr::writer)
         .with_target(false);
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match (config.format, journal) {
         (LogFormat::Human, false) => fmt.boxed(),
