@@ -18,6 +18,7 @@ pub struct Received {
     /// The QoS it was delivered at (at most the subscription's, 1).
     pub qos: u8,
     pub correlation_data: Option<Bytes>,
+    pub content_type: Option<String>,
     pub user_properties: Vec<(String, String)>,
 }
 
@@ -81,6 +82,7 @@ impl TestClient {
                             payload: publish.payload,
                             qos: publish.qos as u8,
                             correlation_data: properties.correlation_data,
+                            content_type: properties.content_type,
                             user_properties: properties.user_properties,
                         };
                         if sender.send(message).is_err() {
@@ -140,9 +142,23 @@ impl TestClient {
         response_topic: &str,
         correlation: &[u8],
     ) {
+        self.request_as(topic, payload, response_topic, correlation, None)
+            .await
+    }
+
+    /// [`TestClient::request`] with a content type (MQTT v5 Content Type).
+    pub async fn request_as(
+        &self,
+        topic: &str,
+        payload: &str,
+        response_topic: &str,
+        correlation: &[u8],
+        content_type: Option<&str>,
+    ) {
         let properties = PublishProperties {
             response_topic: Some(response_topic.to_owned()),
             correlation_data: Some(Bytes::copy_from_slice(correlation)),
+            content_type: content_type.map(str::to_owned),
             ..Default::default()
         };
         self.client

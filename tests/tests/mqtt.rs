@@ -30,6 +30,11 @@ async fn start_one(
     running
 }
 
+/// The `probe` function on a Mosquitto at `address`, with `body` as its config.
+async fn start_probe(address: &str, body: &str) -> Running {
+    start_one(address, "", "probe", &components().probe, body).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcards_qos_levels_and_v5_request_response() {
     let mosquitto = Mosquitto::start();
@@ -86,7 +91,13 @@ async fn wildcards_qos_levels_and_v5_request_response() {
     );
 
     client
-        .request("rpc/echo", "ping", "resp/client-1", &[0, 1, 2, 254])
+        .request_as(
+            "rpc/echo",
+            "ping",
+            "resp/client-1",
+            &[0, 1, 2, 254],
+            Some("text/plain"),
+        )
         .await;
     let message = client.next(PATIENCE).await;
     assert_eq!(message.topic, "resp/client-1");
@@ -94,6 +105,11 @@ async fn wildcards_qos_levels_and_v5_request_response() {
     assert_eq!(
         message.correlation_data.as_deref(),
         Some(&[0u8, 1, 2, 254][..])
+    );
+    assert_eq!(
+        message.content_type.as_deref(),
+        Some("text/plain"),
+        "an answer carries the request's content type"
     );
 
     assert!(
@@ -276,7 +292,7 @@ async fn ungranted_publish_is_refused_retried_and_dead_lettered() {
         &["allowed/#", "forbidden/#", "dead/#"],
     )
     .await;
-    let running = start_one(&mosquitto.address(), "", "probe", &components().probe, r#"
+    let running = start_probe(&mosquitto.address(), r#"
         grants = { publish = ["allowed/#"] }
         [[function.trigger]]
         mqtt = { topic = "publish", retries = 2, retry_backoff = "10ms", dead_letter = "dead/{function}" }
@@ -712,11 +728,8 @@ async fn acknowledgements_keep_arrival_order_when_a_later_message_finishes_first
 async fn acknowledgements_wait_for_the_broker_unless_kv_was_written() {
     let mosquitto = Mosquitto::start();
     let mut client = TestClient::connect(mosquitto.port, "observer-10", &["probe/out"]).await;
-    let running = start_one(
+    let running = start_probe(
         &mosquitto.address(),
-        "",
-        "probe",
-        &components().probe,
         r#"
             output = "probe/out"
             [[function.trigger]]
@@ -1017,5 +1030,51 @@ async fn retained_messages_run_a_trigger_never_once_or_at_every_start_as_it_asks
             && always[..always.len() - 1].iter().all(|m| m == "changed"),
         "{restarted:?}"
     );
+    running.agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_sets_the_content_type_and_user_properties_of_its_result() {
+    let mosquitto = Mosquitto::start();
+    let mut client =
+        TestClient::connect(mosquitto.port, "observer-properties", &["resp/#", "out/#"]).await;
+    let running = start_probe(
+        &mosquitto.address(),
+        r#"
+            output = "out/probe"
+            [[function.trigger]]
+            mqtt = { topic = "respond", qos = 1 }
+        "#,
+    )
+    .await;
+    let asks = r#"{"content_type":"application/json","user_properties":[["handled-by","probe"],["site","7"]]}"#;
+    let expected = vec![
+        ("handled-by".to_owned(), "probe".to_owned()),
+        ("site".to_owned(), "7".to_owned()),
+    ];
+    client
+        .request_as(
+            "respond",
+            asks,
+            "resp/properties",
+            b"c1",
+            Some("text/plain"),
+        )
+        .await;
+    let answer = client.next(PATIENCE).await;
+    assert_eq!(answer.topic, "resp/properties");
+    assert_eq!(answer.correlation_data.as_deref(), Some(&b"c1"[..]));
+    assert_eq!(
+        answer.content_type.as_deref(),
+        Some("application/json"),
+        "the function's content type, not the request's"
+    );
+    assert_eq!(answer.user_properties, expected);
+
+    client.publish("respond", asks, 1).await;
+    let message = client.next(PATIENCE).await;
+    assert_eq!(message.topic, "out/probe");
+    assert_eq!(message.content_type.as_deref(), Some("application/json"));
+    assert_eq!(message.user_properties, expected);
     running.agent.shutdown().await;
 }

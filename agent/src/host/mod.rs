@@ -11,6 +11,7 @@ mod inference;
 mod kv;
 mod log;
 mod messaging;
+mod response;
 mod wasi;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::{Effects, FunctionSpec};
 use crate::contract::{self, EventsHost, TypesV0_1Host};
+use crate::outbound::MessageProperties;
 use crate::state::KvStore;
 
 pub use capability::{Capability, GrantError, HostResources};
@@ -28,6 +30,7 @@ pub use effects::{CommitError, EventEffects, LimitHit, OutputLimits, Unpublished
 pub use inference::ModelAccess;
 pub use log::GuestLog;
 pub use messaging::PublishGrants;
+pub use response::ResultProperties;
 pub use wasi::WasiGrant;
 
 /// Declares the capabilities: one field of [`Grants`] each, prepared and linked in order.
@@ -60,6 +63,8 @@ capabilities! {
     kv: KvStore,
     /// The topics it may publish to, and where its messages go.
     messaging: PublishGrants,
+    /// The MQTT v5 properties of its result.
+    response: ResultProperties,
     /// Its log records.
     log: GuestLog,
     /// Its settings.
@@ -113,6 +118,7 @@ pub struct HostState {
     table: ResourceTable,
     memory_limit_hit: bool,
     effects: EventEffects,
+    result_properties: MessageProperties,
 }
 
 impl HostState {
@@ -124,7 +130,13 @@ impl HostState {
             event_id,
             memory_limit_hit: false,
             effects: EventEffects::default(),
+            result_properties: MessageProperties::default(),
         }
+    }
+
+    /// The properties the guest set on its result, taken once it has returned.
+    pub fn take_result_properties(&mut self) -> MessageProperties {
+        std::mem::take(&mut self.result_properties)
     }
 
     /// Whether the guest tried to grow its memory past the function's limit.
@@ -141,6 +153,7 @@ impl HostState {
     pub fn begin_event(&mut self) {
         self.effects = EventEffects::default();
         self.memory_limit_hit = false;
+        self.result_properties = MessageProperties::default();
     }
 
     /// Says that this instance runs holding its namespace's commits alone.

@@ -493,17 +493,19 @@ fn run(queue: &FunctionQueue, mut job: Job) {
         }
     }
     match &report.outcome {
-        Ok(Some(output)) => match function.result_message(event, output.clone()) {
-            Some(message) => {
-                if let Err(error) = function.caps().grants.messaging.sink().send(message) {
-                    metrics.dropped(EventDrop::OutputUnavailable);
-                    tracing::warn!(function = %function.name(), event_id = %event.id, %error, "result not published");
+        Ok(Some(output)) => {
+            match function.result_message(event, output.clone(), report.result_properties.clone()) {
+                Some(message) => {
+                    if let Err(error) = function.caps().grants.messaging.sink().send(message) {
+                        metrics.dropped(EventDrop::OutputUnavailable);
+                        tracing::warn!(function = %function.name(), event_id = %event.id, %error, "result not published");
+                    }
+                }
+                None => {
+                    tracing::debug!(function = %function.name(), event_id = %event.id, bytes = output.len(), "result (no output topic)")
                 }
             }
-            None => {
-                tracing::debug!(function = %function.name(), event_id = %event.id, bytes = output.len(), "result (no output topic)")
-            }
-        },
+        }
         Ok(None) => {}
         Err(error) => {
             metrics.error(error.kind());

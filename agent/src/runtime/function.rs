@@ -11,7 +11,7 @@ use crate::config::{FunctionSpec, Limits, OrderBy};
 use crate::contract::{ContractVersion, HandlePre};
 use crate::event::{Event, attribute, attributes};
 use crate::host::{CommitError, FunctionCaps, HostState, LimitHit, Unpublished};
-use crate::outbound::{OutboundMessage, Qos};
+use crate::outbound::{MessageProperties, OutboundMessage, Qos};
 use crate::state::KvError;
 use crate::topic::render_template;
 
@@ -44,6 +44,8 @@ pub struct CallReport {
     pub total: Duration,
     /// Publishes of a successful event that the outbound path refused.
     pub unpublished: Unpublished,
+    /// The MQTT v5 properties the function set on its result.
+    pub result_properties: MessageProperties,
 }
 
 pub struct LoadedFunction {
@@ -110,10 +112,16 @@ impl LoadedFunction {
         &self.caps
     }
 
-    /// The message carrying this event's result: an answer on the MQTT v5 response topic
-    /// (same broker, with the request's correlation data) if the event asked for one,
+    /// The message carrying this event's result, with the `properties` the function set: an
+    /// answer on the MQTT v5 response topic (same broker, with the request's correlation
+    /// data, and its content type unless the function set one) if the event asked for one,
     /// otherwise a message on the function's output topic, if it has one.
-    pub fn result_message(&self, event: &Event, output: Vec<u8>) -> Option<OutboundMessage> {
+    pub fn result_message(
+        &self,
+        event: &Event,
+        output: Vec<u8>,
+        properties: MessageProperties,
+    ) -> Option<OutboundMessage> {
         let name = self.caps.name.clone();
         let qos = self.output_qos.unwrap_or_else(|| {
             attribute(event, attributes::MQTT_QOS)
@@ -124,15 +132,21 @@ impl LoadedFunction {
             let mut message = OutboundMessage::new(topic.to_owned(), output, name);
             message.qos = qos;
             message.broker = attribute(event, attributes::MQTT_BROKER).map(Arc::from);
-            message.properties.correlation_data =
-                attribute(event, attributes::MQTT_CORRELATION_DATA)
-                    .and_then(|hex| hex::decode(hex).ok());
+            message.properties = MessageProperties {
+                correlation_data: attribute(event, attributes::MQTT_CORRELATION_DATA)
+                    .and_then(|hex| hex::decode(hex).ok()),
+                content_type: properties
+                    .content_type
+                    .or_else(|| attribute(event, attributes::MQTT_CONTENT_TYPE).map(str::to_owned)),
+                user_properties: properties.user_properties,
+            };
             return Some(message);
         }
         let template = self.output.as_ref()?;
         let topic = render_template(template, &self.caps.name, &event.subject);
         let mut message = OutboundMessage::new(topic, output, name);
         message.qos = qos;
+        message.properties = properties;
         Some(message)
     }
 
@@ -155,6 +169,7 @@ impl LoadedFunction {
                 instantiate: Duration::ZERO,
                 total: start.elapsed(),
                 unpublished: Unpublished::default(),
+                result_properties: MessageProperties::default(),
             })
     }
 
@@ -181,18 +196,21 @@ impl LoadedFunction {
                     instantiate: attempt_start.elapsed(),
                     total: start.elapsed(),
                     unpublished: Unpublished::default(),
+                    result_properties: MessageProperties::default(),
                 });
             }
         };
         let instantiate = attempt_start.elapsed();
         let called = instance.call_handle(&mut store, event);
         let (outcome, unpublished) = self.settle(&mut store, called)?;
+        let result_properties = store.data_mut().take_result_properties();
         drop(store);
         Ok(CallReport {
             outcome,
             instantiate,
             total: start.elapsed(),
             unpublished,
+            result_properties,
         })
     }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use fogd_sdk::inference::{self, ElementType, Tensor};
 use fogd_sdk::messaging::{Qos, publish};
-use fogd_sdk::{Event, Guest, config, export, kv, log};
+use fogd_sdk::{Event, Guest, config, export, kv, log, response};
 use serde_json::{Value, json};
 
 struct Probe;
@@ -196,6 +196,17 @@ impl Guest for Probe {
         let reply = |value: Value| Ok(Some(value.to_string().into_bytes()));
         match event.subject.as_str() {
             "echo" => Ok(Some(event.payload)),
+            "respond" => {
+                let request = json_payload(&event)?;
+                if let Some(content_type) = request["content_type"].as_str() {
+                    response::set_content_type(content_type)?;
+                }
+                for pair in request["user_properties"].as_array().into_iter().flatten() {
+                    let text = |index: usize| pair[index].as_str().unwrap_or_default();
+                    response::add_user_property(text(0), text(1))?;
+                }
+                Ok(Some(event.payload))
+            }
             "calls" => reply(json!(calls)),
             "event" => reply(json!({
                 "id": event.id, "subject": event.subject, "source": format!("{:?}", event.source),

@@ -41,7 +41,7 @@ pub mod bindings {
 }
 
 pub use bindings::fogd::function::events::Source;
-pub use bindings::fogd::function::{config, inference, kv, log, messaging};
+pub use bindings::fogd::function::{config, inference, kv, log, messaging, response};
 pub use bindings::{Event, Guest, export};
 
 use serde::Serialize;
