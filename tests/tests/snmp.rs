@@ -525,8 +525,31 @@ async fn every_datagram_is_counted_once_under_its_true_reason() {
     let expect = |counts: &BTreeMap<&'static str, u64>, reason: &str, at_least: u64| {
         counts.get(reason).copied().unwrap_or(0) >= at_least
     };
+    // A sender's engine (traps carry the sender's engine ID, boots and time): its first trap
+    // sets the time the receiver keeps for it; one claiming to be 990 s older is outside the
+    // 150 s window (RFC 3414, 3.2 step 7b).
+    let engine_at = |time: &'static str| {
+        [
+            &["-v", "3"],
+            SHA_AES_USER,
+            &["-e", "0x80007ed905a1b2c3d4e5f60718", "-Z", time],
+        ]
+        .concat()
+    };
     // Each step sends, then waits for its own count, so the next one starts from it.
     let steps: Vec<(Vec<&str>, &str, &[&str], &str)> = vec![
+        (
+            engine_at("5,1000"),
+            "snmptrap",
+            &["1", COLD_START],
+            "accepted",
+        ),
+        (
+            engine_at("5,10"),
+            "snmptrap",
+            &["1", COLD_START],
+            "not_in_time_window",
+        ),
         (
             vec!["-v", "2c", "-c", COMMUNITY],
             "snmptrap",

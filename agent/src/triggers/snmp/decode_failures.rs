@@ -1,8 +1,13 @@
 //! Refusals async-snmp reports only in its log: datagrams it could not decode, and v3
 //! messages whose sender's clock is outside the time window (it counts no usmStats for
-//! those). [`counter`] is the log layer that counts them, independent of the log level.
+//! those). [`counter`] is the log layer that counts them, independent of the log level, for
+//! the receiver the datagram came through: each log line names the relay socket it arrived
+//! from ([`watch`]).
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::Level;
 use tracing_subscriber::Layer;
@@ -11,9 +16,58 @@ use tracing_subscriber::layer::Context;
 
 use crate::telemetry::LogObserver;
 
-static MALFORMED: AtomicU64 = AtomicU64::new(0);
-static DECRYPTION_FAILED: AtomicU64 = AtomicU64::new(0);
-static OUTSIDE_TIME_WINDOW: AtomicU64 = AtomicU64::new(0);
+/// Which receiver's counts each relay socket's datagrams go to.
+static SENDERS: Mutex<Option<HashMap<SocketAddr, Arc<LoggedRefusals>>>> = Mutex::new(None);
+
+/// One receiver's refusals that async-snmp only logs.
+#[derive(Default)]
+pub struct LoggedRefusals {
+    malformed: AtomicU64,
+    decryption_failed: AtomicU64,
+    outside_time_window: AtomicU64,
+}
+
+impl LoggedRefusals {
+    /// The undecodable datagrams counted so far.
+    pub fn malformed(&self) -> u64 {
+        self.malformed.load(Ordering::Relaxed)
+    }
+
+    /// The authenticated v3 messages whose decrypted contents did not decode, so far.
+    pub fn decryption_failed(&self) -> u64 {
+        self.decryption_failed.load(Ordering::Relaxed)
+    }
+
+    /// The v3 messages from senders outside the time window counted so far.
+    pub fn outside_time_window(&self) -> u64 {
+        self.outside_time_window.load(Ordering::Relaxed)
+    }
+}
+
+fn senders() -> MutexGuard<'static, Option<HashMap<SocketAddr, Arc<LoggedRefusals>>>> {
+    SENDERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counts what the log says of datagrams from `relayed` into `refusals`.
+pub fn watch(relayed: SocketAddr, refusals: Arc<LoggedRefusals>) {
+    senders()
+        .get_or_insert_with(HashMap::new)
+        .insert(relayed, refusals);
+}
+
+/// Stops counting for `relayed`, a relay socket given up.
+pub fn unwatch(relayed: SocketAddr) {
+    if let Some(senders) = senders().as_mut() {
+        senders.remove(&relayed);
+    }
+}
+
+fn refusals_of(source: &str) -> Option<Arc<LoggedRefusals>> {
+    let source: SocketAddr = source.parse().ok()?;
+    senders().as_ref()?.get(&source).cloned()
+}
 
 /// Where and with which message async-snmp reports a datagram it skipped.
 const NOTIFICATION_TARGET: &str = "async_snmp::notification";
@@ -28,21 +82,6 @@ const IN_DECRYPTED_PLAINTEXT: &str = "decrypted scoped-PDU plaintext";
 /// Where and with which message it reports a message from a sender outside the window.
 const V3_TARGET: &str = "async_snmp::v3";
 const OUTSIDE_WINDOW: &str = "message outside time window";
-
-/// The undecodable datagrams counted so far in this process.
-pub fn malformed() -> u64 {
-    MALFORMED.load(Ordering::Relaxed)
-}
-
-/// The authenticated v3 messages whose decrypted contents did not decode, so far.
-pub fn decryption_failed() -> u64 {
-    DECRYPTION_FAILED.load(Ordering::Relaxed)
-}
-
-/// The v3 messages from senders outside the time window counted so far in this process.
-pub fn outside_time_window() -> u64 {
-    OUTSIDE_TIME_WINDOW.load(Ordering::Relaxed)
-}
 
 /// The layer to install with the log subscriber (`telemetry::init_logging`).
 pub fn counter() -> LogObserver {
@@ -65,26 +104,32 @@ impl<S: tracing::Subscriber> Layer<S> for RefusalCounter {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let target = event.metadata().target();
-        if target == NOTIFICATION_TARGET
+        let counter: fn(&LoggedRefusals) -> &AtomicU64 = if target == NOTIFICATION_TARGET
             && fields.message == SKIPPED
             && !fields.error.starts_with(AUTHENTICATION_FAILED)
         {
             if fields.error.contains(IN_DECRYPTED_PLAINTEXT) {
-                DECRYPTION_FAILED.fetch_add(1, Ordering::Relaxed);
+                |refusals| &refusals.decryption_failed
             } else {
-                MALFORMED.fetch_add(1, Ordering::Relaxed);
+                |refusals| &refusals.malformed
             }
         } else if target == V3_TARGET && fields.message == OUTSIDE_WINDOW {
-            OUTSIDE_TIME_WINDOW.fetch_add(1, Ordering::Relaxed);
+            |refusals| &refusals.outside_time_window
+        } else {
+            return;
+        };
+        if let Some(refusals) = refusals_of(&fields.source) {
+            counter(&refusals).fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-/// The message and error text of one log event.
+/// The message, error text and source of one log event.
 #[derive(Default)]
 struct Fields {
     message: String,
     error: String,
+    source: String,
 }
 
 impl tracing::field::Visit for Fields {
@@ -92,6 +137,7 @@ impl tracing::field::Visit for Fields {
         match field.name() {
             "message" => self.message = format!("{value:?}"),
             "error" => self.error = format!("{value:?}"),
+            "snmp.source" => self.source = format!("{value:?}"),
             _ => {}
         }
     }

@@ -262,14 +262,15 @@ impl RejectionCounters {
         socket: Option<&BoundSocket>,
         senders: &relay::Senders,
     ) -> [u64; 8] {
+        let logged = senders.logged_refusals();
         [
             u64::from(receiver.usm_unknown_usernames()),
             u64::from(receiver.usm_wrong_digests()),
-            u64::from(receiver.usm_not_in_time_windows()) + decode_failures::outside_time_window(),
+            u64::from(receiver.usm_not_in_time_windows()) + logged.outside_time_window(),
             u64::from(receiver.usm_unsupported_sec_levels()),
-            u64::from(receiver.usm_decryption_errors()) + decode_failures::decryption_failed(),
+            u64::from(receiver.usm_decryption_errors()) + logged.decryption_failed(),
             u64::from(receiver.usm_unknown_engine_ids()).saturating_sub(senders.discoveries()),
-            decode_failures::malformed(),
+            logged.malformed(),
             socket.and_then(BoundSocket::kernel_drops).unwrap_or(0),
         ]
     }

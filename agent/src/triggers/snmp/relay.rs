@@ -15,6 +15,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::decode_failures::{self, LoggedRefusals};
 use super::peek::{self, Kind};
 use crate::config::{Network, source_allowed};
 use crate::event::Source;
@@ -35,6 +36,7 @@ pub struct Senders {
     /// One buffer for every sender's answers: they are copied out one at a time.
     answers: Arc<Mutex<Vec<u8>>>,
     discoveries: AtomicU64,
+    refusals: Arc<LoggedRefusals>,
 }
 
 #[derive(Default)]
@@ -62,7 +64,13 @@ impl Senders {
             receiver,
             answers: Arc::new(Mutex::new(vec![0; MAX_ANSWER])),
             discoveries: AtomicU64::new(0),
+            refusals: Arc::default(),
         }
+    }
+
+    /// What the engine only logged about these senders' datagrams.
+    pub fn logged_refusals(&self) -> &LoggedRefusals {
+        &self.refusals
     }
 
     /// The sender whose datagrams reach the receiver from `relayed`; any other address is
@@ -90,6 +98,7 @@ impl Senders {
                 links.forget_oldest();
             }
             let link = self.link_for(sender, now)?;
+            decode_failures::watch(link.local, self.refusals.clone());
             links.sender_at.insert(link.local, sender);
             links.by_sender.insert(sender, link);
         }
@@ -130,6 +139,7 @@ impl Links {
             .map(|(sender, _)| *sender);
         if let Some(link) = oldest.and_then(|sender| self.by_sender.remove(&sender)) {
             link.answers.abort();
+            decode_failures::unwatch(link.local);
             self.sender_at.remove(&link.local);
         }
     }
@@ -139,6 +149,7 @@ impl Drop for Links {
     fn drop(&mut self) {
         for link in self.by_sender.values() {
             link.answers.abort();
+            decode_failures::unwatch(link.local);
         }
     }
 }
