@@ -25,6 +25,7 @@ pub struct LoggedRefusals {
     malformed: AtomicU64,
     decryption_failed: AtomicU64,
     outside_time_window: AtomicU64,
+    foreign_engine: AtomicU64,
 }
 
 impl LoggedRefusals {
@@ -41,6 +42,11 @@ impl LoggedRefusals {
     /// The v3 messages from senders outside the time window counted so far.
     pub fn outside_time_window(&self) -> u64 {
         self.outside_time_window.load(Ordering::Relaxed)
+    }
+
+    /// The authenticated v3 informs addressed to another engine than the receiver's.
+    pub fn foreign_engine(&self) -> u64 {
+        self.foreign_engine.load(Ordering::Relaxed)
     }
 }
 
@@ -79,6 +85,9 @@ const AUTHENTICATION_FAILED: &str = "authentication failed";
 /// message whose plaintext is not BER, which is what a wrong privacy key produces (CBC and
 /// CFB decrypt anything). RFC 3414 (3.2, step 8) counts it as a decryption error.
 const IN_DECRYPTED_PLAINTEXT: &str = "decrypted scoped-PDU plaintext";
+/// How it reports an authenticated inform whose engine ID is not the receiver's: an unknown
+/// engine ID that usmStats does not count.
+const FOREIGN_ENGINE: &str = "dropped v3 Inform localized to a foreign authoritative engine ID";
 /// Where and with which message it reports a message from a sender outside the window.
 const V3_TARGET: &str = "async_snmp::v3";
 const OUTSIDE_WINDOW: &str = "message outside time window";
@@ -113,6 +122,8 @@ impl<S: tracing::Subscriber> Layer<S> for RefusalCounter {
             } else {
                 |refusals| &refusals.malformed
             }
+        } else if target == NOTIFICATION_TARGET && fields.message == FOREIGN_ENGINE {
+            |refusals| &refusals.foreign_engine
         } else if target == V3_TARGET && fields.message == OUTSIDE_WINDOW {
             |refusals| &refusals.outside_time_window
         } else {

@@ -269,7 +269,8 @@ impl RejectionCounters {
             u64::from(receiver.usm_not_in_time_windows()) + logged.outside_time_window(),
             u64::from(receiver.usm_unsupported_sec_levels()),
             u64::from(receiver.usm_decryption_errors()) + logged.decryption_failed(),
-            u64::from(receiver.usm_unknown_engine_ids()).saturating_sub(senders.discoveries()),
+            u64::from(receiver.usm_unknown_engine_ids()).saturating_sub(senders.discoveries())
+                + logged.foreign_engine(),
             logged.malformed(),
             socket.and_then(BoundSocket::kernel_drops).unwrap_or(0),
         ]
