@@ -19,12 +19,13 @@ use super::decode_failures::{self, LoggedRefusals};
 use super::peek::{self, Kind};
 use crate::config::{Network, source_allowed};
 use crate::event::Source;
-use crate::telemetry::{Metrics, Rejection};
+use crate::telemetry::{Metrics, Rejection, SpacedLog};
 use crate::triggers::udp_socket::{self, BoundSocket};
 
 /// Senders with a socket of their own; past this, the one heard from least recently gives
-/// up its socket (an answer still on its way to it is lost).
-const MAX_SENDERS: usize = 1024;
+/// up its socket (an answer still on its way to it is lost). Well within a service's default
+/// descriptor limit, beside fogd's other sockets and files.
+const MAX_SENDERS: usize = 256;
 /// The largest answer the receiver sends.
 const MAX_ANSWER: usize = 65_535;
 
@@ -196,6 +197,7 @@ pub async fn run(
 ) {
     let public = senders.public.clone();
     let counted = metrics.clone();
+    let failures = SpacedLog::default();
     udp_socket::receive_datagrams(
         &public,
         bound,
@@ -222,7 +224,9 @@ pub async fn run(
                 }
                 Err(error) => {
                     refuse(Rejection::ReceiveError);
-                    tracing::warn!(%sender, %error, "SNMP datagram not passed to the receiver");
+                    if let Some(count) = failures.report() {
+                        tracing::warn!(%sender, %error, count, "SNMP datagrams not passed to the receiver");
+                    }
                 }
             }
         },
@@ -234,4 +238,37 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn past_the_bound_the_sender_heard_from_least_recently_gives_up_its_socket() {
+        let public = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let senders = Senders::new(public, receiver.local_addr().unwrap());
+        let sender = |index: usize| SocketAddr::from(([192, 0, 2, 1], 1000 + index as u16));
+        for index in 0..MAX_SENDERS {
+            senders.forward(b"trap", sender(index)).unwrap();
+        }
+        senders.forward(b"again", sender(0)).unwrap();
+        senders.forward(b"new", sender(MAX_SENDERS)).unwrap();
+
+        let newest = {
+            let links = lock(&senders.links);
+            assert_eq!(links.by_sender.len(), MAX_SENDERS);
+            assert_eq!(links.sender_at.len(), MAX_SENDERS);
+            assert!(links.by_sender.contains_key(&sender(0)), "heard from again");
+            assert!(!links.by_sender.contains_key(&sender(1)), "the oldest went");
+            links.by_sender[&sender(MAX_SENDERS)].local
+        };
+        assert_eq!(senders.sender(newest), sender(MAX_SENDERS));
+
+        let mut datagram = [0; 16];
+        let (length, from) = receiver.recv_from(&mut datagram).await.unwrap();
+        assert_eq!(&datagram[..length], b"trap");
+        assert_eq!(senders.sender(from), sender(0));
+    }
 }
