@@ -478,7 +478,7 @@ fn run(queue: &FunctionQueue, mut job: Job) {
     let function = job.function.clone();
     let metrics = &queue.metrics;
     let event = &job.event;
-    let report = function.call(event);
+    let mut report = function.call(event);
     metrics.invocations.inc();
     metrics.cold_start.observe(report.instantiate.as_secs_f64());
     metrics.duration.observe(report.total.as_secs_f64());
@@ -494,7 +494,8 @@ fn run(queue: &FunctionQueue, mut job: Job) {
     }
     match &report.outcome {
         Ok(Some(output)) => {
-            match function.result_message(event, output.clone(), report.result_properties.clone()) {
+            let properties = std::mem::take(&mut report.result_properties);
+            match function.result_message(event, output.clone(), properties) {
                 Some(message) => {
                     if let Err(error) = function.caps().grants.messaging.sink().send(message) {
                         metrics.dropped(EventDrop::OutputUnavailable);

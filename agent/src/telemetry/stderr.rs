@@ -71,7 +71,7 @@ pub fn captured<T>(library: &'static str, library_call: impl FnOnce() -> T) -> T
         return library_call();
     };
     let result = library_call();
-    let text = swap.end();
+    let text = swap.end(output);
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         relay(library, line, output);
     }
@@ -94,7 +94,6 @@ fn relay(library: &'static str, line: &str, mut output: &File) {
 /// pipe: a library that prints more than a pipe holds cannot block on it.
 struct Swap {
     capture: File,
-    saved: OwnedFd,
 }
 
 impl Swap {
@@ -106,24 +105,18 @@ impl Swap {
         }
         // SAFETY: a fresh descriptor nothing else owns.
         let capture = File::from(unsafe { OwnedFd::from_raw_fd(memfd) });
-        // SAFETY: dup of descriptor 2, checked.
-        let saved = unsafe { libc::dup(libc::STDERR_FILENO) };
-        if saved < 0 {
-            return None;
-        }
-        // SAFETY: a fresh descriptor nothing else owns.
-        let saved = unsafe { OwnedFd::from_raw_fd(saved) };
         // SAFETY: both descriptors are open; dup2 replaces descriptor 2 atomically.
         if unsafe { libc::dup2(capture.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
             return None;
         }
-        Some(Self { capture, saved })
+        Some(Self { capture })
     }
 
-    /// Puts descriptor 2 back and returns what was written meanwhile.
-    fn end(mut self) -> String {
-        // SAFETY: `saved` is open; dup2 puts the original stderr back atomically.
-        unsafe { libc::dup2(self.saved.as_raw_fd(), libc::STDERR_FILENO) };
+    /// Points descriptor 2 back at `stderr` (the copy taken at start) and returns what was
+    /// written meanwhile.
+    fn end(mut self, stderr: &File) -> String {
+        // SAFETY: `stderr` is open; dup2 puts it back as descriptor 2 atomically.
+        unsafe { libc::dup2(stderr.as_raw_fd(), libc::STDERR_FILENO) };
         let mut bytes = Vec::new();
         let _ = self.capture.rewind();
         let _ = self.capture.read_to_end(&mut bytes);
@@ -138,12 +131,13 @@ mod tests {
     #[test]
     fn what_a_call_prints_on_stderr_is_caught_and_stderr_comes_back() {
         let before = std::fs::read_link("/proc/self/fd/2").unwrap();
+        let stderr = log_output().unwrap();
         let swap = Swap::begin().unwrap();
         let line = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n";
         // SAFETY: writing a buffer of its own length to descriptor 2.
         unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), line.len()) };
         assert!(
-            swap.end()
+            swap.end(stderr)
                 .contains("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
         );
         assert_eq!(std::fs::read_link("/proc/self/fd/2").unwrap(), before);
