@@ -39,6 +39,10 @@ struct Args {
     /// How long each device watches a revision before committing it.
     #[arg(long, default_value_t = 0)]
     watch_ms: u64,
+    /// Devices (by id) that roll every revision back at the end of its window instead of
+    /// committing it, as if a health gate tripped.
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    roll_back: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,12 +67,16 @@ fn main() -> anyhow::Result<()> {
                     "reconnect_max": "2s",
                 }))?;
                 let settings = ConnectionSettings::load(&spec)?;
+                let gate_trips = args.roll_back.contains(&device);
                 tokio::spawn(simulate(
                     settings,
+                    Behaviour {
+                        group: args.group.clone(),
+                        watch: Duration::from_millis(args.watch_ms),
+                        gate_trips,
+                    },
                     device,
-                    args.group.clone(),
                     trusted.clone(),
-                    Duration::from_millis(args.watch_ms),
                     ready.clone(),
                 ));
             }
@@ -81,18 +89,28 @@ fn main() -> anyhow::Result<()> {
         })
 }
 
+/// What a simulated device does with a revision.
+struct Behaviour {
+    group: String,
+    /// How long it watches a revision.
+    watch: Duration,
+    /// Whether it rolls the revision back when the window ends.
+    gate_trips: bool,
+}
+
 async fn simulate(
     settings: ConnectionSettings,
+    behaviour: Behaviour,
     device: String,
-    group: String,
     trusted: Arc<TrustedKeys>,
-    watch: Duration,
     ready: mpsc::Sender<()>,
 ) {
     let mut connection = ControlConnection::open(&settings, vec![topics::device_desired(&device)]);
     let reported = topics::reported(&device);
-    let mut report = Report::new(&device, &[group]);
-    let publish = |connection: &mut ControlConnection, report: &Report| {
+    let mut report = Report::new(&device, &[behaviour.group]);
+    // Numbered as fogd numbers its reports.
+    let publish = |connection: &mut ControlConnection, report: &mut Report| {
+        report.sequence += 1;
         if let Ok(payload) = serde_json::to_vec(report) {
             let _ = connection.publish(&reported, payload, true);
         }
@@ -111,16 +129,22 @@ async fn simulate(
             event = connection.next() => event,
             () = window_ends => {
                 if let Some((revision, _)) = watching.take() {
-                    report.committed = Some(revision);
-                    report.running = Some(revision);
-                    report.enter(SyncState::Committed, Some(revision));
-                    publish(&mut connection, &report);
+                    if behaviour.gate_trips {
+                        report.running = report.committed;
+                        report.enter(SyncState::RolledBack, Some(revision));
+                        report.reason = Some("simulated: a health gate tripped".to_owned());
+                    } else {
+                        report.committed = Some(revision);
+                        report.running = Some(revision);
+                        report.enter(SyncState::Committed, Some(revision));
+                    }
+                    publish(&mut connection, &mut report);
                 }
                 continue;
             }
         };
         match event {
-            ControlEvent::Connected => publish(&mut connection, &report),
+            ControlEvent::Connected => publish(&mut connection, &mut report),
             ControlEvent::Subscribed if !announced => {
                 announced = connection.flush(Duration::from_secs(30)).await;
                 if announced {
@@ -149,14 +173,14 @@ async fn simulate(
                             SyncState::Watching,
                         ] {
                             report.enter(state, Some(revision));
-                            publish(&mut connection, &report);
+                            publish(&mut connection, &mut report);
                         }
-                        watching = Some((revision, tokio::time::Instant::now() + watch));
+                        watching = Some((revision, tokio::time::Instant::now() + behaviour.watch));
                     }
                     Err(reason) => {
                         report.enter(SyncState::Rejected, None);
                         report.reason = Some(reason);
-                        publish(&mut connection, &report);
+                        publish(&mut connection, &mut report);
                     }
                 }
             }

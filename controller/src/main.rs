@@ -3,6 +3,7 @@
 
 mod fleet;
 mod keys;
+mod link;
 mod rollout;
 mod status;
 
@@ -214,8 +215,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Two threads: the broker connection's task reads the report stream while the other
+/// keeps the rollout's books.
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -236,7 +240,7 @@ async fn roll_out(
     target: &Target,
     choose: impl FnOnce(&fleet::Snapshot) -> anyhow::Result<(u64, Vec<u8>)>,
 ) -> anyhow::Result<ExitCode> {
-    let (mut connection, mut snapshot) = fleet::read(
+    let (mut link, mut snapshot) = fleet::read(
         broker,
         &[
             topics::ALL_REPORTED,
@@ -248,7 +252,8 @@ async fn roll_out(
     let result = match choose(&snapshot) {
         Ok((revision, signed)) => {
             roll_out_on(
-                &mut connection,
+                &mut link,
+                broker,
                 &mut snapshot,
                 revision,
                 signed.into(),
@@ -258,12 +263,13 @@ async fn roll_out(
         }
         Err(error) => Err(error),
     };
-    connection.disconnect();
+    link.close().await;
     result
 }
 
 async fn roll_out_on(
-    connection: &mut fogd_fleet::mqtt::control::ControlConnection,
+    link: &mut link::Link,
+    broker: &fleet::BrokerArgs,
     snapshot: &mut fleet::Snapshot,
     revision: u64,
     signed: bytes::Bytes,
@@ -296,7 +302,7 @@ async fn roll_out_on(
         plan.waves.len()
     );
     let started = std::time::Instant::now();
-    let summary = rollout::run(connection, snapshot, &plan, revision, &signed).await?;
+    let summary = rollout::run(link, broker, snapshot, &plan, revision, &signed).await?;
     let committed = summary
         .results
         .values()

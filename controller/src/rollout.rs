@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fogd_fleet::deployment::{Report, SyncState, topics};
-use fogd_fleet::mqtt::control::{ControlConnection, ControlEvent};
+use fogd_fleet::mqtt::control::ControlEvent;
 
-use crate::fleet::Snapshot;
+use crate::fleet::{self, BrokerArgs, Snapshot};
+use crate::link::Link;
 
 /// Time for the broker to take the documents fogctl publishes.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -144,7 +145,8 @@ pub struct Summary {
 /// Runs the plan: publishes `signed` (revision `revision`) wave by wave. `snapshot` holds
 /// the retained state read before, and is kept up to date.
 pub async fn run(
-    connection: &mut ControlConnection,
+    link: &mut Link,
+    broker: &BrokerArgs,
     snapshot: &mut Snapshot,
     plan: &Plan,
     revision: u64,
@@ -156,9 +158,7 @@ pub async fn run(
         .flatten()
         .map(|device| (device.clone(), snapshot.desired.get(device).cloned()))
         .collect();
-    connection
-        .publish(&topics::archive(revision), signed.to_vec(), true)
-        .map_err(anyhow::Error::msg)?;
+    link.publish(topics::archive(revision), signed.to_vec(), true);
     let mut results = BTreeMap::new();
     let mut touched = Vec::new();
     let total_waves = plan.waves.len();
@@ -168,14 +168,26 @@ pub async fn run(
         } else {
             format!("wave {}/{total_waves}", index + 1)
         };
-        eprintln!("{label}: {} device(s): {}", wave.len(), wave.join(", "));
+        eprintln!("{label}: {} device(s): {}", wave.len(), abbreviated(wave));
         for device in wave {
-            connection
-                .publish(&topics::device_desired(device), signed.to_vec(), true)
-                .map_err(anyhow::Error::msg)?;
+            link.publish(topics::device_desired(device), signed.to_vec(), true);
             touched.push(device.clone());
         }
-        let outcome = await_wave(connection, snapshot, wave, revision, plan.wave_timeout).await;
+        let missed_before = snapshot.missed_total();
+        let outcome = Wave {
+            devices: wave,
+            revision,
+            timeout: plan.wave_timeout,
+        }
+        .judge(link, broker, snapshot)
+        .await?;
+        let missed = snapshot.missed_total() - missed_before;
+        if missed > 0 {
+            eprintln!(
+                "  {missed} report(s) never reached fogctl (the broker dropped them); \
+                 the devices were judged by their retained reports"
+            );
+        }
         for (device, result) in outcome {
             match &result {
                 DeviceResult::Committed => eprintln!("  {device}: committed {revision}"),
@@ -207,102 +219,229 @@ pub async fn run(
                     .flatten()
                     .map(|bytes| bytes.to_vec())
                     .unwrap_or_default();
-                connection
-                    .publish(&topics::device_desired(device), payload, true)
-                    .map_err(anyhow::Error::msg)?;
+                link.publish(topics::device_desired(device), payload, true);
             }
-            flush(connection).await?;
+            flush(link).await?;
             return Ok(Summary {
                 results,
                 stopped: true,
             });
         }
     }
-    flush(connection).await?;
+    flush(link).await?;
     Ok(Summary {
         results,
         stopped: false,
     })
 }
 
-async fn flush(connection: &mut ControlConnection) -> anyhow::Result<()> {
-    if connection.flush(PUBLISH_TIMEOUT).await {
+async fn flush(link: &Link) -> anyhow::Result<()> {
+    if link.flush(PUBLISH_TIMEOUT).await {
         Ok(())
     } else {
         anyhow::bail!("the broker did not acknowledge fogctl's publishes")
     }
 }
 
-/// Follows the wave's reports until each device settled or the timeout passed (then it
-/// counts as failed, with its last state).
-async fn await_wave(
-    connection: &mut ControlConnection,
-    snapshot: &mut Snapshot,
-    wave: &[String],
+/// Quiet time after which fogctl re-reads the retained reports of a wave's unsettled
+/// devices, at most: it starts at the settle time and doubles while re-reads find nothing new.
+const MAX_QUIET: Duration = Duration::from_secs(30);
+
+/// One wave's devices, waiting to settle on `revision`.
+struct Wave<'a> {
+    devices: &'a [String],
     revision: u64,
     timeout: Duration,
-) -> BTreeMap<String, DeviceResult> {
-    let mut waiting: BTreeSet<String> = wave.iter().cloned().collect();
-    let mut results = BTreeMap::new();
-    let mut last_seen: BTreeMap<String, String> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut check = |snapshot: &Snapshot,
-                     device: &str,
-                     waiting: &mut BTreeSet<String>,
-                     results: &mut BTreeMap<String, DeviceResult>| {
+}
+
+impl Wave<'_> {
+    /// Follows the wave's reports until each device settled or the timeout passed. The
+    /// stream of reports is progress; the verdict on a device that did not commit comes from
+    /// its retained report, read again at the end of the wave, so a report the broker
+    /// dropped on its way to fogctl never fails a device. Whenever the stream goes quiet
+    /// with devices unsettled, their retained reports are read again too.
+    async fn judge(
+        &self,
+        link: &mut Link,
+        broker: &BrokerArgs,
+        snapshot: &mut Snapshot,
+    ) -> anyhow::Result<BTreeMap<String, DeviceResult>> {
+        let mut waiting: BTreeSet<String> = self.devices.iter().cloned().collect();
+        let mut results = BTreeMap::new();
+        let mut progress = Progress::default();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        for device in self.devices {
+            self.check(snapshot, device, &mut waiting, &mut results, &mut progress);
+        }
+        let mut quiet = broker.settle();
+        while !waiting.is_empty() {
+            let wake = deadline.min(tokio::time::Instant::now() + quiet);
+            match tokio::time::timeout_at(wake, link.next()).await {
+                Ok(Some(ControlEvent::Message { topic, payload, .. })) => {
+                    if let Some(device) = snapshot.take(&topic, payload)
+                        && waiting.contains(&device)
+                    {
+                        self.check(snapshot, &device, &mut waiting, &mut results, &mut progress);
+                        quiet = broker.settle();
+                    }
+                }
+                Ok(Some(ControlEvent::Disconnected(error))) => {
+                    eprintln!("  broker connection: {error}");
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => anyhow::bail!("{}: the connection ended", broker.broker),
+                Err(_) if tokio::time::Instant::now() >= deadline => break,
+                Err(_) => {
+                    let unsettled = waiting.len();
+                    self.reread(broker, snapshot, &mut waiting, &mut results, &mut progress)
+                        .await;
+                    if waiting.len() == unsettled {
+                        quiet = (quiet * 2).min(MAX_QUIET);
+                    }
+                }
+            }
+        }
+        // Every device that did not commit is judged by what it last told the broker.
+        let doubtful: BTreeSet<String> = results
+            .iter()
+            .filter(|(_, result)| **result != DeviceResult::Committed)
+            .map(|(device, _)| device.clone())
+            .chain(waiting.iter().cloned())
+            .collect();
+        if doubtful.is_empty() {
+            return Ok(results);
+        }
+        let streamed: BTreeMap<String, DeviceResult> = doubtful
+            .iter()
+            .filter_map(|device| Some((device.clone(), results.remove(device)?)))
+            .collect();
+        let mut waiting = doubtful;
+        let without_report = self
+            .reread(broker, snapshot, &mut waiting, &mut results, &mut progress)
+            .await;
+        for device in waiting {
+            // Kept when the re-read did not answer for it.
+            if let Some(failure) = streamed.get(&device) {
+                results.insert(device, failure.clone());
+                continue;
+            }
+            let last = match snapshot.reports.get(&device) {
+                Some(report) if !without_report.contains(&device) => describe(report),
+                _ => "no retained report".to_owned(),
+            };
+            results.insert(
+                device,
+                DeviceResult::Failed(format!("timed out after {:?}; {last}", self.timeout)),
+            );
+        }
+        Ok(results)
+    }
+
+    /// Reads the retained reports of the devices in `waiting` and settles those they
+    /// settle; returns the devices without one. A failed re-read leaves them waiting.
+    async fn reread(
+        &self,
+        broker: &BrokerArgs,
+        snapshot: &mut Snapshot,
+        waiting: &mut BTreeSet<String>,
+        results: &mut BTreeMap<String, DeviceResult>,
+        progress: &mut Progress,
+    ) -> BTreeSet<String> {
+        let devices: Vec<String> = waiting.iter().cloned().collect();
+        match fleet::reread(broker, &devices, snapshot).await {
+            Ok(without_report) => {
+                for device in &devices {
+                    self.check(snapshot, device, waiting, results, progress);
+                }
+                without_report
+            }
+            Err(error) => {
+                eprintln!("  cannot read the retained reports again: {error:#}");
+                BTreeSet::new()
+            }
+        }
+    }
+
+    /// Settles `device` if its report settles the revision, and prints its progress.
+    fn check(
+        &self,
+        snapshot: &Snapshot,
+        device: &str,
+        waiting: &mut BTreeSet<String>,
+        results: &mut BTreeMap<String, DeviceResult>,
+        progress: &mut Progress,
+    ) {
         let Some(report) = snapshot.reports.get(device) else {
             return;
         };
-        if let Some(result) = settled(report, revision) {
+        if let Some(result) = settled(report, self.revision) {
+            let result = match result {
+                DeviceResult::Failed(reason) => {
+                    DeviceResult::Failed(format!("{reason}; {}", age_of(report)))
+                }
+                committed => committed,
+            };
             waiting.remove(device);
             results.insert(device.to_owned(), result);
-            return;
-        }
-        if report.target == Some(revision) {
-            let line = match report.progress {
-                Some(progress) if report.state == SyncState::Downloading => format!(
-                    "{} {}/{} bytes",
-                    state_name(report.state),
-                    progress.bytes,
-                    progress.total
-                ),
-                _ => state_name(report.state),
-            };
-            if last_seen.get(device) != Some(&line) {
-                eprintln!("  {device}: {line}");
-                last_seen.insert(device.to_owned(), line);
-            }
-        }
-    };
-    for device in wave {
-        check(snapshot, device, &mut waiting, &mut results);
-    }
-    while !waiting.is_empty() {
-        match tokio::time::timeout_at(deadline, connection.next()).await {
-            Err(_) => break,
-            Ok(ControlEvent::Message { topic, payload, .. }) => {
-                if let Some(device) = snapshot.take(&topic, payload)
-                    && waiting.contains(&device)
-                {
-                    check(snapshot, &device, &mut waiting, &mut results);
-                }
-            }
-            Ok(ControlEvent::Disconnected(error)) => eprintln!("  broker connection: {error}"),
-            Ok(_) => {}
+        } else if report.target == Some(self.revision) {
+            progress.show(device, report);
         }
     }
-    for device in waiting {
-        let state = snapshot
-            .reports
-            .get(&device)
-            .map(|report| state_name(report.state))
-            .unwrap_or_else(|| "no report".to_owned());
-        results.insert(
-            device,
-            DeviceResult::Failed(format!("timed out after {timeout:?}, last state {state}")),
-        );
+}
+
+/// The last progress line printed per device, so each change is printed once.
+#[derive(Default)]
+struct Progress(BTreeMap<String, String>);
+
+impl Progress {
+    fn show(&mut self, device: &str, report: &Report) {
+        let line = match report.progress {
+            Some(progress) if report.state == SyncState::Downloading => format!(
+                "{} {}/{} bytes",
+                state_name(report.state),
+                progress.bytes,
+                progress.total
+            ),
+            _ => state_name(report.state),
+        };
+        if self.0.get(device) != Some(&line) {
+            eprintln!("  {device}: {line}");
+            self.0.insert(device.to_owned(), line);
+        }
     }
-    results
+}
+
+/// Devices named in a progress line: the first few, then how many more.
+fn abbreviated(devices: &[String]) -> String {
+    const NAMED: usize = 10;
+    if devices.len() <= NAMED {
+        return devices.join(", ");
+    }
+    format!(
+        "{}, and {} more",
+        devices[..NAMED].join(", "),
+        devices.len() - NAMED
+    )
+}
+
+/// A device's retained report in a line: its state, the revision it is about, its age.
+fn describe(report: &Report) -> String {
+    let target = report
+        .target
+        .map(|revision| format!(" revision {revision}"))
+        .unwrap_or_default();
+    format!(
+        "retained report: {}{target}, {}",
+        state_name(report.state),
+        age_of(report)
+    )
+}
+
+fn age_of(report: &Report) -> String {
+    match report.age() {
+        Some(age) => format!("{:.1}s in that state", age.as_secs_f64()),
+        None => "age unknown".to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use crate::fleet::{self, BrokerArgs};
 use crate::rollout::state_name;
 
 pub async fn show(broker: &BrokerArgs, json: bool) -> anyhow::Result<()> {
-    let (connection, snapshot) = fleet::read(broker, &[topics::ALL_REPORTED]).await?;
-    connection.disconnect();
+    let (link, snapshot) = fleet::read(broker, &[topics::ALL_REPORTED]).await?;
+    link.close().await;
     if json {
         println!("{}", serde_json::to_string_pretty(&snapshot.reports)?);
         return Ok(());

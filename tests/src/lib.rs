@@ -117,6 +117,20 @@ pub fn fogctl_bin() -> PathBuf {
     BUILT.get_or_init(|| build_binary("fogctl")).clone()
 }
 
+/// fogctl's simulated fleet (`controller/examples/fleet_sim.rs`), built like [`fogd_bin`].
+pub fn fleet_sim_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build("fogctl", Artifact::Example("fleet_sim")))
+        .clone()
+}
+
+/// What [`build`] builds of a package.
+enum Artifact<'a> {
+    Binary(&'a str),
+    Example(&'a str),
+}
+
 /// Builds the package's binary of the same name with the test's own profile and target dir.
 /// `cargo` without the variables `cargo test` sets for a test process: build scripts that
 /// watch them (ring's watches `CARGO_MANIFEST_DIR`) would otherwise see a change and rebuild
@@ -142,6 +156,10 @@ fn nested_cargo() -> Command {
 }
 
 fn build_binary(package: &str) -> PathBuf {
+    build(package, Artifact::Binary(package))
+}
+
+fn build(package: &str, artifact: Artifact) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // Tests run from target/<profile>/deps/, this crate's binaries from target/<profile>/.
     let parent = exe.parent().expect("target/<profile>/[deps/]<binary>");
@@ -155,24 +173,28 @@ fn build_binary(package: &str) -> PathBuf {
         .and_then(|n| n.to_str())
         .expect("profile name");
     let target_dir = profile_dir.parent().expect("target dir");
-    let mut build = nested_cargo();
-    build
+    let (kind, name, output) = match artifact {
+        Artifact::Binary(name) => ("--bin", name, profile_dir.join(name)),
+        Artifact::Example(name) => ("--example", name, profile_dir.join("examples").join(name)),
+    };
+    let mut cargo = nested_cargo();
+    cargo
         .args([
             "build",
             "--quiet",
             "-p",
             package,
-            "--bin",
-            package,
+            kind,
+            name,
             "--target-dir",
         ])
         .arg(target_dir);
     if profile != "debug" {
-        build.args(["--profile", profile]);
+        cargo.args(["--profile", profile]);
     }
-    let status = build.current_dir(root()).status().expect("cargo runs");
-    assert!(status.success(), "building the {package} binary failed");
-    profile_dir.join(package)
+    let status = cargo.current_dir(root()).status().expect("cargo runs");
+    assert!(status.success(), "building {package}'s {name} failed");
+    output
 }
 
 /// A runtime with a throw-away state database and cache, collecting everything published.

@@ -69,6 +69,9 @@ fn a_rollout_reaches_every_device_and_a_failing_canary_stops_the_next_one() {
     for device in ["gw-1", "gw-2", "gw-3"] {
         assert_eq!(committed(&status, device), Some(1), "{status:?}");
         assert_eq!(status[device].state, SyncState::Committed);
+        // Numbered from the idle report at start through the states of revision 1.
+        assert!(status[device].sequence > 2, "{status:?}");
+        assert!(status[device].age().is_some(), "{status:?}");
     }
     let table = fleet.fogctl(&["status"]);
     assert!(

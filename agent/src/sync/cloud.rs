@@ -119,6 +119,7 @@ impl CloudSync {
                 reporter: reporter.clone(),
                 desired,
                 newest: 0,
+                published: 0,
             }
             .run(shutdown_updates),
         );
@@ -164,6 +165,8 @@ struct Connection {
     desired: watch::Sender<Desired>,
     /// The highest revision handed to the apply pipeline.
     newest: u64,
+    /// Reports published since the agent started.
+    published: u64,
 }
 
 impl Connection {
@@ -180,7 +183,7 @@ impl Connection {
                     ControlEvent::Connected => {
                         tracing::info!("sync connection up");
                         connected = true;
-                        self.publish(&reports.borrow_and_update().clone());
+                        self.publish(reports.borrow_and_update().clone());
                     }
                     ControlEvent::Message { topic, payload, .. } => self.desired(&topic, payload),
                     ControlEvent::Subscribed | ControlEvent::Published => {}
@@ -196,18 +199,20 @@ impl Connection {
                         break;
                     }
                     let report = reports.borrow_and_update().clone();
-                    self.publish(&report);
+                    self.publish(report);
                 }
             }
         }
         let report = reports.borrow().clone();
-        self.publish(&report);
+        self.publish(report);
         self.connection.flush(FLUSH_AT_SHUTDOWN).await;
         self.connection.disconnect();
     }
 
-    fn publish(&mut self, report: &Report) {
-        match serde_json::to_vec(report) {
+    fn publish(&mut self, mut report: Report) {
+        self.published += 1;
+        report.sequence = self.published;
+        match serde_json::to_vec(&report) {
             Ok(payload) => {
                 if let Err(error) = self.connection.publish(&self.reported_topic, payload, true) {
                     tracing::warn!(%error, "cannot queue the device report");

@@ -70,6 +70,13 @@ pub struct Report {
     pub functions: BTreeMap<String, FunctionHealth>,
     /// fogd's version.
     pub agent: String,
+    /// Reports the agent published since it started, this one included. A reader that sees
+    /// it jump by more than one missed the reports in between.
+    #[serde(default)]
+    pub sequence: u64,
+    /// When the device entered `state`, in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
 }
 
 impl Report {
@@ -85,16 +92,37 @@ impl Report {
             progress: None,
             functions: BTreeMap::new(),
             agent: env!("CARGO_PKG_VERSION").to_owned(),
+            sequence: 0,
+            since: Some(unix_millis()),
         }
     }
 
-    /// Moves to `state` for `target`, forgetting the previous reason and progress.
+    /// Moves to `state` for `target`, forgetting the previous reason and progress; `since`
+    /// changes only when the state or its target does.
     pub fn enter(&mut self, state: SyncState, target: Option<u64>) {
+        if self.state != state || self.target != target {
+            self.since = Some(unix_millis());
+        }
         self.state = state;
         self.target = target;
         self.reason = None;
         self.progress = None;
     }
+
+    /// How long the device has been in its state, by the reader's clock; `None` when the
+    /// report does not say since when (an older agent), or the clocks disagree.
+    pub fn age(&self) -> Option<std::time::Duration> {
+        let since = self.since?;
+        unix_millis()
+            .checked_sub(since)
+            .map(std::time::Duration::from_millis)
+    }
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 /// The topics of the `fogd/v1` tree.
@@ -151,6 +179,28 @@ mod tests {
         assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), report);
         assert!(SyncState::RolledBack.is_final());
         assert!(!SyncState::Watching.is_final());
+    }
+
+    #[test]
+    fn a_report_knows_since_when_it_is_in_its_state() {
+        let mut report = Report::new("gw-1", &[]);
+        report.enter(SyncState::Watching, Some(3));
+        report.since = Some(1);
+        report.reason = Some("slow".to_owned());
+        report.enter(SyncState::Watching, Some(3));
+        assert_eq!(report.since, Some(1));
+        assert_eq!(report.reason, None);
+        assert!(report.age().is_some_and(|age| age.as_secs() > 1_000_000));
+        report.enter(SyncState::Committed, Some(3));
+        assert!(report.since > Some(1));
+        report.since = Some(u64::MAX);
+        assert_eq!(report.age(), None);
+        // A report from an agent that does not say since when.
+        let old: Report = serde_json::from_str(
+            r#"{"device":"gw-1","committed":null,"running":null,"target":null,"state":"idle","agent":"0.1.0"}"#,
+        )
+        .unwrap();
+        assert_eq!((old.sequence, old.since), (0, None));
     }
 
     #[test]

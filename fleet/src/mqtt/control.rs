@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::backoff::Backoff;
-use super::client::{MqttClient, MqttEventLoop, PublishRefused, SessionEvent};
+use super::client::{MqttClient, MqttEventLoop, PublishRefused, RequestRefused, SessionEvent};
 use super::options::ConnectionSettings;
 use super::{MessageProperties, OutboundMessage, Qos};
 use crate::config::Retained;
@@ -95,6 +95,17 @@ impl ControlConnection {
                 }
             }
         }
+    }
+
+    /// Subscribes to `filter` now, and again on every reconnect.
+    pub fn subscribe(&mut self, filter: &str) -> Result<(), RequestRefused> {
+        self.filters.push(filter.to_owned());
+        self.client.subscribe(filter, 1, Retained::Always)
+    }
+
+    /// Publishes handed to the client that the broker has not acknowledged yet.
+    pub fn unacknowledged(&self) -> usize {
+        self.unacknowledged
     }
 
     /// Publishes `payload` at QoS 1. An empty retained payload clears the topic's retained

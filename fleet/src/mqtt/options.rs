@@ -22,7 +22,8 @@ const PACKET_OVERHEAD: u32 = 64 * 1024;
 /// or vanishing at the broker (v5 brokers drop what exceeds the advertised maximum).
 const READ_LIMIT_FACTOR: u32 = 4;
 
-/// QoS 1/2 messages the broker may send before fogd acknowledges any.
+/// QoS 1/2 messages the broker may send before fogd acknowledges any, unless the
+/// connection asks for another number.
 const RECEIVE_MAXIMUM: u16 = 1000;
 
 /// Time allowed for the TCP/TLS connect and the CONNACK.
@@ -56,6 +57,7 @@ pub struct ConnectionSettings {
     client_id: String,
     password: Option<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    receive_maximum: u16,
 }
 
 impl std::fmt::Debug for ConnectionSettings {
@@ -103,6 +105,7 @@ impl ConnectionSettings {
             port,
             password,
             tls,
+            receive_maximum: RECEIVE_MAXIMUM,
         })
     }
 
@@ -117,7 +120,15 @@ impl ConnectionSettings {
             client_id: format!("{}-{suffix}", self.client_id),
             password: self.password.clone(),
             tls: self.tls.clone(),
+            receive_maximum: self.receive_maximum,
         }
+    }
+
+    /// The same settings, letting the broker send up to `messages` QoS 1/2 messages before
+    /// any is acknowledged (MQTT v5 Receive Maximum; over 3.1.1 the broker decides).
+    pub fn with_receive_maximum(mut self, messages: u16) -> Self {
+        self.receive_maximum = messages.max(1);
+        self
     }
 
     /// A fresh client and event loop (no state carried over from earlier connections).
@@ -128,7 +139,7 @@ impl ConnectionSettings {
             .max_message_bytes
             .saturating_mul(READ_LIMIT_FACTOR)
             .saturating_add(PACKET_OVERHEAD);
-        let capacity = usize::from(spec.inflight) + usize::from(RECEIVE_MAXIMUM) + 64;
+        let capacity = usize::from(spec.inflight) + usize::from(self.receive_maximum) + 64;
         let transport = match &self.tls {
             Some(config) => Transport::tls_with_config(TlsConfiguration::Rustls(config.clone())),
             None => Transport::Tcp,
@@ -150,7 +161,7 @@ impl ConnectionSettings {
                     ))
                     .set_manual_acks(true)
                     .set_max_packet_size(Some(max_packet))
-                    .set_receive_maximum(Some(RECEIVE_MAXIMUM))
+                    .set_receive_maximum(Some(self.receive_maximum))
                     .set_outgoing_inflight_upper_limit(spec.inflight)
                     .set_request_channel_capacity(capacity)
                     .set_connection_timeout(CONNECTION_TIMEOUT_SECS)
