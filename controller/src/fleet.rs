@@ -159,6 +159,7 @@ impl Snapshot {
     pub fn missed_total(&self) -> u64 {
         self.missed.values().sum()
     }
+
     /// The highest revision any device or the archive knows.
     pub fn highest_revision(&self) -> u64 {
         let reported = self.reports.values().flat_map(|report| {
@@ -318,11 +319,7 @@ pub async fn reread(
             Err(_) => {}
         }
     }
-    connection.disconnect();
-    let _ = tokio::time::timeout(broker.settle(), async {
-        while !matches!(connection.next().await, ControlEvent::Disconnected(_)) {}
-    })
-    .await;
+    connection.close(broker.settle()).await;
     Ok(without_report)
 }
 

@@ -77,7 +77,7 @@ impl Link {
     /// Disconnects cleanly.
     pub async fn close(self) {
         drop(self.requests);
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.task).await;
+        let _ = self.task.await;
     }
 }
 
@@ -120,7 +120,5 @@ async fn drive(
             }
         }
     }
-    connection.disconnect();
-    // Polls until the DISCONNECT is out and the broker closed the connection.
-    while !matches!(connection.next().await, ControlEvent::Disconnected(_)) {}
+    connection.close(CLOSE_TIMEOUT).await;
 }

@@ -151,4 +151,14 @@ impl ControlConnection {
     pub fn disconnect(&self) {
         self.client.disconnect();
     }
+
+    /// Disconnects and drives the connection until the DISCONNECT is out and the broker
+    /// closed it, or `timeout` passed.
+    pub async fn close(&mut self, timeout: Duration) {
+        self.client.disconnect();
+        let _ = tokio::time::timeout(timeout, async {
+            while !matches!(self.next().await, ControlEvent::Disconnected(_)) {}
+        })
+        .await;
+    }
 }
