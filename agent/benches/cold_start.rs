@@ -18,6 +18,7 @@ use fogd::inference::ModelRegistry;
 use fogd::outbound::DiscardSink;
 use fogd::runtime::{Runtime, RuntimeSettings};
 use fogd::state::StateDb;
+use fogd::telemetry::Metrics;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
@@ -58,6 +59,7 @@ fn plain(config: &Config, state: &StateDb, event: &Event, iterations: u64) -> Su
         state,
         sink: Arc::new(DiscardSink),
         models: &Arc::new(ModelRegistry::none()),
+        metrics: &Metrics::new(),
     };
     let spec = FunctionSpec::for_component("echo", echo_component());
     let caps = Arc::new(FunctionCaps::prepare(&spec, &resources, 16 << 20).expect("grants"));

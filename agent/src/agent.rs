@@ -119,8 +119,9 @@ impl Agent {
             source,
         })?;
         let state = StateDb::open(&config.state_dir.join("db"), &config.state)?;
-        let runtime =
-            Runtime::new(RuntimeSettings::from_config(&config))?.with_models(models.clone());
+        let runtime = Runtime::new(RuntimeSettings::from_config(&config))?
+            .with_models(models.clone())
+            .with_metrics(metrics.clone());
         if let Some(embedded) = &config.embedded_broker {
             triggers::mqtt::embedded::start(embedded)?;
         }

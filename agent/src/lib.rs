@@ -21,6 +21,7 @@ pub mod state;
 pub mod supervisor;
 pub mod sync;
 pub mod telemetry;
+pub mod tls;
 pub mod triggers;
 
 pub use fogd_fleet::{config, topic};

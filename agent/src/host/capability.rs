@@ -11,6 +11,7 @@ use crate::config::FunctionSpec;
 use crate::inference::{ModelError, ModelRegistry};
 use crate::outbound::OutboundSink;
 use crate::state::{StateDb, StateError};
+use crate::telemetry::Metrics;
 use crate::topic::TopicError;
 
 /// What the agent lends the capabilities of a function that loads.
@@ -20,6 +21,8 @@ pub struct HostResources<'a> {
     pub sink: Arc<dyn OutboundSink>,
     /// The models functions may be granted.
     pub models: &'a Arc<ModelRegistry>,
+    /// Where the function's outbound requests are counted.
+    pub metrics: &'a Metrics,
 }
 
 /// One host capability as a function holds it.
@@ -40,4 +43,6 @@ pub enum GrantError {
     Publish(#[from] TopicError),
     #[error("{0}")]
     Model(#[from] ModelError),
+    #[error("grants.outbound_http[{index}]: {reason}")]
+    Http { index: usize, reason: String },
 }

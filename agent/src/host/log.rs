@@ -36,7 +36,7 @@ fn clip(text: &str) -> &str {
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let function = &*self.caps.name;
-        let event_id = self.event_id.as_str();
+        let event_id = self.event_id();
         let message = clip(&message);
         let fields = fields
             .iter()

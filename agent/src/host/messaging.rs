@@ -71,7 +71,7 @@ impl Host for HostState {
             return Err(Error::InvalidTopic(topic));
         }
         if !grants.allows(&topic) {
-            tracing::warn!(function = %self.caps.name, event_id = %self.event_id, topic, "publish refused: topic not granted");
+            tracing::warn!(function = %self.caps.name, event_id = %self.event_id(), topic, "publish refused: topic not granted");
             return Err(Error::NotGranted(topic));
         }
         if payload.len() > grants.max_payload as usize {
@@ -83,7 +83,7 @@ impl Host for HostState {
             .count_publish(payload.len(), &self.caps.limits.output)
         {
             if first_limit {
-                tracing::warn!(function = %self.caps.name, event_id = %self.event_id, reason, "publish refused: the event's output limit is reached");
+                tracing::warn!(function = %self.caps.name, event_id = %self.event_id(), reason, "publish refused: the event's output limit is reached");
             }
             return Err(Error::LimitReached(reason));
         }

@@ -7,6 +7,7 @@
 mod capability;
 mod config;
 mod effects;
+mod http;
 mod inference;
 mod kv;
 mod log;
@@ -15,9 +16,11 @@ mod response;
 mod wasi;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::config::{Effects, FunctionSpec};
 use crate::contract::{self, EventsHost, TypesV0_1Host};
@@ -27,6 +30,8 @@ use crate::state::KvStore;
 pub use capability::{Capability, GrantError, HostResources};
 pub use config::FunctionConfig;
 pub use effects::{CommitError, EventEffects, LimitHit, OutputLimits, Unpublished};
+use http::EventHttp;
+pub use http::HttpGrants;
 pub use inference::ModelAccess;
 pub use log::GuestLog;
 pub use messaging::PublishGrants;
@@ -71,6 +76,8 @@ capabilities! {
     config: FunctionConfig,
     /// The models it may run.
     inference: ModelAccess,
+    /// The HTTP origins it may send requests to.
+    http: HttpGrants,
 }
 
 /// What one function may reach, prepared once when it is loaded.
@@ -84,6 +91,8 @@ pub struct FunctionCaps {
 pub struct EventLimits {
     /// Largest linear memory, in bytes.
     pub memory: usize,
+    /// Wall-clock time one event may take, its outbound requests included.
+    pub timeout: Duration,
     /// What one event may publish.
     pub output: OutputLimits,
     /// Whether a failed event's publishes and kv writes are discarded.
@@ -103,6 +112,7 @@ impl FunctionCaps {
             grants: Grants::prepare(spec, resources)?,
             limits: EventLimits {
                 memory,
+                timeout: spec.limits.timeout.as_duration(),
                 output: OutputLimits::from(&spec.limits),
                 effects: spec.effects,
             },
@@ -113,25 +123,33 @@ impl FunctionCaps {
 /// The state of one instance: lives exactly as long as the event it handles.
 pub struct HostState {
     caps: Arc<FunctionCaps>,
-    event_id: String,
     wasi: WasiCtx,
     table: ResourceTable,
     memory_limit_hit: bool,
     effects: EventEffects,
     result_properties: MessageProperties,
+    http_context: WasiHttpCtx,
+    http: EventHttp,
 }
 
 impl HostState {
     pub fn new(caps: Arc<FunctionCaps>, event_id: String) -> Self {
+        let deadline = Instant::now() + caps.limits.timeout;
         Self {
             wasi: caps.grants.wasi.context(&caps.name),
             table: ResourceTable::new(),
+            http_context: WasiHttpCtx::new(),
+            http: EventHttp::new(caps.clone(), event_id, deadline),
             caps,
-            event_id,
             memory_limit_hit: false,
             effects: EventEffects::default(),
             result_properties: MessageProperties::default(),
         }
+    }
+
+    /// The event this instance handles.
+    pub fn event_id(&self) -> &str {
+        self.http.event_id()
     }
 
     /// The properties the guest set on its result, taken once it has returned.
@@ -144,6 +162,11 @@ impl HostState {
         self.memory_limit_hit
     }
 
+    /// Whether an outbound request ran into the event's deadline.
+    pub fn deadline_hit(&self) -> bool {
+        self.http.deadline_hit()
+    }
+
     /// The first output or storage limit the event ran into.
     pub fn limit_hit(&self) -> Option<&LimitHit> {
         self.effects.limit_hit()
@@ -151,6 +174,7 @@ impl HostState {
 
     /// Starts the next event on a kept instance: its limits and effects are its own.
     pub fn begin_event(&mut self) {
+        self.http.begin(Instant::now() + self.caps.limits.timeout);
         self.effects = EventEffects::default();
         self.memory_limit_hit = false;
         self.result_properties = MessageProperties::default();

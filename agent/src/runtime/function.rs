@@ -231,6 +231,10 @@ impl LoadedFunction {
             outcome = Err(InvokeError::MemoryLimit {
                 limit_mib: self.limits.memory_mib,
             });
+        } else if state.deadline_hit() {
+            outcome = Err(InvokeError::Timeout {
+                timeout_ms: self.limits.timeout.0,
+            });
         } else if let Some(hit) = state.limit_hit() {
             outcome = Err(hit.clone().into());
         } else if let Ok(Some(output)) = &outcome

@@ -22,6 +22,7 @@ use crate::host::{self, FunctionCaps, HostResources, HostState};
 use crate::inference::ModelRegistry;
 use crate::outbound::OutboundSink;
 use crate::state::StateDb;
+use crate::telemetry::Metrics;
 
 pub use cache::{ComponentCache, LoadSource};
 pub use engine::EngineSettings;
@@ -80,6 +81,7 @@ pub struct Runtime {
     cache: ComponentCache,
     settings: RuntimeSettings,
     models: Arc<ModelRegistry>,
+    metrics: Arc<Metrics>,
 }
 
 impl Runtime {
@@ -95,7 +97,14 @@ impl Runtime {
             linker,
             settings,
             models: Arc::new(ModelRegistry::none()),
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// Where functions' outbound requests are counted.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The models functions may be granted.
@@ -139,6 +148,7 @@ impl Runtime {
             state,
             sink,
             models: &self.models,
+            metrics: &self.metrics,
         };
         let memory =
             (spec.limits.memory_mib as usize * MIB).min(self.settings.engine.max_memory_bytes);

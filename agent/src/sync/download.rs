@@ -10,13 +10,12 @@ use http_body_util::{BodyExt, Empty};
 use hyper::StatusCode;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 
 use super::Artifact;
+use crate::tls::{self, TlsFileError};
 
 /// Time allowed to connect, and between two pieces of a body, before a download is
 /// abandoned (to be resumed on the next attempt).
@@ -76,39 +75,12 @@ pub struct Downloader {
 impl Downloader {
     /// Trusts the CA certificates in `ca_file`, or the system's roots without one.
     pub fn new(ca_file: Option<&Path>) -> Result<Self, DownloadError> {
-        let mut roots = RootCertStore::empty();
-        match ca_file {
-            Some(path) => {
-                let ca_error = |reason: String| DownloadError::Ca {
-                    path: path.display().to_string(),
-                    reason,
-                };
-                let pem = std::fs::read(path).map_err(|error| ca_error(error.to_string()))?;
-                for certificate in CertificateDer::pem_slice_iter(&pem).flatten() {
-                    roots
-                        .add(certificate)
-                        .map_err(|error| ca_error(error.to_string()))?;
-                }
-                if roots.is_empty() {
-                    return Err(ca_error("holds no certificate".to_owned()));
-                }
-            }
-            None => {
-                for certificate in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(certificate);
-                }
-            }
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| DownloadError::Ca {
-            path: String::new(),
-            reason: error.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let ca_error = |error: TlsFileError| DownloadError::Ca {
+            path: error.path,
+            reason: error.reason,
+        };
+        let roots = tls::roots(ca_file).map_err(ca_error)?;
+        let config = tls::client_config(roots, None).map_err(ca_error)?;
         Ok(Self {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
         })

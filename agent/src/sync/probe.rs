@@ -59,6 +59,9 @@ pub fn compile(config: &Config, cache_dir: &Path) -> Result<Findings, ProbeError
         if let Err(error) = runtime.load(spec, &state, Arc::new(DiscardSink)) {
             let key = match error {
                 LoadError::Grant(GrantError::Model(_)) => format!("function[{index}].model_shapes"),
+                LoadError::Grant(GrantError::Http { index: grant, .. }) => {
+                    format!("function[{index}].grants.outbound_http[{grant}]")
+                }
                 _ => format!("function[{index}].component"),
             };
             problems.push((key, error.to_string()));

@@ -83,3 +83,19 @@ label_values! {
         Refused => "refused",
     }
 }
+
+label_values! {
+    /// How a function's outbound request (HTTP, SNMP) ended (`fogd_outbound_requests_total`).
+    RequestOutcome {
+        /// Answered (whatever the HTTP status or SNMP error status).
+        Answered => "answered",
+        /// The function holds no grant for where the request went; nothing was sent.
+        NotGranted => "not_granted",
+        /// Refused by a limit of the function (its requests per event, its writes).
+        LimitReached => "limit_reached",
+        /// No answer within the event's deadline or the request's own timeout.
+        Timeout => "timeout",
+        /// The connection or the exchange failed (refused, TLS, protocol, authentication).
+        Failed => "failed",
+    }
+}

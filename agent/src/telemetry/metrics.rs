@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::labels::{EventDrop, OutboxDrop, Rejection};
+use super::labels::{EventDrop, OutboxDrop, Rejection, RequestOutcome};
 use super::latency::LatencyRecord;
 use crate::event::Source;
 
@@ -50,6 +50,21 @@ struct BrokerAfterLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabel {
+    function: String,
+    protocol: &'static str,
+    target: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestTargetLabel {
+    function: String,
+    protocol: &'static str,
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
     source: String,
 }
@@ -83,6 +98,9 @@ pub struct Metrics {
     outbox_dropped: Family<BrokerReasonLabel, Counter>,
     messages_dropped: Family<FunctionReasonLabel, Counter>,
     acknowledged: Family<BrokerAfterLabel, Counter>,
+    requests: Family<RequestLabel, Counter>,
+    request_duration: HistogramFamily<RequestTargetLabel>,
+    responses_cut: Family<RequestTargetLabel, Counter>,
     /// Per function, for percentiles over a window (the watch after a deployment).
     latencies: Mutex<HashMap<String, Arc<LatencyRecord>>>,
 }
@@ -123,6 +141,27 @@ impl Metrics {
         let outbox_dropped = Family::default();
         let messages_dropped = Family::default();
         let acknowledged = Family::default();
+        let requests = Family::default();
+        let request_duration: HistogramFamily<RequestTargetLabel> =
+            Family::new_with_constructor(latency_histogram);
+        let responses_cut = Family::default();
+        registry.register(
+            "outbound_requests",
+            "Requests functions made (HTTP, SNMP), per function, protocol, granted target \
+             (an HTTP origin, an SNMP target; \"none\" when nothing granted matched) and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "outbound_request_duration_seconds",
+            "Time from a function's request to its answer (HTTP: the response head), per \
+             function, protocol and target",
+            request_duration.clone(),
+        );
+        registry.register(
+            "http_responses_cut",
+            "HTTP response bodies cut at the function's limits.http_response_bytes",
+            responses_cut.clone(),
+        );
         registry.register(
             "mqtt_acknowledged",
             "QoS 1/2 messages acknowledged, per broker and by what made their results safe: \
@@ -241,6 +280,9 @@ impl Metrics {
             outbox_dropped,
             messages_dropped,
             acknowledged,
+            requests,
+            request_duration,
+            responses_cut,
             latencies: Mutex::default(),
         }
     }
@@ -338,6 +380,21 @@ impl Metrics {
                 .unwrap_or_default(),
             errors: self.errors.clone(),
             dropped: self.dropped.clone(),
+        }
+    }
+
+    /// Handles for the outbound requests of one function over `protocol`.
+    pub fn outbound_requests(
+        &self,
+        function: &str,
+        protocol: &'static str,
+    ) -> OutboundRequestMetrics {
+        OutboundRequestMetrics {
+            function: function.to_owned(),
+            protocol,
+            requests: self.requests.clone(),
+            duration: self.request_duration.clone(),
+            cut: self.responses_cut.clone(),
         }
     }
 
@@ -481,6 +538,60 @@ impl FunctionMetrics {
                 function: self.name.clone(),
                 kind: kind.to_owned(),
             })
+            .map_or(0, |counter| counter.get())
+    }
+}
+
+/// The outbound requests of one function over one protocol.
+#[derive(Clone)]
+pub struct OutboundRequestMetrics {
+    function: String,
+    protocol: &'static str,
+    requests: Family<RequestLabel, Counter>,
+    duration: HistogramFamily<RequestTargetLabel>,
+    cut: Family<RequestTargetLabel, Counter>,
+}
+
+impl OutboundRequestMetrics {
+    fn label(&self, target: &str, outcome: RequestOutcome) -> RequestLabel {
+        RequestLabel {
+            function: self.function.clone(),
+            protocol: self.protocol,
+            target: target.to_owned(),
+            outcome: outcome.as_str(),
+        }
+    }
+
+    fn target_label(&self, target: &str) -> RequestTargetLabel {
+        RequestTargetLabel {
+            function: self.function.clone(),
+            protocol: self.protocol,
+            target: target.to_owned(),
+        }
+    }
+
+    /// Counts one request to `target` that ended as `outcome`.
+    pub fn request(&self, target: &str, outcome: RequestOutcome) {
+        self.requests
+            .get_or_create(&self.label(target, outcome))
+            .inc();
+    }
+
+    /// Records the time a request to `target` waited for its answer.
+    pub fn answered_after(&self, target: &str, elapsed: std::time::Duration) {
+        self.duration
+            .get_or_create(&self.target_label(target))
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a response body cut at the function's limit.
+    pub fn response_cut(&self, target: &str) {
+        self.cut.get_or_create(&self.target_label(target)).inc();
+    }
+
+    pub fn request_count(&self, target: &str, outcome: RequestOutcome) -> u64 {
+        self.requests
+            .get(&self.label(target, outcome))
             .map_or(0, |counter| counter.get())
     }
 }

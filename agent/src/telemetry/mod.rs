@@ -17,10 +17,11 @@ use crate::config::{LogConfig, LogFormat};
 
 pub use health::{ComponentHealth, Health, HealthReport};
 pub use http::{JsonPage, JsonPages, serve};
-pub use labels::{EventDrop, OutboxDrop, Rejection};
+pub use labels::{EventDrop, OutboxDrop, Rejection, RequestOutcome};
 pub use latency::{LatencyRecord, LatencySnapshot};
 pub use metrics::{
     AcknowledgedMetrics, BrokerMetrics, ConnectionMetrics, FunctionMetrics, Metrics,
+    OutboundRequestMetrics,
 };
 pub use spaced_log::SpacedLog;
 

@@ -216,6 +216,9 @@ impl FunctionSpec {
     /// deployment's artifact directory).
     pub fn resolve_paths(&mut self, base: &Path) {
         self.component = base.join(&self.component);
+        for grant in &mut self.grants.outbound_http {
+            grant.resolve_paths(base);
+        }
     }
 }
 
@@ -266,6 +269,15 @@ impl Config {
             .into_iter()
             .flatten()
             {
+                *file = base.join(&*file);
+            }
+        }
+        for target in self
+            .snmp
+            .iter_mut()
+            .flat_map(|snmp| snmp.targets.iter_mut())
+        {
+            if let Some(file) = &mut target.community_file {
                 *file = base.join(&*file);
             }
         }
@@ -496,5 +508,41 @@ mod tests {
         let segments = parse_key_path("function[2].grants.publish[0]");
         assert_eq!(segments.len(), 5);
         assert!(matches!(segments[1], KeySegment::Index(2)));
+    }
+
+    #[test]
+    fn outbound_grants_parse_as_origins_or_tables_and_their_problems_are_pointed_at() {
+        let text = "[[snmp.target]]\nname = \"core\"\naddress = \"192.0.2.1:161\"\ncommunity_file = \"community\"\n\n\
+                    [[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n\
+                    grants.outbound_http = [\"https://*.example.org\", { url = \"https://127.0.0.1:8443\", ca_file = \"ca.pem\", secret_headers = { authorization = \"token\" } }]\n\
+                    grants.snmp = { core = \"write\" }\n";
+        let config = parse_str(text, Path::new("fogd.toml"), Path::new("/etc/fogd")).unwrap();
+        let grants = &config.functions[0].grants;
+        assert_eq!(grants.outbound_http[0].url, "https://*.example.org");
+        assert_eq!(
+            grants.outbound_http[1].ca_file.as_deref(),
+            Some(Path::new("/etc/fogd/ca.pem"))
+        );
+        assert_eq!(
+            grants.outbound_http[1].secret_headers["authorization"],
+            Path::new("/etc/fogd/token")
+        );
+        assert_eq!(grants.snmp["core"], crate::config::SnmpAccess::Write);
+
+        let text = "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n\
+                    grants.outbound_http = [\"https://example.org/api\", { url = \"http://h:1\", client_cert = \"c.pem\", headers = { \"bad name\" = \"x\" } }]\n\
+                    grants.snmp = { nowhere = \"read\" }\n";
+        let keys: Vec<String> = error_keys(text).into_iter().map(|(key, _)| key).collect();
+        for expected in [
+            "function[0].grants.outbound_http[0].url",
+            "function[0].grants.outbound_http[1]",
+            "function[0].grants.outbound_http[1].headers.bad name",
+            "function[0].grants.snmp.nowhere",
+        ] {
+            assert!(
+                keys.iter().any(|key| key == expected),
+                "{expected}: {keys:?}"
+            );
+        }
     }
 }

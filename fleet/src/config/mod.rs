@@ -6,6 +6,7 @@
 mod broker;
 mod duration;
 mod flow;
+mod grants;
 mod key;
 mod load;
 mod network;
@@ -27,10 +28,11 @@ pub use duration::{DurationError, Millis};
 pub use flow::{
     FlowConfig, FlowKey, FlowMode, FlowTrigger, MAX_BATCH_RECORDS, MAX_KEY_FIELDS, MAX_TOP_TALKERS,
 };
+pub use grants::{Grants, HttpGrant, HttpOrigin, HttpScheme, SnmpAccess, split_host_port};
 pub use key::{PublicKey, PublicKeyError};
 pub use load::{ConfigError, ConfigErrors, error_at_key, load_file, parse_str};
 pub use network::{Network, NetworkError, source_allowed};
-pub use snmp::{PollJob, SnmpConfig, SnmpPollTrigger, SnmpTrapTrigger, SnmpUser};
+pub use snmp::{PollJob, SnmpConfig, SnmpPollTrigger, SnmpTarget, SnmpTrapTrigger, SnmpUser};
 pub use syslog::{Facility, Pattern, Severity, SyslogConfig, SyslogTls, SyslogTrigger};
 
 /// The whole configuration file.
@@ -405,6 +407,16 @@ pub struct Limits {
     /// Keys the function may keep in kv (`storage_quota` beyond).
     #[serde(default = "default_kv_keys")]
     pub kv_keys: u64,
+    /// Largest HTTP response body the function may read; the body is cut there and the guest
+    /// gets an error.
+    #[serde(default = "default_http_response_bytes")]
+    pub http_response_bytes: u64,
+    /// HTTP requests of the function that may be in flight at once (all its events together).
+    #[serde(default = "default_http_concurrency")]
+    pub http_concurrency: u32,
+    /// SNMP requests (`get`, `get-next`, `set`, and each `walk`) one event may make.
+    #[serde(default = "default_snmp_requests")]
+    pub snmp_requests: u32,
 }
 
 fn default_memory_mib() -> u32 {
@@ -440,6 +452,15 @@ fn default_kv_bytes() -> u64 {
 fn default_kv_keys() -> u64 {
     100_000
 }
+fn default_http_response_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_http_concurrency() -> u32 {
+    4
+}
+fn default_snmp_requests() -> u32 {
+    100
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -454,6 +475,9 @@ impl Default for Limits {
             kv_write_bytes: default_kv_write_bytes(),
             kv_bytes: default_kv_bytes(),
             kv_keys: default_kv_keys(),
+            http_response_bytes: default_http_response_bytes(),
+            http_concurrency: default_http_concurrency(),
+            snmp_requests: default_snmp_requests(),
         }
     }
 }
@@ -498,22 +522,6 @@ pub enum Effects {
     Atomic,
     /// Each takes effect when it is made, and stays when the event fails later.
     Keep,
-}
-
-/// What a function may reach beyond its own kv namespace. Nothing is granted by default.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Grants {
-    /// MQTT topic filters the function may publish to (`+` and `#` allowed).
-    #[serde(default)]
-    pub publish: Vec<String>,
-    /// Environment variables visible to the guest (name = value). The host's own
-    /// environment is never inherited.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Models the function may run through the `inference` interface.
-    #[serde(default)]
-    pub models: Vec<String>,
 }
 
 /// Tensor shapes, one list per input and per output, e.g. `inputs = [[1, 8]]`.

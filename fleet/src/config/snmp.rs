@@ -34,6 +34,31 @@ pub struct SnmpConfig {
     /// Poll jobs (`[[snmp.poll]]`).
     #[serde(default, rename = "poll")]
     pub polls: Vec<PollJob>,
+    /// Agents functions may query and set through the `snmp` interface (`[[snmp.target]]`),
+    /// each granted per function in `grants.snmp`.
+    #[serde(default, rename = "target")]
+    pub targets: Vec<SnmpTarget>,
+}
+
+/// An SNMP agent functions name instead of addressing: the guest never sees its community
+/// or keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpTarget {
+    /// What functions call it by.
+    pub name: String,
+    /// `host:port` (port 161 usually).
+    pub address: String,
+    /// v2c with the community read from this file...
+    pub community_file: Option<PathBuf>,
+    /// ...or SNMPv3 as this `[[snmp.user]]`.
+    pub user: Option<String>,
+    /// How long one request waits for its answer.
+    #[serde(default = "default_poll_timeout")]
+    pub timeout: Millis,
+    /// Requests sent again after a timeout.
+    #[serde(default = "default_poll_retries")]
+    pub retries: u32,
 }
 
 /// Reads OIDs from one target every `every`; each result is an event whose subject is the

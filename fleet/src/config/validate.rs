@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, FunctionSpec, SnmpConfig, SyslogConfig, TriggerSpec};
+use super::{Config, FunctionSpec, HttpGrant, HttpOrigin, SnmpConfig, SyslogConfig, TriggerSpec};
 use crate::topic::{TopicFilter, render_template, subscription_filter, validate_topic_name};
 
 type Problem = (String, String);
@@ -154,6 +154,7 @@ impl Config {
             function.validate(&at, &mut problems);
             self.validate_broker_references(function, &at, &mut problems);
             self.validate_model_references(function, &at, &mut problems);
+            self.validate_snmp_grants(function, &at, &mut problems);
         }
         self.validate_models(&mut problems);
         self.validate_sync(&mut problems);
@@ -274,6 +275,22 @@ impl Config {
         }
     }
 
+    fn validate_snmp_grants(&self, function: &FunctionSpec, at: &str, problems: &mut Vec<Problem>) {
+        for name in function.grants.snmp.keys() {
+            if !self
+                .snmp
+                .iter()
+                .flat_map(|snmp| &snmp.targets)
+                .any(|target| &target.name == name)
+            {
+                problems.push((
+                    format!("{at}.grants.snmp.{name}"),
+                    format!("no [[snmp.target]] named {name:?}"),
+                ));
+            }
+        }
+    }
+
     fn validate_broker_references(
         &self,
         function: &FunctionSpec,
@@ -347,6 +364,9 @@ impl FunctionSpec {
             ("kv_write_bytes", limits.kv_write_bytes),
             ("kv_bytes", limits.kv_bytes),
             ("kv_keys", limits.kv_keys),
+            ("http_response_bytes", limits.http_response_bytes),
+            ("http_concurrency", limits.http_concurrency.into()),
+            ("snmp_requests", limits.snmp_requests.into()),
         ] {
             if value == 0 {
                 problems.push((format!("{at}.limits.{key}"), "must be at least 1".into()));
@@ -356,6 +376,13 @@ impl FunctionSpec {
             if let Err(error) = TopicFilter::parse(filter) {
                 problems.push((format!("{at}.grants.publish[{index}]"), error.to_string()));
             }
+        }
+        for (index, grant) in self.grants.outbound_http.iter().enumerate() {
+            validate_http_grant(
+                grant,
+                &format!("{at}.grants.outbound_http[{index}]"),
+                problems,
+            );
         }
         if let Some(output) = &self.output {
             validate_template(output, &format!("{at}.output"), problems);
@@ -415,6 +442,39 @@ impl FunctionSpec {
             }
         }
     }
+}
+
+fn validate_http_grant(grant: &HttpGrant, at: &str, problems: &mut Vec<Problem>) {
+    if let Err(message) = HttpOrigin::parse(&grant.url) {
+        problems.push((format!("{at}.url"), message));
+    }
+    if grant.client_cert.is_some() != grant.client_key.is_some() {
+        problems.push((
+            at.to_owned(),
+            "give client_cert and client_key together".into(),
+        ));
+    }
+    let names = grant.headers.keys().map(|name| ("headers", name));
+    let secret_names = grant
+        .secret_headers
+        .keys()
+        .map(|name| ("secret_headers", name));
+    for (table, name) in names.chain(secret_names) {
+        if !is_header_name(name) {
+            problems.push((
+                format!("{at}.{table}.{name}"),
+                "is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)".into(),
+            ));
+        }
+    }
+}
+
+/// An RFC 9110 field name: one or more token characters.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 fn validate_template(template: &str, key: &str, problems: &mut Vec<Problem>) {
@@ -481,20 +541,13 @@ fn validate_snmp(snmp: &SnmpConfig, problems: &mut Vec<Problem>) {
                 format!("duplicate job {:?}", job.name),
             ));
         }
-        if job.community.is_some() == job.user.is_some() {
-            problems.push((
-                at.clone(),
-                "give either community (v2c) or user (v3)".into(),
-            ));
-        }
-        if let Some(user) = &job.user
-            && !snmp.users.iter().any(|u| &u.name == user)
-        {
-            problems.push((
-                format!("{at}.user"),
-                format!("no [[snmp.user]] named {user:?}"),
-            ));
-        }
+        validate_credentials(
+            snmp,
+            &at,
+            ("community", job.community.is_some()),
+            job.user.as_deref(),
+            problems,
+        );
         if job.get.is_empty() && job.walk.is_none() {
             problems.push((
                 at.clone(),
@@ -513,6 +566,38 @@ fn validate_snmp(snmp: &SnmpConfig, problems: &mut Vec<Problem>) {
         }
         if job.every.0 == 0 {
             problems.push((format!("{at}.every"), "must be at least 1ms".into()));
+        }
+    }
+    let mut targets = HashSet::new();
+    for (index, target) in snmp.targets.iter().enumerate() {
+        let at = format!("snmp.target[{index}]");
+        if !targets.insert(target.name.as_str()) {
+            problems.push((
+                format!("{at}.name"),
+                format!("duplicate target {:?}", target.name),
+            ));
+        }
+        if let Err(message) = validate_name(&target.name) {
+            problems.push((format!("{at}.name"), message));
+        }
+        if super::split_host_port(&target.address)
+            .and_then(|(_, port)| port?.parse::<u16>().ok())
+            .is_none()
+        {
+            problems.push((
+                format!("{at}.address"),
+                format!("{:?} is not host:port", target.address),
+            ));
+        }
+        validate_credentials(
+            snmp,
+            &at,
+            ("community_file", target.community_file.is_some()),
+            target.user.as_deref(),
+            problems,
+        );
+        if target.timeout.0 == 0 {
+            problems.push((format!("{at}.timeout"), "must be at least 1ms".into()));
         }
     }
     let mut names = HashSet::new();
@@ -555,6 +640,31 @@ fn validate_snmp(snmp: &SnmpConfig, problems: &mut Vec<Problem>) {
                 ));
             }
         }
+    }
+}
+
+/// One of a v2c community (the key named in `community`, and whether it is given) or a
+/// known SNMPv3 user.
+fn validate_credentials(
+    snmp: &SnmpConfig,
+    at: &str,
+    (community_key, has_community): (&str, bool),
+    user: Option<&str>,
+    problems: &mut Vec<Problem>,
+) {
+    if has_community == user.is_some() {
+        problems.push((
+            at.to_owned(),
+            format!("give either {community_key} (v2c) or user (v3)"),
+        ));
+    }
+    if let Some(user) = user
+        && !snmp.users.iter().any(|u| u.name == user)
+    {
+        problems.push((
+            format!("{at}.user"),
+            format!("no [[snmp.user]] named {user:?}"),
+        ));
     }
 }
 

@@ -11,6 +11,42 @@ use serde_json::{Value, json};
 
 struct Probe;
 
+/// `{"method", "url", "headers": {name: value}, "body"}` -> `{"status", "body", "headers"}`,
+/// or `{"error"}` with the SDK's reason.
+fn http(request: &Value) -> Value {
+    let headers = request["headers"]
+        .as_object()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|(name, value)| {
+                    let value = value.as_str().unwrap_or_default();
+                    (name.clone(), value.as_bytes().to_vec())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let method = match text(request, "method") {
+        method if method.is_empty() => "GET".to_owned(),
+        method => method,
+    };
+    let request = fogd_sdk::http::Request {
+        method,
+        url: text(request, "url"),
+        headers,
+        body: text(request, "body").into_bytes(),
+    };
+    match fogd_sdk::http::send(&request) {
+        Ok(response) => json!({
+            "status": response.status,
+            "body": String::from_utf8_lossy(&response.body),
+            "bytes": response.body.len(),
+            "location": response.header("location"),
+        }),
+        Err(error) => json!({"error": format!("{error:?}")}),
+    }
+}
+
 /// Counts calls within one instance; fogd gives every event a fresh instance, so this is
 /// always 1 when observed.
 static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -360,6 +396,7 @@ impl Guest for Probe {
                 }
                 Ok(Some(latencies))
             }
+            "http" => reply(http(&json_payload(&event)?)),
             "models" => Ok(Some(json!(inference::models()).to_string().into_bytes())),
             "signature" => {
                 let model = String::from_utf8_lossy(&event.payload).into_owned();

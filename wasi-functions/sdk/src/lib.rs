@@ -40,6 +40,8 @@ pub mod bindings {
     });
 }
 
+pub mod http;
+
 pub use bindings::fogd::function::events::Source;
 pub use bindings::fogd::function::{config, inference, kv, log, messaging, response};
 pub use bindings::{Event, Guest, export};
