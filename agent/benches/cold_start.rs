@@ -17,6 +17,7 @@ use fogd::host::{self, FunctionCaps, HostResources, HostState};
 use fogd::inference::ModelRegistry;
 use fogd::outbound::DiscardSink;
 use fogd::runtime::{Runtime, RuntimeSettings};
+use fogd::snmp_client::SnmpTargets;
 use fogd::state::StateDb;
 use fogd::telemetry::Metrics;
 use wasmtime::component::{Component, Linker};
@@ -60,6 +61,7 @@ fn plain(config: &Config, state: &StateDb, event: &Event, iterations: u64) -> Su
         sink: Arc::new(DiscardSink),
         models: &Arc::new(ModelRegistry::none()),
         metrics: &Metrics::new(),
+        snmp_targets: &SnmpTargets::default(),
     };
     let spec = FunctionSpec::for_component("echo", echo_component());
     let caps = Arc::new(FunctionCaps::prepare(&spec, &resources, 16 << 20).expect("grants"));

@@ -13,6 +13,7 @@ use crate::outbound::{ChannelSink, OutboundMessage, OutboundSink, OutboxSink, Ou
 use crate::router::{Dispatch, Router};
 use crate::runtime::RuntimeError;
 use crate::runtime::{Executor, Runtime, RuntimeSettings};
+use crate::snmp_client::{SnmpTargets, TargetError};
 use crate::state::{StateDb, StateError};
 use crate::telemetry::{self, Health, JsonPage, Metrics};
 use crate::triggers;
@@ -53,6 +54,8 @@ pub enum StartError {
     Connection(#[from] SetupError),
     #[error(transparent)]
     Trigger(#[from] TriggerError),
+    #[error(transparent)]
+    SnmpTarget(#[from] TargetError),
     #[error("cannot serve metrics on {address}: {source}")]
     Metrics {
         address: SocketAddr,
@@ -121,7 +124,8 @@ impl Agent {
         let state = StateDb::open(&config.state_dir.join("db"), &config.state)?;
         let runtime = Runtime::new(RuntimeSettings::from_config(&config))?
             .with_models(models.clone())
-            .with_metrics(metrics.clone());
+            .with_metrics(metrics.clone())
+            .with_snmp_targets(Arc::new(SnmpTargets::from_config(config.snmp.as_ref())?));
         if let Some(embedded) = &config.embedded_broker {
             triggers::mqtt::embedded::start(embedded)?;
         }

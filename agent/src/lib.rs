@@ -17,6 +17,7 @@ pub mod outbound;
 pub mod residency;
 pub mod router;
 pub mod runtime;
+pub mod snmp_client;
 pub mod state;
 pub mod supervisor;
 pub mod sync;

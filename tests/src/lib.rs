@@ -10,6 +10,7 @@ pub mod logs;
 pub mod mosquitto;
 pub mod mqtt_client;
 pub mod nginx;
+pub mod snmpd;
 pub mod streams;
 pub mod traffic;
 
@@ -26,6 +27,7 @@ use fogd::event::{Event, Source, new_event};
 use fogd::inference::ModelRegistry;
 use fogd::outbound::{ChannelSink, OutboundMessage, OutboundSink};
 use fogd::runtime::{LoadError, LoadedFunction, Runtime, RuntimeSettings};
+use fogd::snmp_client::SnmpTargets;
 use fogd::state::StateDb;
 use tokio::sync::mpsc;
 
@@ -237,6 +239,19 @@ impl Harness {
             published,
             dir,
         }
+    }
+
+    /// The harness with `targets` for its functions' SNMP grants.
+    pub fn with_snmp_targets(mut self, targets: SnmpTargets) -> Self {
+        let settings = RuntimeSettings::new(
+            &RuntimeConfig::default(),
+            &[],
+            self.dir.path().join("cache"),
+        );
+        self.runtime = Runtime::new(settings)
+            .expect("runtime starts")
+            .with_snmp_targets(Arc::new(targets));
+        self
     }
 
     pub fn load(&self, spec: &FunctionSpec) -> Result<LoadedFunction, LoadError> {

@@ -9,6 +9,7 @@ use fogd::telemetry::Rejection;
 use fogd_tests::agent::{Running, broker, connected, function, start};
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::{Received, TestClient};
+use fogd_tests::snmpd::Snmpd;
 use fogd_tests::{assert_success, components, wait_until};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -832,50 +833,6 @@ fn malformed_datagrams_are_counted_and_the_receiver_keeps_working() {
         log.iter().filter(|l| l.contains("failed to parse")).count() < 5,
         "malformed datagrams are counted, not logged one by one"
     );
-}
-
-/// A real snmpd on a free port, answering v2c community `fogd-ro` and v3 user `pollv3`
-/// (authPriv SHA/AES), with a known sysLocation.
-struct Snmpd {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Snmpd {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = fogd_tests::mosquitto::free_port();
-        let config = dir.path().join("snmpd.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "agentaddress udp:127.0.0.1:{port}\nrocommunity fogd-ro 127.0.0.1\n\
-                 createUser pollv3 SHA \"pollauthpass\" AES \"pollprivpass\"\nrouser pollv3 priv\n\
-                 sysLocation rack-7\nsysContact ops@example.net\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/sbin/snmpd")
-            .args(["-f", "-C", "-Lf", "/dev/null", "-c"])
-            .arg(&config)
-            .env("SNMP_PERSISTENT_DIR", dir.path())
-            .env("MIBS", "")
-            .spawn()
-            .expect("snmpd runs (Debian package `snmpd`)");
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Snmpd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::fogd::function::events::Source;
-pub use self::fogd::function::{config, inference, kv, log, messaging, response};
+pub use self::fogd::function::{config, inference, kv, log, messaging, response, snmp};
 
 impl Source {
     /// The lower-case name used in logs, metrics and config.

@@ -10,6 +10,7 @@ use super::HostState;
 use crate::config::FunctionSpec;
 use crate::inference::{ModelError, ModelRegistry};
 use crate::outbound::OutboundSink;
+use crate::snmp_client::SnmpTargets;
 use crate::state::{StateDb, StateError};
 use crate::telemetry::Metrics;
 use crate::topic::TopicError;
@@ -23,6 +24,8 @@ pub struct HostResources<'a> {
     pub models: &'a Arc<ModelRegistry>,
     /// Where the function's outbound requests are counted.
     pub metrics: &'a Metrics,
+    /// The SNMP agents functions may be granted.
+    pub snmp_targets: &'a SnmpTargets,
 }
 
 /// One host capability as a function holds it.
@@ -43,6 +46,8 @@ pub enum GrantError {
     Publish(#[from] TopicError),
     #[error("{0}")]
     Model(#[from] ModelError),
+    #[error("grants.snmp: no [[snmp.target]] named {0:?}")]
+    Snmp(String),
     #[error("grants.outbound_http[{index}]: {reason}")]
     Http { index: usize, reason: String },
 }

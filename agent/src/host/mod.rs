@@ -13,6 +13,7 @@ mod kv;
 mod log;
 mod messaging;
 mod response;
+mod snmp;
 mod wasi;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use inference::ModelAccess;
 pub use log::GuestLog;
 pub use messaging::PublishGrants;
 pub use response::ResultProperties;
+pub use snmp::SnmpGrants;
 pub use wasi::WasiGrant;
 
 /// Declares the capabilities: one field of [`Grants`] each, prepared and linked in order.
@@ -78,6 +80,8 @@ capabilities! {
     inference: ModelAccess,
     /// The HTTP origins it may send requests to.
     http: HttpGrants,
+    /// The SNMP targets it may query or set.
+    snmp: SnmpGrants,
 }
 
 /// What one function may reach, prepared once when it is loaded.
@@ -130,6 +134,8 @@ pub struct HostState {
     result_properties: MessageProperties,
     http_context: WasiHttpCtx,
     http: EventHttp,
+    /// SNMP requests the event has made.
+    snmp_requests: u32,
 }
 
 impl HostState {
@@ -140,6 +146,7 @@ impl HostState {
             table: ResourceTable::new(),
             http_context: WasiHttpCtx::new(),
             http: EventHttp::new(caps.clone(), event_id, deadline),
+            snmp_requests: 0,
             caps,
             memory_limit_hit: false,
             effects: EventEffects::default(),
@@ -175,6 +182,7 @@ impl HostState {
     /// Starts the next event on a kept instance: its limits and effects are its own.
     pub fn begin_event(&mut self) {
         self.http.begin(Instant::now() + self.caps.limits.timeout);
+        self.snmp_requests = 0;
         self.effects = EventEffects::default();
         self.memory_limit_hit = false;
         self.result_properties = MessageProperties::default();

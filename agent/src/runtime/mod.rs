@@ -21,6 +21,7 @@ use crate::event::Source;
 use crate::host::{self, FunctionCaps, HostResources, HostState};
 use crate::inference::ModelRegistry;
 use crate::outbound::OutboundSink;
+use crate::snmp_client::SnmpTargets;
 use crate::state::StateDb;
 use crate::telemetry::Metrics;
 
@@ -82,6 +83,7 @@ pub struct Runtime {
     settings: RuntimeSettings,
     models: Arc<ModelRegistry>,
     metrics: Arc<Metrics>,
+    snmp_targets: Arc<SnmpTargets>,
 }
 
 impl Runtime {
@@ -98,7 +100,14 @@ impl Runtime {
             settings,
             models: Arc::new(ModelRegistry::none()),
             metrics: Arc::new(Metrics::new()),
+            snmp_targets: Arc::default(),
         })
+    }
+
+    /// The SNMP agents functions may be granted.
+    pub fn with_snmp_targets(mut self, targets: Arc<SnmpTargets>) -> Self {
+        self.snmp_targets = targets;
+        self
     }
 
     /// Where functions' outbound requests are counted.
@@ -149,6 +158,7 @@ impl Runtime {
             sink,
             models: &self.models,
             metrics: &self.metrics,
+            snmp_targets: &self.snmp_targets,
         };
         let memory =
             (spec.limits.memory_mib as usize * MIB).min(self.settings.engine.max_memory_bytes);

@@ -10,6 +10,7 @@ use crate::host::GrantError;
 use crate::inference::{Availability, ModelRegistry};
 use crate::outbound::DiscardSink;
 use crate::runtime::{LoadError, Runtime, RuntimeError, RuntimeSettings};
+use crate::snmp_client::SnmpTargets;
 use crate::state::{StateDb, StateError};
 
 use super::Deployment;
@@ -54,11 +55,26 @@ pub fn compile(config: &Config, cache_dir: &Path) -> Result<Findings, ProbeError
         }
         Availability::Unavailable(_) => {}
     }
-    let runtime = Runtime::new(settings)?.with_models(models);
+    let targets = SnmpTargets::from_config(config.snmp.as_ref()).unwrap_or_else(|error| {
+        let index = config
+            .snmp
+            .iter()
+            .flat_map(|snmp| &snmp.targets)
+            .position(|target| target.name == error.target())
+            .unwrap_or(0);
+        problems.push((format!("snmp.target[{index}]"), error.to_string()));
+        SnmpTargets::default()
+    });
+    let runtime = Runtime::new(settings)?
+        .with_models(models)
+        .with_snmp_targets(Arc::new(targets));
     for (index, spec) in config.functions.iter().enumerate() {
         if let Err(error) = runtime.load(spec, &state, Arc::new(DiscardSink)) {
-            let key = match error {
+            let key = match &error {
                 LoadError::Grant(GrantError::Model(_)) => format!("function[{index}].model_shapes"),
+                LoadError::Grant(GrantError::Snmp(target)) => {
+                    format!("function[{index}].grants.snmp.{target}")
+                }
                 LoadError::Grant(GrantError::Http { index: grant, .. }) => {
                     format!("function[{index}].grants.outbound_http[{grant}]")
                 }

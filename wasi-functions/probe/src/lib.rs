@@ -6,10 +6,88 @@ use std::time::{Duration, Instant};
 
 use fogd_sdk::inference::{self, ElementType, Tensor};
 use fogd_sdk::messaging::{Qos, publish};
-use fogd_sdk::{Event, Guest, config, export, kv, log, response};
+use fogd_sdk::{Event, Guest, config, export, kv, log, response, snmp};
 use serde_json::{Value, json};
 
 struct Probe;
+
+fn snmp_value(value: &snmp::Value) -> Value {
+    use snmp::Value as V;
+    match value {
+        V::Integer(v) => json!({"integer": v}),
+        V::Unsigned(v) => json!({"unsigned": v}),
+        V::Counter32(v) => json!({"counter32": v}),
+        V::Counter64(v) => json!({"counter64": v}),
+        V::Timeticks(v) => json!({"timeticks": v}),
+        V::IpAddress((a, b, c, d)) => json!({"ip-address": format!("{a}.{b}.{c}.{d}")}),
+        V::Oid(oid) => json!({"oid": oid}),
+        V::OctetString(bytes) => json!({"octet-string": String::from_utf8_lossy(bytes)}),
+        V::Opaque(bytes) => json!({"opaque": bytes}),
+        V::Null => json!("null"),
+        V::NoSuchObject => json!("no-such-object"),
+        V::NoSuchInstance => json!("no-such-instance"),
+        V::EndOfMibView => json!("end-of-mib-view"),
+    }
+}
+
+/// `{"type": "integer"|"octet-string"|..., "value"}` -> a value to set.
+fn value_to_set(spec: &Value) -> snmp::Value {
+    let number = spec["value"].as_u64().unwrap_or_default();
+    match text(spec, "type").as_str() {
+        "integer" => snmp::Value::Integer(spec["value"].as_i64().unwrap_or_default() as i32),
+        "unsigned" => snmp::Value::Unsigned(number as u32),
+        "timeticks" => snmp::Value::Timeticks(number as u32),
+        "oid" => snmp::Value::Oid(text(spec, "value")),
+        _ => snmp::Value::OctetString(text(spec, "value").into_bytes()),
+    }
+}
+
+/// `{"op": "get"|"get-next"|"walk"|"set", "target", "oids", "subtree", "max", "varbinds"}` ->
+/// `[{"oid", "value"}]`, or `{"error"}`.
+fn snmp_request(request: &Value) -> Value {
+    let target = text(request, "target");
+    let oids: Vec<String> = request["oids"]
+        .as_array()
+        .map(|oids| {
+            oids.iter()
+                .filter_map(|o| o.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let result = match text(request, "op").as_str() {
+        "get" => snmp::get(&target, &oids),
+        "get-next" => snmp::get_next(&target, &oids),
+        "walk" => snmp::walk(
+            &target,
+            &text(request, "subtree"),
+            request["max"].as_u64().unwrap_or(100) as u32,
+        ),
+        "set" => {
+            let varbinds: Vec<snmp::Varbind> = request["varbinds"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .map(|v| snmp::Varbind {
+                            oid: text(v, "oid"),
+                            value: value_to_set(v),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            snmp::set(&target, &varbinds)
+        }
+        other => return json!({"error": format!("unknown op {other:?}")}),
+    };
+    match result {
+        Ok(varbinds) => json!(
+            varbinds
+                .iter()
+                .map(|v| json!({"oid": v.oid, "value": snmp_value(&v.value)}))
+                .collect::<Vec<_>>()
+        ),
+        Err(error) => json!({"error": format!("{error:?}")}),
+    }
+}
 
 /// `{"method", "url", "headers": {name: value}, "body"}` -> `{"status", "body", "headers"}`,
 /// or `{"error"}` with the SDK's reason.
@@ -397,6 +475,12 @@ impl Guest for Probe {
                 Ok(Some(latencies))
             }
             "http" => reply(http(&json_payload(&event)?)),
+            "snmp" => reply(snmp_request(&json_payload(&event)?)),
+            "snmp-many" => {
+                let requests = json_payload(&event)?;
+                let list = requests.as_array().cloned().unwrap_or_default();
+                reply(json!(list.iter().map(snmp_request).collect::<Vec<_>>()))
+            }
             "models" => Ok(Some(json!(inference::models()).to_string().into_bytes())),
             "signature" => {
                 let model = String::from_utf8_lossy(&event.payload).into_owned();

@@ -43,7 +43,7 @@ pub mod bindings {
 pub mod http;
 
 pub use bindings::fogd::function::events::Source;
-pub use bindings::fogd::function::{config, inference, kv, log, messaging, response};
+pub use bindings::fogd::function::{config, inference, kv, log, messaging, response, snmp};
 pub use bindings::{Event, Guest, export};
 
 use serde::Serialize;
@@ -237,4 +237,47 @@ pub fn kv_update(
         }
     }
     Err(KvUpdateError::Contended)
+}
+
+/// The value of one object on a granted SNMP target (`snmp::get` of one OID).
+pub fn snmp_get(target: &str, oid: &str) -> Result<snmp::Value> {
+    let mut varbinds = snmp::get(target, &[oid.to_owned()])?;
+    varbinds
+        .pop()
+        .map(|varbind| varbind.value)
+        .ok_or_else(|| Error(format!("{target} answered nothing for {oid}")))
+}
+
+/// Sets one object on a granted (`write`) SNMP target.
+pub fn snmp_set(target: &str, oid: &str, value: snmp::Value) -> Result<()> {
+    snmp::set(
+        target,
+        &[snmp::Varbind {
+            oid: oid.to_owned(),
+            value,
+        }],
+    )?;
+    Ok(())
+}
+
+impl snmp::Value {
+    /// Integers, gauges, counters and time ticks as a number.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            snmp::Value::Integer(value) => u64::try_from(*value).ok(),
+            snmp::Value::Unsigned(value)
+            | snmp::Value::Counter32(value)
+            | snmp::Value::Timeticks(value) => Some(u64::from(*value)),
+            snmp::Value::Counter64(value) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// An octet string that is UTF-8, as text.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            snmp::Value::OctetString(bytes) => std::str::from_utf8(bytes).ok(),
+            _ => None,
+        }
+    }
 }

@@ -29,7 +29,7 @@ use body::ResponseBody;
 use origin::GrantedOrigin;
 
 /// The `target` label of requests that matched no grant.
-const NOT_GRANTED: &str = "none";
+pub(super) const NOT_GRANTED: &str = "none";
 
 /// The origins one function may reach and what its requests are held to.
 pub struct HttpGrants {
@@ -103,6 +103,16 @@ impl EventHttp {
 
     pub fn event_id(&self) -> &str {
         &self.event_id
+    }
+
+    /// When the event must be done, its requests included.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Notes that a request ran into the event's deadline.
+    pub fn mark_deadline_hit(&mut self) {
+        self.deadline_flag().store(true, Ordering::Relaxed);
     }
 
     /// Whether a request of this event was cut off by the event's deadline.

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::snmp_client::credentials::CredentialError;
+
 #[derive(Debug, Error)]
 pub enum SnmpError {
     #[error("{path}: {reason}")]
@@ -21,6 +23,8 @@ pub enum SnmpError {
     Bind { listen: String, reason: String },
     #[error("SNMP poll job {job:?}: {reason}")]
     PollJob { job: String, reason: String },
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
 }
 
 impl SnmpError {

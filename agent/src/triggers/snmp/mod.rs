@@ -21,13 +21,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_snmp::notification::NotificationReceiver;
-use async_snmp::{AuthProtocol, PrivProtocol, SecurityLevel};
+use async_snmp::{PrivProtocol, SecurityLevel};
 use tokio::sync::watch;
 
 use super::Tasks;
 use crate::config::{SnmpConfig, SnmpUser};
 use crate::event::Source;
 use crate::router::Dispatch;
+use crate::snmp_client::credentials::read_keys;
 use crate::telemetry::{Health, Metrics, Rejection};
 
 use super::udp_socket::{self, BoundSocket};
@@ -119,40 +120,6 @@ pub async fn start_receiver(
 
 /// Where async-snmp's receiver listens: only the relay sends to it.
 const RECEIVER_ON_LOOPBACK: &str = "127.0.0.1:0";
-
-type Key = Option<(AuthProtocol, Vec<u8>)>;
-type PrivacyKey = Option<(PrivProtocol, Vec<u8>)>;
-
-/// Reads a user's passwords from their files (validation guarantees they are named).
-pub(crate) fn read_keys(user: &SnmpUser) -> Result<(Key, PrivacyKey), SnmpError> {
-    let read = |file: &Option<std::path::PathBuf>| -> Result<Vec<u8>, SnmpError> {
-        let path = file
-            .as_ref()
-            .ok_or_else(|| SnmpError::user(&user.name, "password file missing"))?;
-        let text = std::fs::read_to_string(path).map_err(|source| SnmpError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
-    };
-    let auth = match &user.auth {
-        Some(name) => Some((
-            name.parse::<AuthProtocol>()
-                .map_err(|e| SnmpError::user(&user.name, e))?,
-            read(&user.auth_password_file)?,
-        )),
-        None => None,
-    };
-    let privacy = match &user.privacy {
-        Some(name) => Some((
-            name.parse::<PrivProtocol>()
-                .map_err(|e| SnmpError::user(&user.name, e))?,
-            read(&user.privacy_password_file)?,
-        )),
-        None => None,
-    };
-    Ok((auth, privacy))
-}
 
 /// The least security level each user's notifications must have: what the user is
 /// configured for.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_snmp::{Auth, Client, Oid, Retry, UsmConfig, VarBind};
+use async_snmp::{Auth, Client, Oid, Retry, VarBind};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -14,6 +14,7 @@ use tokio::time::MissedTickBehavior;
 use crate::config::{PollJob, SnmpConfig};
 use crate::event::{Source, attributes, new_event};
 use crate::router::Dispatch;
+use crate::snmp_client::credentials::client_auth;
 use crate::telemetry::{Health, Rejection};
 
 use super::SnmpError;
@@ -57,32 +58,8 @@ pub fn start(
 }
 
 fn auth(config: &SnmpConfig, job: &PollJob) -> Result<Auth, SnmpError> {
-    if let Some(community) = &job.community {
-        return Ok(Auth::v2c(community.clone()));
-    }
-    let name = job
-        .user
-        .as_deref()
-        .ok_or_else(|| SnmpError::poll_job(&job.name, "neither community nor user"))?;
-    let user = config
-        .users
-        .iter()
-        .find(|u| u.name == name)
-        .ok_or_else(|| {
-            SnmpError::poll_job(&job.name, format!("no [[snmp.user]] named {name:?}"))
-        })?;
-    let (auth, privacy) = super::read_keys(user)?;
-    let usm = UsmConfig::new(user.name.clone().into_bytes());
-    let usm = match (auth, privacy) {
-        (Some((auth, auth_key)), Some((privacy, privacy_key))) => usm
-            .auth_priv(auth, auth_key, privacy, privacy_key)
-            .map_err(|e| SnmpError::user(&user.name, e))?,
-        (Some((auth, auth_key)), None) => usm
-            .auth(auth, auth_key)
-            .map_err(|e| SnmpError::user(&user.name, e))?,
-        _ => usm,
-    };
-    Ok(Auth::Usm(usm))
+    let community = job.community.as_ref().map(|c| c.clone().into_bytes());
+    Ok(client_auth(&config.users, community, job.user.as_deref())?)
 }
 
 async fn run(
