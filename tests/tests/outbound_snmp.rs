@@ -17,7 +17,8 @@ const SYS_LOCATION: &str = "1.3.6.1.2.1.1.6.0";
 const IF_TABLE: &str = "1.3.6.1.2.1.2.2";
 
 /// Targets `edge-v2c` (the write community), `edge-v3` (the write user) and `edge-ro`
-/// (read-only community) on `snmpd`, their secrets in files under `dir`.
+/// (read-only community) on `snmpd`, their secrets in files under `dir`, and `silent`, where
+/// nothing answers.
 fn targets(snmpd: &Snmpd, dir: &Path) -> SnmpTargets {
     for (file, secret) in [
         ("rw-community", snmpd::WRITE_COMMUNITY),
@@ -34,8 +35,10 @@ fn targets(snmpd: &Snmpd, dir: &Path) -> SnmpTargets {
          privacy = \"AES\"\nprivacy_password_file = \"priv-pass\"\n\
          [[snmp.target]]\nname = \"edge-v2c\"\naddress = \"{address}\"\ncommunity_file = \"rw-community\"\n\
          [[snmp.target]]\nname = \"edge-v3\"\naddress = \"{address}\"\nuser = \"{user}\"\n\
-         [[snmp.target]]\nname = \"edge-ro\"\naddress = \"{address}\"\ncommunity_file = \"ro-community\"\n",
+         [[snmp.target]]\nname = \"edge-ro\"\naddress = \"{address}\"\ncommunity_file = \"ro-community\"\n\
+         [[snmp.target]]\nname = \"silent\"\naddress = \"127.0.0.1:{silent}\"\ncommunity_file = \"ro-community\"\ntimeout = \"5s\"\n",
         user = snmpd::WRITE_USER,
+        silent = fogd_tests::mosquitto::free_port(),
     );
     let config = parse_str(&text, Path::new("fogd.toml"), dir).expect("config parses");
     SnmpTargets::from_config(config.snmp.as_ref()).expect("targets resolve")
@@ -201,4 +204,24 @@ fn an_event_makes_at_most_its_snmp_requests() {
     let answers = call_json(&function, "snmp-many", &many.to_string());
     assert!(answers[0].is_array() && answers[1].is_array(), "{answers}");
     assert_eq!(answers[2], json!({"error": "Error::LimitReached(2)"}));
+}
+
+#[test]
+fn an_agent_that_never_answers_fails_only_that_event_at_its_deadline() {
+    let snmpd = Snmpd::writable();
+    let harness = Harness::new().with_snmp_targets(targets(&snmpd, snmpd.dir()));
+    let mut spec = probe("patient", &[("silent", SnmpAccess::Read)]);
+    spec.limits.timeout = fogd::config::Millis(300);
+    let function = harness.load(&spec).unwrap();
+    let report = function.call(&fogd_tests::event("snmp", get("silent", SYS_UPTIME)));
+    assert!(
+        matches!(
+            report.outcome,
+            Err(fogd::runtime::InvokeError::Timeout { timeout_ms: 300 })
+        ),
+        "{:?}",
+        report.outcome
+    );
+    let grants = &function.caps().grants.snmp;
+    assert_eq!(grants.request_count("silent", RequestOutcome::Timeout), 1);
 }
