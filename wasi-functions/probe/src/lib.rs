@@ -475,6 +475,31 @@ impl Guest for Probe {
                 Ok(Some(latencies))
             }
             "http" => reply(http(&json_payload(&event)?)),
+            // Like kv-bench: {"url", "iterations"} GETs the URL that many times, or
+            // {"target", "oid", "iterations"} SNMP-gets the OID; returns each request's latency
+            // (ns, little-endian u32) measured in the guest.
+            "http-bench" | "snmp-bench" => {
+                let request = json_payload(&event)?;
+                let iterations = request["iterations"].as_u64().unwrap_or(100);
+                let mut latencies = Vec::with_capacity(iterations as usize * 4);
+                for index in 0..iterations {
+                    let start = Instant::now();
+                    let answered = if event.subject == "http-bench" {
+                        fogd_sdk::http::get(&text(&request, "url"))
+                            .map(|response| response.status == 200)
+                            .unwrap_or(false)
+                    } else {
+                        fogd_sdk::snmp_get(&text(&request, "target"), &text(&request, "oid"))
+                            .is_ok()
+                    };
+                    let elapsed = start.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+                    if !answered {
+                        return Err(format!("request {index} failed"));
+                    }
+                    latencies.extend_from_slice(&elapsed.to_le_bytes());
+                }
+                Ok(Some(latencies))
+            }
             "snmp" => reply(snmp_request(&json_payload(&event)?)),
             "snmp-many" => {
                 let requests = json_payload(&event)?;
