@@ -111,6 +111,40 @@ component = "{}"
 }
 
 #[test]
+fn check_reads_outbound_grants_and_names_the_file_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            r#"[snmp]
+[[snmp.target]]
+name = "core-1"
+address = "192.0.2.1:161"
+community_file = "missing-community"
+
+[[function]]
+name = "acts"
+component = "{}"
+grants.outbound_http = ["https://api.example.net", {{ url = "https://scrubber.example.net", ca_file = "missing-ca.pem" }}]
+grants.snmp = {{ core-1 = "write" }}
+"#,
+            components().probe.display()
+        ),
+    );
+    let output = fogd(&["check", "--config", &config]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_stderr_has(&output, &format!("{config}:2:1: snmp.target[0]:"));
+    assert_stderr_has(&output, "missing-community");
+    assert_stderr_has(
+        &output,
+        &format!(
+            "{config}:10:52: function[0].grants.outbound_http[1]: https://scrubber.example.net:"
+        ),
+    );
+    assert_stderr_has(&output, "missing-ca.pem");
+}
+
+#[test]
 fn invoke_component_with_payload_from_stdin() {
     let mut child = Command::new(fogd_bin())
         .args(["invoke", "--component"])

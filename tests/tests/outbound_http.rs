@@ -252,3 +252,44 @@ fn a_grant_whose_files_cannot_be_read_stops_the_function_from_loading() {
     let message = error.to_string();
     assert!(message.contains("/nonexistent/ca.pem"), "{message}");
 }
+
+#[test]
+fn a_function_has_at_most_its_http_concurrency_in_flight() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let harness = Harness::new();
+    let mut spec = probe(
+        "one-at-a-time",
+        vec![HttpGrant {
+            ca_file: None,
+            ..grant(&format!("http://127.0.0.1:{port}"), Path::new("/"))
+        }],
+    );
+    spec.limits.timeout = Millis(500);
+    spec.limits.http_concurrency = 1;
+    let function = harness.load(&spec).unwrap();
+    let payload = request("GET", &format!("http://127.0.0.1:{port}/"), json!({}), "");
+    // Two events at once, each waiting on a server that never answers: only one request may
+    // have a connection; the other waits for its place until its deadline.
+    let outcomes = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| function.call(&event("http", payload.clone())).outcome))
+            .collect();
+        calls
+            .into_iter()
+            .map(|call| call.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    for outcome in &outcomes {
+        assert!(
+            matches!(outcome, Err(InvokeError::Timeout { .. })),
+            "{outcome:?}"
+        );
+    }
+    silent.set_nonblocking(true).unwrap();
+    let mut connections = Vec::new();
+    while let Ok((connection, _)) = silent.accept() {
+        connections.push(connection);
+    }
+    assert_eq!(connections.len(), 1, "connections opened");
+}

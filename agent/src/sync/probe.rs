@@ -70,17 +70,21 @@ pub fn compile(config: &Config, cache_dir: &Path) -> Result<Findings, ProbeError
         .with_snmp_targets(Arc::new(targets));
     for (index, spec) in config.functions.iter().enumerate() {
         if let Err(error) = runtime.load(spec, &state, Arc::new(DiscardSink)) {
-            let key = match &error {
-                LoadError::Grant(GrantError::Model(_)) => format!("function[{index}].model_shapes"),
+            let at = format!("function[{index}]");
+            let problem = match &error {
+                LoadError::Grant(GrantError::Model(_)) => {
+                    (format!("{at}.model_shapes"), error.to_string())
+                }
                 LoadError::Grant(GrantError::Snmp(target)) => {
-                    format!("function[{index}].grants.snmp.{target}")
+                    (format!("{at}.grants.snmp.{target}"), error.to_string())
                 }
-                LoadError::Grant(GrantError::Http { index: grant, .. }) => {
-                    format!("function[{index}].grants.outbound_http[{grant}]")
-                }
-                _ => format!("function[{index}].component"),
+                LoadError::Grant(GrantError::Http { index, reason }) => (
+                    format!("{at}.grants.outbound_http[{index}]"),
+                    reason.clone(),
+                ),
+                _ => (format!("{at}.component"), error.to_string()),
             };
-            problems.push((key, error.to_string()));
+            problems.push(problem);
         }
     }
     Ok(Findings {

@@ -118,23 +118,24 @@ fn guest(
     request: &serde_json::Value,
     iterations: u64,
 ) -> anyhow::Result<Summary> {
-    let run = |request: &serde_json::Value, expected: u64| -> anyhow::Result<(Vec<u64>, Duration)> {
-        let event = new_event(Source::Invoke, subject, request.to_string().into_bytes());
-        let start = Instant::now();
-        let output = match function.call(&event).outcome {
-            Ok(Some(output)) => output,
-            Ok(None) => bail!("the probe returned nothing"),
-            Err(error) => bail!("{subject} failed: {error}"),
+    let run =
+        |request: &serde_json::Value, expected: u64| -> anyhow::Result<(Vec<u64>, Duration)> {
+            let event = new_event(Source::Invoke, subject, request.to_string().into_bytes());
+            let start = Instant::now();
+            let output = match function.call(&event).outcome {
+                Ok(Some(output)) => output,
+                Ok(None) => bail!("the probe returned nothing"),
+                Err(error) => bail!("{subject} failed: {error}"),
+            };
+            let latencies: Vec<u64> = output
+                .chunks_exact(4)
+                .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect();
+            if latencies.len() as u64 != expected {
+                bail!("{subject} reported {} requests", latencies.len());
+            }
+            Ok((latencies, start.elapsed()))
         };
-        let latencies: Vec<u64> = output
-            .chunks_exact(4)
-            .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect();
-        if latencies.len() as u64 != expected {
-            bail!("{subject} reported {} requests", latencies.len());
-        }
-        Ok((latencies, start.elapsed()))
-    };
     let mut warm_up = request.clone();
     warm_up["iterations"] = 10.into();
     run(&warm_up, 10)?;
@@ -151,7 +152,9 @@ fn curl(url: &str, ca: &std::path::Path, iterations: u64) -> anyhow::Result<Summ
         command.args(["-o", "/dev/null", "-w", "%{time_total}\\n", url]);
     }
     let start = Instant::now();
-    let output = command.output().context("curl runs (Debian package `curl`)")?;
+    let output = command
+        .output()
+        .context("curl runs (Debian package `curl`)")?;
     let elapsed = start.elapsed();
     if !output.status.success() {
         bail!("curl failed: {}", String::from_utf8_lossy(&output.stderr));
