@@ -41,6 +41,7 @@ pub fn root() -> PathBuf {
 
 /// Paths of the built guest components.
 pub struct Components {
+    pub config_drift: PathBuf,
     pub ddos_detector: PathBuf,
     pub echo: PathBuf,
     /// Built against `fogd:function@0.1.0`.
@@ -96,6 +97,7 @@ pub fn components() -> &'static Components {
         );
         let out = dir.join("target/wasm32-wasip2/release");
         Components {
+            config_drift: out.join("config_drift.wasm"),
             ddos_detector: out.join("ddos_detector.wasm"),
             echo: out.join("echo.wasm"),
             legacy_echo: out.join("legacy_echo.wasm"),
