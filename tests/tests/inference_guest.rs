@@ -6,11 +6,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fogd::config::{InferenceConfig, ModelShapes};
+use fogd::config::{HttpGrant, InferenceConfig, ModelShapes};
 use fogd::host::GrantError;
 use fogd::inference::ModelRegistry;
 use fogd::runtime::{LoadError, LoadedFunction};
+use fogd_tests::certs::Pki;
 use fogd_tests::daemon::{Daemon, http_get, metrics_address};
+use fogd_tests::nginx::Nginx;
 use fogd_tests::{
     Harness, ReferenceVectors, call_json, components, event, flow_anomaly, litert_library,
     model_path, model_registry, spec,
@@ -273,6 +275,61 @@ fn ddos_detector_mitigates_a_confirmed_flood_and_clears_it_when_it_ends() {
         clear["message"].as_str().unwrap().contains("192.0.2.10"),
         "{clear}"
     );
+}
+
+#[test]
+fn ddos_detector_posts_the_mitigation_to_a_granted_api_and_withdraws_it() {
+    let pki = Pki::generate("scrubber");
+    let files = tempfile::tempdir().unwrap();
+    pki.write_server_files(files.path());
+    let nginx = Nginx::api(files.path(), &pki, false);
+    let origin = format!("https://127.0.0.1:{}", nginx.port);
+    let mut harness = harness_with_model();
+    let mut spec = spec("ddos-detector", &components().ddos_detector);
+    spec.grants.models = vec!["flow-anomaly".into()];
+    spec.grants.publish = vec!["fogd/mitigation".into()];
+    spec.grants.outbound_http = vec![HttpGrant {
+        url: origin.clone(),
+        ca_file: Some(files.path().join("ca.pem")),
+        client_cert: None,
+        client_key: None,
+        headers: Default::default(),
+        secret_headers: Default::default(),
+    }];
+    spec.config.insert(
+        "mitigation_url".into(),
+        json!(format!("{origin}/api/mitigations")),
+    );
+    let function = harness.load(&spec).expect("ddos-detector loads");
+    let verdict = |window: Value| call_json(&function, "flows/edge-1", &window.to_string());
+
+    verdict(syn_flood());
+    assert_eq!(verdict(syn_flood())["transition"], "started");
+    let published = harness.drain_published();
+    let action: Value = serde_json::from_slice(&published[0].payload).unwrap();
+    assert_eq!(action["api"], json!({"status": 201}), "{action}");
+    for _ in 0..3 {
+        verdict(normal());
+    }
+    let published = harness.drain_published();
+    let clear: Value = serde_json::from_slice(&published[0].payload).unwrap();
+    assert_eq!(clear["api"], json!({"status": 201}), "{clear}");
+
+    // nginx logs each body with its quotes escaped.
+    let posted = |needle: &str| {
+        let needle = needle.replace('"', "\\x22");
+        nginx
+            .requests()
+            .iter()
+            .filter(|line| line.starts_with("POST /api/mitigations 201") && line.contains(&needle))
+            .count()
+    };
+    fogd_tests::wait_until_blocking("nginx logs both POSTs", || nginx.requests().len() == 2);
+    assert_eq!(posted(r#""prefix":"192.0.2.10/32""#), 2);
+    assert_eq!(posted(r#""action":"rate-limit""#), 1);
+    assert_eq!(posted(r#""action":"withdraw""#), 1);
+    assert_eq!(posted(r#""rate_pps":1000"#), 1);
+    assert_eq!(posted(r#""expiry_s":300"#), 2);
 }
 
 #[test]

@@ -59,12 +59,16 @@ fn handle(event: Event) -> Result<Option<Vec<u8>>> {
                 window.packets_per_s(),
                 action["rule"]["type"].as_str().unwrap_or("a"),
             );
+            let mut action = action;
+            if let Some(api) = post_to_api(&api_body(&window, &action, "mitigate")) {
+                action["api"] = api;
+            }
             announce(&topic, &action, Level::Warn, &line)?;
             Some("started")
         }
         Some(Transition::Ended { attack, since_us }) => {
             let seconds = event.received_at.saturating_sub(since_us) as f64 / 1e6;
-            let message = json!({
+            let mut message = json!({
                 "action": "clear",
                 "dst": window.dst,
                 "attack": attack,
@@ -75,6 +79,9 @@ fn handle(event: Event) -> Result<Option<Vec<u8>>> {
                 "{attack} towards {} has ended after {seconds:.1} s: clear published",
                 window.dst
             );
+            if let Some(api) = post_to_api(&api_body(&window, &message, "withdraw")) {
+                message["api"] = api;
+            }
             announce(&topic, &message, Level::Info, &line)?;
             Some("ended")
         }
@@ -90,6 +97,45 @@ fn handle(event: Event) -> Result<Option<Vec<u8>>> {
         "transition": transition,
     });
     Ok(Some(verdict.to_string().into_bytes()))
+}
+
+/// The body POSTed to the router's or scrubbing center's API: the destination prefix, what
+/// to do (`rate-limit`, `block`, or `withdraw` once the attack has ended), the rate a
+/// rate limit allows, the confidence and how long the rule should live unless renewed.
+fn api_body(window: &FlowWindow, message: &serde_json::Value, phase: &str) -> serde_json::Value {
+    let length = if window.dst.contains(':') { 128 } else { 32 };
+    let rule = &message["rule"];
+    json!({
+        "prefix": format!("{}/{length}", window.dst),
+        "action": if phase == "withdraw" { "withdraw" } else { rule["type"].as_str().unwrap_or("rate-limit") },
+        "rate_pps": rule.get("pps"),
+        "match": rule.get("match"),
+        "attack": message["attack"],
+        "confidence": message.get("confidence"),
+        "expiry_s": setting("mitigation_expiry_s", 300u64),
+    })
+}
+
+/// POSTs `body` to `mitigation_url` when one is set (and granted): the answer's status, or
+/// the error, to go with the published message. A refused or failed POST does not fail the
+/// event: the message on MQTT still goes out, and says so.
+fn post_to_api(body: &serde_json::Value) -> Option<serde_json::Value> {
+    let url = fogd_sdk::config::get("mitigation_url")?;
+    let answer = match fogd_sdk::http::post_json(&url, body) {
+        Ok(response) if (200..300).contains(&response.status) => json!({"status": response.status}),
+        Ok(response) => {
+            fogd_sdk::warn(&format!(
+                "{url} answered {} to the mitigation",
+                response.status
+            ));
+            json!({"status": response.status})
+        }
+        Err(error) => {
+            fogd_sdk::warn(&format!("cannot POST the mitigation to {url}: {error}"));
+            json!({"error": error.to_string()})
+        }
+    };
+    Some(answer)
 }
 
 /// Publishes a mitigate or clear message and logs why.
