@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrains the shipped models: creates models/.venv (TensorFlow CPU, NumPy, LiteRT),
-# trains flow-anomaly, quantizes it and rewrites its .tflite files, reference vectors and
-# metrics, and the test fixtures in models/testdata. About a minute on two cores after the
+# trains flow-anomaly and equipment-health, quantizes them and rewrites their .tflite files,
+# reference vectors and metrics, and the test fixtures in models/testdata. About a minute on two cores after the
 # first install (~600 MB of wheels).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,4 +12,5 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 export TF_CPP_MIN_LOG_LEVEL=2
 (cd "$here/flow-anomaly" && "$venv/bin/python" train.py)
+(cd "$here/equipment-health" && "$venv/bin/python" train.py)
 "$venv/bin/python" "$here/testdata/make.py"

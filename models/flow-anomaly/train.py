@@ -17,10 +17,8 @@ import sys
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from common import convert, interpreter, quantize, run_int8, tf  # noqa: E402
 from features import CLASSES, FEATURES, generate  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,35 +36,6 @@ def build(hidden, seed):
     )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
-
-
-def convert(model, representative=None):
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if representative is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([row[None, :]] for row in representative)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
-
-
-def interpreter(blob):
-    it = Interpreter(model_content=blob)
-    it.allocate_tensors()
-    return it
-
-
-def quantize(x, detail):
-    scale, zero = detail["quantization"]
-    return np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-
-
-def run_int8(it, x_int8):
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    it.set_tensor(inp["index"], x_int8[None, :])
-    it.invoke()
-    return it.get_tensor(out["index"])[0].copy()
 
 
 def accuracy_int8(blob, x, y):

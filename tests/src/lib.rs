@@ -47,6 +47,7 @@ pub struct Components {
     /// Built against `fogd:function@0.1.0`.
     pub legacy_echo: PathBuf,
     pub login_watch: PathBuf,
+    pub predictive_maintenance: PathBuf,
     pub probe: PathBuf,
     pub threshold_alert: PathBuf,
 }
@@ -102,6 +103,7 @@ pub fn components() -> &'static Components {
             echo: out.join("echo.wasm"),
             legacy_echo: out.join("legacy_echo.wasm"),
             login_watch: out.join("login_watch.wasm"),
+            predictive_maintenance: out.join("predictive_maintenance.wasm"),
             probe: out.join("probe.wasm"),
             threshold_alert: out.join("threshold_alert.wasm"),
         }

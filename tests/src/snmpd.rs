@@ -39,7 +39,8 @@ impl Snmpd {
         ))
     }
 
-    fn with_config(lines: &str) -> Self {
+    /// Runs with these lines after its `agentaddress` (a `pass` script, say).
+    pub fn with_config(lines: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let config = dir.path().join("snmpd.conf");
