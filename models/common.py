@@ -13,6 +13,21 @@ import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 
+def mlp(input_name, inputs, outputs, seed, output_activation, loss):
+    """The shipped networks' shape: inputs -> 32 -> 16 -> outputs, ReLU between."""
+    tf.keras.utils.set_random_seed(seed)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input(shape=(inputs,), name=input_name),
+            tf.keras.layers.Dense(32, activation="relu"),
+            tf.keras.layers.Dense(16, activation="relu"),
+            tf.keras.layers.Dense(outputs, activation=output_activation),
+        ]
+    )
+    model.compile(optimizer="adam", loss=loss)
+    return model
+
+
 def convert(model, representative=None):
     """Float TFLite, or full int8 (weights, activations, input, output) when calibrated."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Retrains the shipped models: creates models/.venv (TensorFlow CPU, NumPy, LiteRT),
-# trains flow-anomaly and equipment-health, quantizes them and rewrites their .tflite files,
+# trains flow-anomaly, equipment-health and link-forecast, quantizes them and rewrites their .tflite files,
 # reference vectors and metrics, and the test fixtures in models/testdata. About a minute on two cores after the
 # first install (~600 MB of wheels).
 set -euo pipefail
@@ -13,4 +13,5 @@ fi
 export TF_CPP_MIN_LOG_LEVEL=2
 (cd "$here/flow-anomaly" && "$venv/bin/python" train.py)
 (cd "$here/equipment-health" && "$venv/bin/python" train.py)
+(cd "$here/link-forecast" && "$venv/bin/python" train.py)
 "$venv/bin/python" "$here/testdata/make.py"

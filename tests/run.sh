@@ -46,7 +46,7 @@ step "guest functions"
 wasi-functions/build.sh --quiet >/dev/null
 # Their pure logic, natively (probe is wasm-only: it reads the guest's own memory).
 (cd wasi-functions && cargo test --quiet --target "$(rustc -vV | sed -n 's/^host: //p')" \
-    -p fogd-sdk -p threshold-alert -p ddos-detector -p login-watch -p config-drift -p predictive-maintenance)
+    -p fogd-sdk -p threshold-alert -p ddos-detector -p login-watch -p config-drift -p predictive-maintenance -p traffic-optimizer)
 
 step "tests"
 cargo test --release --workspace --no-fail-fast

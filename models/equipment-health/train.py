@@ -23,17 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def build(seed):
-    tf.keras.utils.set_random_seed(seed)
-    model = tf.keras.Sequential(
-        [
-            tf.keras.Input(shape=(len(FEATURES),), name="health"),
-            tf.keras.layers.Dense(32, activation="relu"),
-            tf.keras.layers.Dense(16, activation="relu"),
-            tf.keras.layers.Dense(len(CLASSES), activation="softmax"),
-        ]
-    )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+    return common.mlp("health", len(FEATURES), len(CLASSES), seed, "softmax", "sparse_categorical_crossentropy")
 
 
 def decision_scores(predicted, truth):

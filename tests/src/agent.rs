@@ -43,6 +43,26 @@ pub async fn start(text: &str) -> Running {
     }
 }
 
+/// `[inference]` on the fetched LiteRT runtime and the shipped model `name` (version 1, with
+/// its reference vectors), from `models/<name>/`.
+pub fn shipped_model(name: &str) -> String {
+    let dir = crate::root().join("models").join(name);
+    format!(
+        r#"
+            [inference]
+            runtime = "{runtime}"
+
+            [[model]]
+            name = "{name}"
+            version = "1"
+            path = "{dir}/{name}.tflite"
+            reference = "{dir}/reference.json"
+        "#,
+        runtime = crate::litert_library().display(),
+        dir = dir.display(),
+    )
+}
+
 pub fn broker(name: &str, address: &str, extra: &str) -> String {
     format!(
         r#"

@@ -50,6 +50,7 @@ pub struct Components {
     pub predictive_maintenance: PathBuf,
     pub probe: PathBuf,
     pub threshold_alert: PathBuf,
+    pub traffic_optimizer: PathBuf,
 }
 
 /// A deployment document (revision 1) running ddos-detector on a timer with the
@@ -106,6 +107,7 @@ pub fn components() -> &'static Components {
             predictive_maintenance: out.join("predictive_maintenance.wasm"),
             probe: out.join("probe.wasm"),
             threshold_alert: out.join("threshold_alert.wasm"),
+            traffic_optimizer: out.join("traffic_optimizer.wasm"),
         }
     })
 }

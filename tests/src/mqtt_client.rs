@@ -189,6 +189,24 @@ impl TestClient {
             .expect("the client is running")
     }
 
+    /// The next message's topic and JSON payload, failing after [`crate::PATIENCE`].
+    pub async fn next_json(&mut self) -> (String, serde_json::Value) {
+        let message = self.next(crate::PATIENCE).await;
+        let body = serde_json::from_slice(&message.payload)
+            .unwrap_or_else(|e| panic!("{}: {e}", message.text()));
+        (message.topic, body)
+    }
+
+    /// The JSON payload of the next message on `topic`, past messages on other topics.
+    pub async fn next_json_on(&mut self, topic: &str) -> serde_json::Value {
+        loop {
+            let (on, body) = self.next_json().await;
+            if on == topic {
+                return body;
+            }
+        }
+    }
+
     /// Collects messages until `done` says the collection is complete, failing after `patience`.
     pub async fn collect_until(
         &mut self,

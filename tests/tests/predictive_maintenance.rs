@@ -3,12 +3,11 @@
 //! steers: a steady device raises nothing, a failing fan opens a ticket naming it, and the
 //! ticket clears once the fan is back.
 
-use fogd_tests::agent::{broker, connected, function, start};
+use fogd_tests::agent::{broker, connected, function, shipped_model, start};
+use fogd_tests::components;
 use fogd_tests::mosquitto::Mosquitto;
 use fogd_tests::mqtt_client::TestClient;
 use fogd_tests::snmpd::Snmpd;
-use fogd_tests::{PATIENCE, components, litert_library, root};
-use serde_json::Value;
 
 /// Serves temperature, fan speed, CPU and memory under 1.3.6.1.4.1.8072.9999.1; in the
 /// `failing` phase the fan slows by 350 rpm a poll down to 600.
@@ -51,17 +50,9 @@ async fn a_failing_fan_opens_a_ticket_that_clears_when_it_recovers() {
         &["maintenance/#", "risk/#"],
     )
     .await;
-    let model = root().join("models/equipment-health");
     let config = format!(
         r#"
-[inference]
-runtime = "{runtime}"
-
-[[model]]
-name = "equipment-health"
-version = "1"
-path = "{model}/equipment-health.tflite"
-reference = "{model}/reference.json"
+{model}
 
 [snmp]
 [[snmp.poll]]
@@ -74,8 +65,7 @@ every = "100ms"
 {broker}
 {function}
 "#,
-        runtime = litert_library().display(),
-        model = model.display(),
+        model = shipped_model("equipment-health"),
         address = snmpd.address(),
         broker = broker("local", &mosquitto.address(), ""),
         function = function(
@@ -98,7 +88,7 @@ every = "100ms"
 
     // Steady: the full windows are judged healthy, and no ticket is published.
     for _ in 0..3 {
-        let (topic, body) = next(&mut client).await;
+        let (topic, body) = client.next_json().await;
         assert_eq!(
             topic, "risk/edge-1-health",
             "no ticket for a steady device: {body}"
@@ -107,32 +97,15 @@ every = "100ms"
     }
 
     std::fs::write(&phase, "failing").unwrap();
-    let ticket = next_ticket(&mut client).await;
+    let ticket = client.next_json_on("maintenance/edge-1").await;
     assert_eq!(ticket["state"], "ticket", "{ticket}");
     assert_eq!(ticket["driver"], "fan_rpm", "{ticket}");
     assert!(ticket["risk"].as_f64().unwrap() >= 0.8, "{ticket}");
     assert!(ticket["signals"]["fan_rpm"].as_f64().unwrap() < 5000.0);
 
     std::fs::write(&phase, "healthy").unwrap();
-    let clear = next_ticket(&mut client).await;
+    let clear = client.next_json_on("maintenance/edge-1").await;
     assert_eq!(clear["state"], "clear", "{clear}");
     assert!(clear["risk"].as_f64().unwrap() < 0.3, "{clear}");
     drop(running);
-}
-
-/// The next message on the device's ticket topic, past the risk results before it.
-async fn next_ticket(client: &mut TestClient) -> Value {
-    loop {
-        let (topic, body) = next(client).await;
-        if topic == "maintenance/edge-1" {
-            return body;
-        }
-    }
-}
-
-async fn next(client: &mut TestClient) -> (String, Value) {
-    let message = client.next(PATIENCE).await;
-    let body = serde_json::from_slice(&message.payload)
-        .unwrap_or_else(|e| panic!("{}: {e}", message.text()));
-    (message.topic, body)
 }

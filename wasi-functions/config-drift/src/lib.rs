@@ -9,7 +9,7 @@ mod drift;
 use std::collections::BTreeMap;
 
 use drift::{Drift, Observed, ReportContext, Settings, change_message, object_oid, report};
-use fogd_sdk::{Context, Event, Result, Source, kv, publish_json, snmp};
+use fogd_sdk::{Context, Event, PollResult, Result, Source, kv, publish_json, snmp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -18,20 +18,6 @@ use serde_json::{Value, json};
 struct Syslog {
     hostname: Option<String>,
     message: String,
-}
-
-/// An SNMP poll event: the job and its values, as fogd renders them.
-#[derive(Deserialize)]
-struct Poll {
-    job: String,
-    varbinds: Vec<PolledValue>,
-}
-
-#[derive(Deserialize)]
-struct PolledValue {
-    oid: String,
-    #[serde(default)]
-    value: Value,
 }
 
 fn settings() -> Result<Settings> {
@@ -61,7 +47,7 @@ fn handle(event: Event) -> Result<Option<Vec<u8>>> {
             check(&settings, &device, &observed, "syslog", now_ms, true)
         }
         Source::SnmpPoll => {
-            let poll: Poll = event.json().context("not an SNMP poll event")?;
+            let poll: PollResult = event.json().context("not an SNMP poll event")?;
             let device = settings.device_for(&poll.job);
             let observed = poll
                 .varbinds

@@ -9,34 +9,21 @@ mod health;
 use std::collections::BTreeMap;
 
 use fogd_sdk::{
-    Context, Event, Result, Source, inference, kv_get_json, kv_set_json, publish_json, setting,
+    Context, Event, PollResult, Result, Source, inference, kv_get_json, kv_set_json, publish_json,
+    setting,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use features::{SIGNALS, scale};
 use health::{DeviceHealth, Risk, SignalSource, Verdict};
 
 const MODEL: &str = "equipment-health";
 
-#[derive(Deserialize)]
-struct Poll {
-    job: String,
-    varbinds: Vec<Polled>,
-}
-
-#[derive(Deserialize)]
-struct Polled {
-    oid: String,
-    #[serde(default)]
-    value: Value,
-}
-
 fn handle(event: Event) -> Result<Option<Vec<u8>>> {
     if event.source != Source::SnmpPoll {
         return Ok(None);
     }
-    let poll: Poll = event.json().context("not an SNMP poll event")?;
+    let poll: PollResult = event.json().context("not an SNMP poll event")?;
     let signals: BTreeMap<String, SignalSource> = match fogd_sdk::config::get("signals") {
         Some(text) => serde_json::from_str(&text).context("config.signals")?,
         None => BTreeMap::new(),
@@ -46,11 +33,7 @@ fn handle(event: Event) -> Result<Option<Vec<u8>>> {
         None => BTreeMap::new(),
     };
     let device = devices.get(&poll.job).cloned().unwrap_or(poll.job.clone());
-    let values: BTreeMap<&str, f64> = poll
-        .varbinds
-        .iter()
-        .filter_map(|varbind| Some((varbind.oid.as_str(), varbind.value.as_f64()?)))
-        .collect();
+    let values = poll.numbers();
 
     let key = format!("health/{device}");
     let mut health: DeviceHealth = kv_get_json(&key)?.unwrap_or_default();

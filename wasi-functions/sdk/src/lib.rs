@@ -281,3 +281,35 @@ impl snmp::Value {
         }
     }
 }
+
+/// The payload of an SNMP poll event (the README's schema): the job, its target and the
+/// values read, each varbind as fogd renders it.
+#[derive(Debug, serde::Deserialize)]
+pub struct PollResult {
+    pub job: String,
+    #[serde(default)]
+    pub target: String,
+    pub varbinds: Vec<PolledVarbind>,
+}
+
+/// One value of a poll: `value` is a number or text (`null` for an exception); an octet
+/// string that is not text comes as `hex` instead.
+#[derive(Debug, serde::Deserialize)]
+pub struct PolledVarbind {
+    pub oid: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub value: serde_json::Value,
+    pub hex: Option<String>,
+}
+
+impl PollResult {
+    /// Each OID that holds a number (integers, gauges, counters, time ticks).
+    pub fn numbers(&self) -> std::collections::BTreeMap<&str, f64> {
+        self.varbinds
+            .iter()
+            .filter_map(|varbind| Some((varbind.oid.as_str(), varbind.value.as_f64()?)))
+            .collect()
+    }
+}
