@@ -255,8 +255,8 @@ fn a_grant_whose_files_cannot_be_read_stops_the_function_from_loading() {
 
 #[test]
 fn a_function_has_at_most_its_http_concurrency_in_flight() {
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
     let harness = Harness::new();
     let mut spec = probe(
         "one-at-a-time",
@@ -265,31 +265,51 @@ fn a_function_has_at_most_its_http_concurrency_in_flight() {
             ..grant(&format!("http://127.0.0.1:{port}"), Path::new("/"))
         }],
     );
-    spec.limits.timeout = Millis(500);
+    spec.limits.timeout = Millis(20_000);
     spec.limits.http_concurrency = 1;
     let function = harness.load(&spec).unwrap();
     let payload = request("GET", &format!("http://127.0.0.1:{port}/"), json!({}), "");
-    // Two events at once, each waiting on a server that never answers: only one request may
-    // have a connection; the other waits for its place until its deadline.
-    let outcomes = std::thread::scope(|scope| {
-        let calls: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| function.call(&event("http", payload.clone())).outcome))
-            .collect();
-        calls
-            .into_iter()
-            .map(|call| call.join().unwrap())
-            .collect::<Vec<_>>()
+    let grants = &function.caps().grants.http;
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| function.call(&event("http", payload.clone())).outcome);
+        let (mut connection, _) = server.accept().unwrap();
+        read_request(&mut connection);
+        // The first request holds the only place: the second waits for it, unconnected.
+        let second = scope.spawn(|| function.call(&event("http", payload.clone())).outcome);
+        fogd_tests::wait_until_blocking("the second request waits", || grants.waiting() == 1);
+        server.set_nonblocking(true).unwrap();
+        assert!(server.accept().is_err(), "the second request connected");
+        // Answered, the first gives its place (and its kept-alive connection) to the second.
+        answer(&mut connection);
+        read_request(&mut connection);
+        answer(&mut connection);
+        for call in [first, second] {
+            let output = call.join().unwrap().expect("the event succeeds").unwrap();
+            let answer: serde_json::Value = serde_json::from_slice(&output).unwrap();
+            assert_eq!(answer["status"], 200, "{answer}");
+        }
     });
-    for outcome in &outcomes {
-        assert!(
-            matches!(outcome, Err(InvokeError::Timeout { .. })),
-            "{outcome:?}"
+    assert!(server.accept().is_err(), "one connection served both");
+}
+
+/// Reads one request head (these requests have no body).
+fn read_request(connection: &mut std::net::TcpStream) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            connection.read(&mut byte).unwrap(),
+            1,
+            "the request ended early"
         );
+        head.push(byte[0]);
     }
-    silent.set_nonblocking(true).unwrap();
-    let mut connections = Vec::new();
-    while let Ok((connection, _)) = silent.accept() {
-        connections.push(connection);
-    }
-    assert_eq!(connections.len(), 1, "connections opened");
+}
+
+fn answer(connection: &mut std::net::TcpStream) {
+    use std::io::Write;
+    connection
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        .unwrap();
 }

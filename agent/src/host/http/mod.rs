@@ -9,7 +9,7 @@ mod origin;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use http_body_util::BodyExt;
@@ -35,6 +35,8 @@ pub(super) const NOT_GRANTED: &str = "none";
 pub struct HttpGrants {
     origins: Vec<Arc<GrantedOrigin>>,
     in_flight: Arc<Semaphore>,
+    /// Requests waiting for a place among the `in_flight` ones.
+    waiting: Arc<AtomicUsize>,
     response_limit: u64,
     metrics: Arc<OutboundRequestMetrics>,
     refusal_log: SpacedLog,
@@ -52,6 +54,7 @@ impl Capability for HttpGrants {
         Ok(Self {
             origins,
             in_flight: Arc::new(Semaphore::new(spec.limits.http_concurrency as usize)),
+            waiting: Arc::default(),
             response_limit: spec.limits.http_response_bytes,
             metrics: Arc::new(resources.metrics.outbound_requests(&spec.name, "http")),
             refusal_log: SpacedLog::default(),
@@ -73,6 +76,27 @@ impl HttpGrants {
     /// Counts of this function's requests to `target` that ended as `outcome`.
     pub fn request_count(&self, target: &str, outcome: RequestOutcome) -> u64 {
         self.metrics.request_count(target, outcome)
+    }
+
+    /// Requests of the function waiting for a place (`limits.http_concurrency` are in flight).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a request as waiting for its place until it has one, or is given up.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -207,14 +231,17 @@ impl WasiHttpHooks for EventHttp {
             .map_or(deadline, |own| own.min(deadline));
         let deadline_hit = self.deadline_flag();
         let in_flight = grants.in_flight.clone();
+        let waiting = grants.waiting.clone();
         let metrics = grants.metrics.clone();
         let response_limit = grants.response_limit;
         Box::new(async move {
             let target = granted.label();
             let started = Instant::now();
             let exchange = async {
+                let place = Waiting::new(&waiting);
                 // The semaphore is never closed.
                 let permit = in_flight.acquire_owned().await.ok();
+                drop(place);
                 (permit, granted.client().request(request).await)
             };
             let (permit, response) =
