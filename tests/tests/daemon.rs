@@ -90,7 +90,7 @@ component = "{missing}"
 }
 
 #[test]
-fn shipped_demo_config_is_valid_with_softflowd_and_with_its_timer_replay() {
+fn shipped_demo_config_is_valid_with_each_part_the_site_may_add() {
     components();
     let check = |config: &std::path::Path, functions: &str| {
         let output = std::process::Command::new(fogd_tests::fogd_bin())
@@ -109,15 +109,32 @@ fn shipped_demo_config_is_valid_with_softflowd_and_with_its_timer_replay() {
         );
     };
     let root = fogd_tests::root();
+    let read = |name: &str| std::fs::read_to_string(root.join("provisioning").join(name)).unwrap();
     check(&root.join("provisioning/demo.toml"), "4");
-    // What demo.sh runs without softflowd: the demo and its timer replay, side by side in
-    // target/ so the relative paths hold.
-    let fallback = root.join("target/demo-timer-replay-check.toml");
-    let joined = [
-        std::fs::read_to_string(root.join("provisioning/demo.toml")).unwrap(),
-        std::fs::read_to_string(root.join("provisioning/demo-flow-replay.toml")).unwrap(),
-    ]
-    .join("\n");
-    std::fs::write(&fallback, joined).unwrap();
-    check(&fallback, "5");
+    // What demo.sh runs: the demo, the timer replay without softflowd, the router's SNMP
+    // side with snmpd, side by side in target/ so the relative paths hold.
+    let site = read("demo-site.toml").replace("@HOSTNAME@", "demo-host");
+    std::fs::create_dir_all(root.join("target/demo-site")).unwrap();
+    std::fs::write(root.join("target/demo-site/rw-community"), "demo-rw\n").unwrap();
+    for (name, parts, functions) in [
+        (
+            "timer-replay",
+            vec![read("demo.toml"), read("demo-flow-replay.toml")],
+            "5",
+        ),
+        ("site", vec![read("demo.toml"), site.clone()], "7"),
+        (
+            "site-timer-replay",
+            vec![
+                read("demo.toml"),
+                read("demo-flow-replay.toml"),
+                site.clone(),
+            ],
+            "8",
+        ),
+    ] {
+        let config = root.join(format!("target/demo-{name}-check.toml"));
+        std::fs::write(&config, parts.join("\n")).unwrap();
+        check(&config, functions);
+    }
 }
