@@ -312,9 +312,10 @@ async fn malformed_datagrams_are_counted_once_and_later_exports_still_decode() {
     assert_eq!(all["packets"], total);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_syn_flood_replayed_by_softflowd_reaches_ddos_detector_and_ends_in_a_mitigation() {
-    let detector = function(
+/// ddos-detector on the collector's one-second windows per destination, confirming an
+/// attack in one window: mitigations on `flows/mitigation`, every verdict on `flows/verdicts`.
+fn ddos_detector() -> String {
+    function(
         "ddos-detector",
         &components().ddos_detector,
         r#"
@@ -327,8 +328,12 @@ async fn a_syn_flood_replayed_by_softflowd_reaches_ddos_detector_and_ends_in_a_m
             [[function.trigger]]
             flow = { window = "1s", key = ["dst_addr"] }
         "#,
-    );
-    let mut site = site_with("flow-observer-ddos", &detector).await;
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_syn_flood_replayed_by_softflowd_reaches_ddos_detector_and_ends_in_a_mitigation() {
+    let mut site = site_with("flow-observer-ddos", &ddos_detector()).await;
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("flood.pcap");
     // Browsing, then the flood: a handful of one-packet DNS lookups would be a window the
@@ -341,17 +346,55 @@ async fn a_syn_flood_replayed_by_softflowd_reaches_ddos_detector_and_ends_in_a_m
     capture.syn_flood((VICTIM, 80), 20_000);
     capture.write(&pcap);
     softflowd(&pcap, "10", site.flow);
+    // Detection latency in windows: the verdicts on the victim before its mitigation.
+    let mut victim_windows = 0;
     let mitigation = loop {
         let message = site.client.next(PATIENCE).await;
         let body: Value = serde_json::from_slice(&message.payload).unwrap();
-        if message.topic == "flows/mitigation" && body["dst"] == VICTIM.to_string() {
-            break body;
+        if body["dst"] != VICTIM.to_string() {
+            continue;
+        }
+        match message.topic.as_str() {
+            "flows/mitigation" => break body,
+            "flows/verdicts" => victim_windows += 1,
+            _ => {}
         }
     };
+    assert!(
+        victim_windows <= 1,
+        "mitigated within the flood's first window (confirm_windows = 1), not after {victim_windows}"
+    );
     assert_eq!(mitigation["action"], "mitigate", "{mitigation}");
     assert_eq!(mitigation["attack"], "syn_flood");
     assert_eq!(mitigation["rule"]["type"], "rate-limit");
     assert_eq!(mitigation["rule"]["match"]["tcp_flags"], "SYN,!ACK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_traffic_replayed_by_softflowd_raises_no_mitigation() {
+    let mut site = site_with("flow-observer-calm", &ddos_detector()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("calm.pcap");
+    let mut capture = Capture::new();
+    for client in 1..=20u8 {
+        let source = (Ipv4Addr::new(10, 0, 0, client), 40_000 + u16::from(client));
+        capture.tcp_session(source, (WEB, 443), 5);
+    }
+    capture.write(&pcap);
+    softflowd(&pcap, "10", site.flow);
+    // A window's publishes go out before its verdict: a false positive would come first.
+    let mut false_positives = 0;
+    let verdict = loop {
+        let message = site.client.next(PATIENCE).await;
+        let body: Value = serde_json::from_slice(&message.payload).unwrap();
+        match message.topic.as_str() {
+            "flows/mitigation" => false_positives += 1,
+            "flows/verdicts" if body["dst"] == WEB.to_string() => break body,
+            _ => {}
+        }
+    };
+    assert_eq!(verdict["class"], "normal", "{verdict}");
+    assert_eq!(false_positives, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
