@@ -263,6 +263,8 @@ impl Supervisor {
         let refused = store.refused();
         let functions = function_health(&self.metrics, &self.config.functions);
         let watched = self.watched_revision();
+        self.metrics
+            .deployment(watched.or(committed), committed, watched);
         self.reporter.update(|report| {
             report.committed = committed;
             report.functions = functions;

@@ -65,6 +65,11 @@ struct RequestTargetLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabel {
+    revision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
     source: String,
 }
@@ -101,6 +106,7 @@ pub struct Metrics {
     requests: Family<RequestLabel, Counter>,
     request_duration: HistogramFamily<RequestTargetLabel>,
     responses_cut: Family<RequestTargetLabel, Counter>,
+    deployment: Family<RevisionLabel, Gauge>,
     /// Per function, for percentiles over a window (the watch after a deployment).
     latencies: Mutex<HashMap<String, Arc<LatencyRecord>>>,
 }
@@ -145,6 +151,14 @@ impl Metrics {
         let request_duration: HistogramFamily<RequestTargetLabel> =
             Family::new_with_constructor(latency_histogram);
         let responses_cut = Family::default();
+        let deployment = Family::default();
+        registry.register(
+            "deployment_revision",
+            "The fleet deployment's revisions on this device: the one running (\"running\"; 0 \
+             for the config file's own functions), the last committed (\"committed\"), and the \
+             one in its watch window before it may commit (\"watching\"; 0 when none)",
+            deployment.clone(),
+        );
         registry.register(
             "outbound_requests",
             "Requests functions made (HTTP, SNMP), per function, protocol, granted target \
@@ -283,6 +297,7 @@ impl Metrics {
             requests,
             request_duration,
             responses_cut,
+            deployment,
             latencies: Mutex::default(),
         }
     }
@@ -395,6 +410,20 @@ impl Metrics {
             requests: self.requests.clone(),
             duration: self.request_duration.clone(),
             cut: self.responses_cut.clone(),
+        }
+    }
+
+    /// Sets the deployment revisions the device runs, has committed and is watching.
+    pub fn deployment(&self, running: Option<u64>, committed: Option<u64>, watching: Option<u64>) {
+        for (revision, value) in [
+            ("running", running),
+            ("committed", committed),
+            ("watching", watching),
+        ] {
+            let value = i64::try_from(value.unwrap_or(0)).unwrap_or(i64::MAX);
+            self.deployment
+                .get_or_create(&RevisionLabel { revision })
+                .set(value);
         }
     }
 
