@@ -4,6 +4,7 @@
 mod fleet;
 mod keys;
 mod link;
+mod progress;
 mod rollout;
 mod status;
 

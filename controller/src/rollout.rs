@@ -13,6 +13,7 @@ use fogd_fleet::mqtt::control::ControlEvent;
 
 use crate::fleet::{self, BrokerArgs, Snapshot};
 use crate::link::Link;
+use crate::progress::WaveProgress;
 
 /// Time for the broker to take the documents fogctl publishes.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -175,6 +176,7 @@ pub async fn run(
         }
         let missed_before = snapshot.missed_total();
         let outcome = Wave {
+            label: &label,
             devices: wave,
             revision,
             timeout: plan.wave_timeout,
@@ -249,6 +251,7 @@ const MAX_QUIET: Duration = Duration::from_secs(30);
 
 /// One wave's devices, waiting to settle on `revision`.
 struct Wave<'a> {
+    label: &'a str,
     devices: &'a [String],
     revision: u64,
     timeout: Duration,
@@ -268,7 +271,7 @@ impl Wave<'_> {
     ) -> anyhow::Result<BTreeMap<String, DeviceResult>> {
         let mut waiting: BTreeSet<String> = self.devices.iter().cloned().collect();
         let mut results = BTreeMap::new();
-        let mut progress = Progress::default();
+        let mut progress = WaveProgress::new(self.label, self.devices.len());
         let deadline = tokio::time::Instant::now() + self.timeout;
         for device in self.devices {
             self.check(snapshot, device, &mut waiting, &mut results, &mut progress);
@@ -309,6 +312,7 @@ impl Wave<'_> {
             .chain(waiting.iter().cloned())
             .collect();
         if doubtful.is_empty() {
+            progress.finish();
             return Ok(results);
         }
         let streamed: BTreeMap<String, DeviceResult> = doubtful
@@ -329,11 +333,13 @@ impl Wave<'_> {
                 Some(report) if !without_report.contains(&device) => describe(report),
                 _ => "no retained report".to_owned(),
             };
+            progress.settled(&device, false);
             results.insert(
                 device,
                 DeviceResult::Failed(format!("timed out after {:?}; {last}", self.timeout)),
             );
         }
+        progress.finish();
         Ok(results)
     }
 
@@ -345,7 +351,7 @@ impl Wave<'_> {
         snapshot: &mut Snapshot,
         waiting: &mut BTreeSet<String>,
         results: &mut BTreeMap<String, DeviceResult>,
-        progress: &mut Progress,
+        progress: &mut WaveProgress,
     ) -> BTreeSet<String> {
         let devices: Vec<String> = waiting.iter().cloned().collect();
         match fleet::reread(broker, &devices, snapshot).await {
@@ -369,7 +375,7 @@ impl Wave<'_> {
         device: &str,
         waiting: &mut BTreeSet<String>,
         results: &mut BTreeMap<String, DeviceResult>,
-        progress: &mut Progress,
+        progress: &mut WaveProgress,
     ) {
         let Some(report) = snapshot.reports.get(device) else {
             return;
@@ -381,33 +387,25 @@ impl Wave<'_> {
                 }
                 committed => committed,
             };
+            progress.settled(device, result == DeviceResult::Committed);
             waiting.remove(device);
             results.insert(device.to_owned(), result);
         } else if report.target == Some(self.revision) {
-            progress.show(device, report);
+            progress.applying(device, device_state(report));
         }
     }
 }
 
-/// The last progress line printed per device, so each change is printed once.
-#[derive(Default)]
-struct Progress(BTreeMap<String, String>);
-
-impl Progress {
-    fn show(&mut self, device: &str, report: &Report) {
-        let line = match report.progress {
-            Some(progress) if report.state == SyncState::Downloading => format!(
-                "{} {}/{} bytes",
-                state_name(report.state),
-                progress.bytes,
-                progress.total
-            ),
-            _ => state_name(report.state),
-        };
-        if self.0.get(device) != Some(&line) {
-            eprintln!("  {device}: {line}");
-            self.0.insert(device.to_owned(), line);
-        }
+/// A device's state on its way to the revision, as a progress line shows it.
+fn device_state(report: &Report) -> String {
+    match report.progress {
+        Some(progress) if report.state == SyncState::Downloading => format!(
+            "{} {}/{} bytes",
+            state_name(report.state),
+            progress.bytes,
+            progress.total
+        ),
+        _ => state_name(report.state),
     }
 }
 

@@ -62,6 +62,11 @@ fn a_rollout_reaches_every_device_and_a_failing_canary_stops_the_next_one() {
         progress.contains("done: 3 of 3 device(s) committed revision 1"),
         "{progress}"
     );
+    // Without a terminal, each wave's progress comes as plain lines, the last one final.
+    assert!(
+        progress.contains("wave 1/3 (canary): 1/1 committed, 0 failed, 0 applying, 0 waiting ("),
+        "{progress}"
+    );
     for daemon in &mut devices {
         daemon.wait_for(&["deployment committed", "revision=1"]);
     }
