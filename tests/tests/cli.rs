@@ -245,6 +245,33 @@ fn bench_prints_the_documented_json_keys() {
         }
         assert_eq!(summary["iterations"], 200, "{kind}");
     }
+    // A function that parses its payload is measured on a payload it accepts; one it
+    // refuses fails the bench, naming why.
+    let threshold = components().threshold_alert.display().to_string();
+    let bench = |payload: &str| {
+        fogd(&[
+            "bench",
+            "cold-start",
+            "--component",
+            &threshold,
+            "--payload",
+            payload,
+            "--iterations",
+            "50",
+            "--warmup",
+            "5",
+            "--json",
+        ])
+    };
+    let accepted = bench(r#"{"cpu": 31, "temp_c": 48}"#);
+    assert!(accepted.status.success(), "{}", stderr(&accepted));
+    let refused = bench("not json");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("the function failed"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 #[test]

@@ -24,8 +24,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE.wasm")]
     component: Option<PathBuf>,
     /// Size of the event payload in bytes.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, conflicts_with = "payload")]
     payload_bytes: usize,
+    /// The event payload itself (JSON for a function that parses it), instead of
+    /// `--payload-bytes` of filler.
+    #[arg(long, value_name = "TEXT")]
+    payload: Option<String>,
     #[command(flatten)]
     measurement: Measurement,
 }
@@ -49,7 +53,11 @@ pub fn report(
 }
 
 fn bench_event(args: &BenchArgs) -> Event {
-    new_event(Source::Invoke, "bench", vec![b'x'; args.payload_bytes])
+    let payload = match &args.payload {
+        Some(text) => text.clone().into_bytes(),
+        None => vec![b'x'; args.payload_bytes],
+    };
+    new_event(Source::Invoke, "bench", payload)
 }
 
 fn load(component: &Path, scratch: &Path) -> anyhow::Result<LoadedFunction> {
