@@ -19,17 +19,17 @@ use super::origin::GrantedOrigin;
 use crate::telemetry::OutboundRequestMetrics;
 
 pub struct ResponseBody {
-    pub incoming: Incoming,
-    pub read: u64,
-    pub limit: u64,
-    pub deadline: Pin<Box<Sleep>>,
-    pub between_bytes: Option<Duration>,
-    pub idle: Option<Pin<Box<Sleep>>>,
-    pub deadline_hit: Arc<AtomicBool>,
-    pub ended: bool,
-    pub granted: Arc<GrantedOrigin>,
-    pub metrics: Arc<OutboundRequestMetrics>,
-    pub _permit: Option<OwnedSemaphorePermit>,
+    pub(super) incoming: Incoming,
+    pub(super) read: u64,
+    pub(super) limit: u64,
+    pub(super) deadline: Pin<Box<Sleep>>,
+    pub(super) between_bytes: Option<Duration>,
+    pub(super) idle: Option<Pin<Box<Sleep>>>,
+    pub(super) deadline_hit: Arc<AtomicBool>,
+    pub(super) ended: bool,
+    pub(super) granted: Arc<GrantedOrigin>,
+    pub(super) metrics: Arc<OutboundRequestMetrics>,
+    pub(super) _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl ResponseBody {
