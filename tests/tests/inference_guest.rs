@@ -289,12 +289,8 @@ fn ddos_detector_posts_the_mitigation_to_a_granted_api_and_withdraws_it() {
     spec.grants.models = vec!["flow-anomaly".into()];
     spec.grants.publish = vec!["fogd/mitigation".into()];
     spec.grants.outbound_http = vec![HttpGrant {
-        url: origin.clone(),
         ca_file: Some(files.path().join("ca.pem")),
-        client_cert: None,
-        client_key: None,
-        headers: Default::default(),
-        secret_headers: Default::default(),
+        ..HttpGrant::for_origin(&origin)
     }];
     spec.config.insert(
         "mitigation_url".into(),

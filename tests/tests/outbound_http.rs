@@ -2,7 +2,6 @@
 //! certificates made here: granted requests arrive with the grant's secret header, anything
 //! ungranted is refused before a connection, and deadlines and size limits hold.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::Path;
 
@@ -16,14 +15,11 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "Bearer s3cret-api-token";
 
+/// A grant of `url`'s origin trusting the test CA written to `dir`.
 fn grant(url: &str, dir: &Path) -> HttpGrant {
     HttpGrant {
-        url: url.to_owned(),
         ca_file: Some(dir.join("ca.pem")),
-        client_cert: None,
-        client_key: None,
-        headers: BTreeMap::new(),
-        secret_headers: BTreeMap::new(),
+        ..HttpGrant::for_origin(url)
     }
 }
 
@@ -172,10 +168,7 @@ fn a_server_that_never_answers_fails_only_that_event_at_its_deadline() {
     let harness = Harness::new();
     let mut spec = probe(
         "slow-api",
-        vec![HttpGrant {
-            ca_file: None,
-            ..grant(&format!("http://127.0.0.1:{port}"), Path::new("/"))
-        }],
+        vec![HttpGrant::for_origin(format!("http://127.0.0.1:{port}"))],
     );
     spec.limits.timeout = Millis(300);
     let function = harness.load(&spec).unwrap();
@@ -260,10 +253,7 @@ fn a_function_has_at_most_its_http_concurrency_in_flight() {
     let harness = Harness::new();
     let mut spec = probe(
         "one-at-a-time",
-        vec![HttpGrant {
-            ca_file: None,
-            ..grant(&format!("http://127.0.0.1:{port}"), Path::new("/"))
-        }],
+        vec![HttpGrant::for_origin(format!("http://127.0.0.1:{port}"))],
     );
     spec.limits.timeout = Millis(20_000);
     spec.limits.http_concurrency = 1;

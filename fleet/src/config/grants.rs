@@ -55,9 +55,10 @@ pub struct HttpGrant {
 }
 
 impl HttpGrant {
-    fn origin_only(url: String) -> Self {
+    /// A grant of `url`'s origin alone: the system's roots, no client certificate, no headers.
+    pub fn for_origin(url: impl Into<String>) -> Self {
         Self {
-            url,
+            url: url.into(),
             ca_file: None,
             client_cert: None,
             client_key: None,
@@ -96,7 +97,7 @@ fn http_grant<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HttpGrant, D
         }
 
         fn visit_str<E: de::Error>(self, url: &str) -> Result<HttpGrant, E> {
-            Ok(HttpGrant::origin_only(url.to_owned()))
+            Ok(HttpGrant::for_origin(url))
         }
 
         fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<HttpGrant, M::Error> {

@@ -2,7 +2,6 @@
 //! standard tools in the same run: HTTPS GETs to nginx over a kept-alive connection against
 //! curl fetching the same URL over one connection, and SNMP gets to snmpd against `snmpget`.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -62,12 +61,8 @@ fn main() -> anyhow::Result<()> {
     spec.limits.timeout = Millis(600_000);
     spec.limits.snmp_requests = u32::MAX;
     spec.grants.outbound_http.push(HttpGrant {
-        url: origin.clone(),
         ca_file: Some(files.path().join("ca.pem")),
-        client_cert: None,
-        client_key: None,
-        headers: BTreeMap::new(),
-        secret_headers: BTreeMap::new(),
+        ..HttpGrant::for_origin(&origin)
     });
     spec.grants.snmp.insert("local".into(), SnmpAccess::Read);
     let function = harness.load(&spec)?;
