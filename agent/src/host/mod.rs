@@ -12,6 +12,7 @@ mod inference;
 mod kv;
 mod log;
 mod messaging;
+mod requests;
 mod response;
 mod snmp;
 mod wasi;
@@ -31,11 +32,11 @@ use crate::state::KvStore;
 pub use capability::{Capability, GrantError, HostResources};
 pub use config::FunctionConfig;
 pub use effects::{CommitError, EventEffects, LimitHit, OutputLimits, Unpublished};
-use http::EventHttp;
 pub use http::HttpGrants;
 pub use inference::ModelAccess;
 pub use log::GuestLog;
 pub use messaging::PublishGrants;
+use requests::EventRequests;
 pub use response::ResultProperties;
 pub use snmp::SnmpGrants;
 pub use wasi::WasiGrant;
@@ -133,9 +134,7 @@ pub struct HostState {
     effects: EventEffects,
     result_properties: MessageProperties,
     http_context: WasiHttpCtx,
-    http: EventHttp,
-    /// SNMP requests the event has made.
-    snmp_requests: u32,
+    requests: EventRequests,
 }
 
 impl HostState {
@@ -145,8 +144,7 @@ impl HostState {
             wasi: caps.grants.wasi.context(&caps.name),
             table: ResourceTable::new(),
             http_context: WasiHttpCtx::new(),
-            http: EventHttp::new(caps.clone(), event_id, deadline),
-            snmp_requests: 0,
+            requests: EventRequests::new(caps.clone(), event_id, deadline),
             caps,
             memory_limit_hit: false,
             effects: EventEffects::default(),
@@ -156,7 +154,7 @@ impl HostState {
 
     /// The event this instance handles.
     pub fn event_id(&self) -> &str {
-        self.http.event_id()
+        self.requests.event_id()
     }
 
     /// The properties the guest set on its result, taken once it has returned.
@@ -171,7 +169,7 @@ impl HostState {
 
     /// Whether an outbound request ran into the event's deadline.
     pub fn deadline_hit(&self) -> bool {
-        self.http.deadline_hit()
+        self.requests.deadline_hit()
     }
 
     /// The first output or storage limit the event ran into.
@@ -181,8 +179,8 @@ impl HostState {
 
     /// Starts the next event on a kept instance: its limits and effects are its own.
     pub fn begin_event(&mut self) {
-        self.http.begin(Instant::now() + self.caps.limits.timeout);
-        self.snmp_requests = 0;
+        self.requests
+            .begin(Instant::now() + self.caps.limits.timeout);
         self.effects = EventEffects::default();
         self.memory_limit_hit = false;
         self.result_properties = MessageProperties::default();

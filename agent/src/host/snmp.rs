@@ -71,13 +71,12 @@ impl HostState {
             tracing::warn!(function = %self.caps.name, event_id = %self.event_id(), target = name, write = needed == SnmpAccess::Write, "SNMP request refused: target not granted");
             return Err(Error::NotGranted(name.to_owned()));
         };
-        if self.snmp_requests >= grants.requests_per_event {
+        if !self.requests.take_snmp_request(grants.requests_per_event) {
             grants
                 .metrics
                 .request(target.name(), RequestOutcome::LimitReached);
             return Err(Error::LimitReached(grants.requests_per_event));
         }
-        self.snmp_requests += 1;
         Ok(target.clone())
     }
 
@@ -90,7 +89,7 @@ impl HostState {
     where
         Request: Future<Output = async_snmp::Result<Vec<VarBind>>>,
     {
-        let deadline = self.http.deadline();
+        let deadline = self.requests.deadline();
         let started = Instant::now();
         let answer = wasmtime_wasi::runtime::in_tokio(async {
             tokio::time::timeout_at(deadline.into(), request).await
@@ -98,7 +97,7 @@ impl HostState {
         let metrics = &self.caps.grants.snmp.metrics;
         let outcome = match answer {
             Err(_) => {
-                self.http.mark_deadline_hit();
+                self.requests.mark_deadline_hit();
                 Err(Error::Timeout)
             }
             Ok(Err(error)) => Err(request_error(&error)),

@@ -9,7 +9,7 @@ mod origin;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use http_body_util::BodyExt;
@@ -21,7 +21,8 @@ use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, WasiBody, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
-use super::{Capability, FunctionCaps, GrantError, HostResources, HostState};
+use super::requests::EventRequests;
+use super::{Capability, GrantError, HostResources, HostState};
 use crate::config::{FunctionSpec, HttpScheme, split_host_port};
 use crate::telemetry::{OutboundRequestMetrics, RequestOutcome, SpacedLog};
 
@@ -100,58 +101,8 @@ impl Drop for Waiting {
     }
 }
 
-/// One event's view of the function's HTTP grants: its deadline, and whether a request ran
-/// into it (then the event fails with kind `timeout`, whatever the guest makes of the error).
-pub struct EventHttp {
-    caps: Arc<FunctionCaps>,
-    event_id: String,
-    deadline: Instant,
-    deadline_hit: Option<Arc<AtomicBool>>,
-}
-
-impl EventHttp {
-    pub fn new(caps: Arc<FunctionCaps>, event_id: String, deadline: Instant) -> Self {
-        Self {
-            caps,
-            event_id,
-            deadline,
-            deadline_hit: None,
-        }
-    }
-
-    /// Starts the next event on a kept instance, due by `deadline`.
-    pub fn begin(&mut self, deadline: Instant) {
-        self.deadline = deadline;
-        self.deadline_hit = None;
-    }
-
-    pub fn event_id(&self) -> &str {
-        &self.event_id
-    }
-
-    /// When the event must be done, its requests included.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
-    /// Notes that a request ran into the event's deadline.
-    pub fn mark_deadline_hit(&mut self) {
-        self.deadline_flag().store(true, Ordering::Relaxed);
-    }
-
-    /// Whether a request of this event was cut off by the event's deadline.
-    pub fn deadline_hit(&self) -> bool {
-        self.deadline_hit
-            .as_ref()
-            .is_some_and(|hit| hit.load(Ordering::Relaxed))
-    }
-
-    fn deadline_flag(&mut self) -> Arc<AtomicBool> {
-        self.deadline_hit
-            .get_or_insert_with(|| Arc::new(AtomicBool::new(false)))
-            .clone()
-    }
-
+impl EventRequests {
+    /// Counts and logs a request to an origin the function is not granted.
     fn refuse(&self, scheme: &str, authority: &str) -> HttpError {
         let grants = &self.caps.grants.http;
         grants
@@ -159,7 +110,7 @@ impl EventHttp {
             .request(NOT_GRANTED, RequestOutcome::NotGranted);
         if let Some(refused) = grants.refusal_log.report() {
             // Scheme and authority only: paths and queries may carry secrets.
-            tracing::warn!(function = %self.caps.name, event_id = %self.event_id, origin = %format!("{scheme}://{authority}"), refused, "HTTP request refused: origin not granted (one line a second at most; fogd_outbound_requests_total counts each)");
+            tracing::warn!(function = %self.caps.name, event_id = %self.event_id(), origin = %format!("{scheme}://{authority}"), refused, "HTTP request refused: origin not granted (one line a second at most; fogd_outbound_requests_total counts each)");
         }
         HttpError::HttpRequestDenied
     }
@@ -197,7 +148,7 @@ fn failed(error: HttpError) -> ResponseFuture {
     Box::new(async move { Err(error) })
 }
 
-impl WasiHttpHooks for EventHttp {
+impl WasiHttpHooks for EventRequests {
     fn send_request(
         &mut self,
         mut request: Request<WasiBody>,
@@ -215,7 +166,7 @@ impl WasiHttpHooks for EventHttp {
             return failed(self.refuse(scheme.as_str(), &format!("{host}:{port}")));
         };
         granted.add_headers(request.headers_mut());
-        let deadline = self.deadline;
+        let deadline = self.deadline();
         let options = options.unwrap_or_default();
         // The guest's own timeouts apply where they are shorter than the event's deadline.
         let own_timeout = match (options.connect_timeout, options.first_byte_timeout) {
@@ -303,7 +254,7 @@ impl WasiHttpView for HostState {
         WasiHttpCtxView {
             ctx: &mut self.http_context,
             table: &mut self.table,
-            hooks: &mut self.http,
+            hooks: &mut self.requests,
         }
     }
 }
