@@ -40,6 +40,15 @@ def convert(model, representative=None):
     return converter.convert()
 
 
+def export(directory, name, model, representative):
+    """Writes `<name>-float.tflite` and the shipped int8 `<name>.tflite`; returns both."""
+    float_blob = convert(model)
+    int8_blob = convert(model, representative)
+    write(directory, f"{name}-float.tflite", float_blob)
+    write(directory, f"{name}.tflite", int8_blob)
+    return float_blob, int8_blob
+
+
 def interpreter(blob):
     it = Interpreter(model_content=blob)
     it.allocate_tensors()
@@ -84,6 +93,18 @@ def predict_float(blob, x):
 def write(directory, name, blob):
     with open(os.path.join(directory, name), "wb") as f:
         f.write(blob)
+
+
+def write_metrics(directory, metrics, float_blob, int8_blob):
+    """metrics.json: the scores, with the files' sizes and the TensorFlow that made them."""
+    metrics = {
+        **metrics,
+        "bytes_float": len(float_blob),
+        "bytes_int8": len(int8_blob),
+        "tensorflow": tf.__version__,
+    }
+    write_json(directory, "metrics.json", metrics)
+    print(metrics)
 
 
 def write_json(directory, name, value):

@@ -16,7 +16,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import common  # noqa: E402
-from common import tf  # noqa: E402
 from features import CLASSES, FEATURES, generate, threshold_baseline  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,10 +41,7 @@ def main():
     x_test, y_test, raw_test = generate(1_000, seed=2)
     model = build(5)
     model.fit(x_train, y_train, epochs=20, batch_size=256, validation_split=0.1, verbose=2)
-    float_blob = common.convert(model)
-    int8_blob = common.convert(model, x_train[:1_000])
-    common.write(HERE, "equipment-health-float.tflite", float_blob)
-    common.write(HERE, "equipment-health.tflite", int8_blob)
+    float_blob, int8_blob = common.export(HERE, "equipment-health", model, x_train[:1_000])
 
     rows, labels = [], []
     for label in range(len(CLASSES)):
@@ -67,12 +63,8 @@ def main():
         "float": decision_scores(float_pred, y_test),
         "int8": decision_scores(int8_pred, y_test),
         "threshold_baseline": decision_scores(baseline_pred, y_test),
-        "bytes_float": len(float_blob),
-        "bytes_int8": len(int8_blob),
-        "tensorflow": tf.__version__,
     }
-    common.write_json(HERE, "metrics.json", metrics)
-    print(metrics)
+    common.write_metrics(HERE, metrics, float_blob, int8_blob)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import common  # noqa: E402
-from common import tf  # noqa: E402
 from features import FEATURES, OUTPUTS, generate, last_value_baseline  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,10 +34,7 @@ def main():
     x_test, y_test = generate(20_000, seed=2)
     model = build(3)
     model.fit(x_train, y_train, epochs=15, batch_size=512, validation_split=0.1, verbose=2)
-    float_blob = common.convert(model)
-    int8_blob = common.convert(model, x_train[:2_000])
-    common.write(HERE, "link-forecast-float.tflite", float_blob)
-    common.write(HERE, "link-forecast.tflite", int8_blob)
+    float_blob, int8_blob = common.export(HERE, "link-forecast", model, x_train[:2_000])
 
     rising = x_test[:, -1] - x_test[:, 0] > 0.2
     rows = list(x_test[rising][:8]) + list(x_test[~rising][:8])
@@ -60,12 +56,8 @@ def main():
         "mae_last_value": mae(baseline, y_test),
         "mae_int8_rising": mae(int8_pred[rising], y_test[rising]),
         "mae_last_value_rising": mae(baseline[rising], y_test[rising]),
-        "bytes_float": len(float_blob),
-        "bytes_int8": len(int8_blob),
-        "tensorflow": tf.__version__,
     }
-    common.write_json(HERE, "metrics.json", metrics)
-    print(metrics)
+    common.write_metrics(HERE, metrics, float_blob, int8_blob)
 
 
 if __name__ == "__main__":
