@@ -220,15 +220,20 @@ impl Harness {
     }
 
     pub fn with_state(state_config: StateConfig) -> Self {
-        Self::build(state_config, Arc::default())
+        Self::build(state_config, Arc::default(), SnmpTargets::default())
+    }
+
+    /// A harness whose functions can be granted the SNMP agents in `targets`.
+    pub fn with_snmp_targets(targets: SnmpTargets) -> Self {
+        Self::build(StateConfig::default(), Arc::default(), targets)
     }
 
     /// A harness whose functions can run the models in `models`.
     pub fn with_models(models: Arc<ModelRegistry>) -> Self {
-        Self::build(StateConfig::default(), models)
+        Self::build(StateConfig::default(), models, SnmpTargets::default())
     }
 
-    fn build(state_config: StateConfig, models: Arc<ModelRegistry>) -> Self {
+    fn build(state_config: StateConfig, models: Arc<ModelRegistry>, targets: SnmpTargets) -> Self {
         logs::capture();
         let dir = tempfile::tempdir().expect("temp dir");
         let state = StateDb::open(&dir.path().join("db"), &state_config).expect("state opens");
@@ -236,7 +241,8 @@ impl Harness {
             RuntimeSettings::new(&RuntimeConfig::default(), &[], dir.path().join("cache"));
         let runtime = Runtime::new(settings)
             .expect("runtime starts")
-            .with_models(models);
+            .with_models(models)
+            .with_snmp_targets(Arc::new(targets));
         let (sink, published) = ChannelSink::new(1024);
         Self {
             runtime,
@@ -245,19 +251,6 @@ impl Harness {
             published,
             dir,
         }
-    }
-
-    /// The harness with `targets` for its functions' SNMP grants.
-    pub fn with_snmp_targets(mut self, targets: SnmpTargets) -> Self {
-        let settings = RuntimeSettings::new(
-            &RuntimeConfig::default(),
-            &[],
-            self.dir.path().join("cache"),
-        );
-        self.runtime = Runtime::new(settings)
-            .expect("runtime starts")
-            .with_snmp_targets(Arc::new(targets));
-        self
     }
 
     pub fn load(&self, spec: &FunctionSpec) -> Result<LoadedFunction, LoadError> {

@@ -66,7 +66,7 @@ fn a_function_reads_walks_and_sets_a_real_agent_over_v2c_and_v3() {
     logs::capture();
     let snmpd = Snmpd::writable();
     snmpd.wait_ready();
-    let harness = Harness::new().with_snmp_targets(targets(&snmpd, snmpd.dir()));
+    let harness = Harness::with_snmp_targets(targets(&snmpd, snmpd.dir()));
     let function = harness
         .load(&probe(
             "config-drift",
@@ -148,7 +148,7 @@ fn a_function_reads_walks_and_sets_a_real_agent_over_v2c_and_v3() {
 fn writes_without_a_write_grant_to_ungranted_targets_or_of_the_wrong_type_are_refused() {
     let snmpd = Snmpd::writable();
     snmpd.wait_ready();
-    let harness = Harness::new().with_snmp_targets(targets(&snmpd, snmpd.dir()));
+    let harness = Harness::with_snmp_targets(targets(&snmpd, snmpd.dir()));
     let function = harness
         .load(&probe(
             "reader",
@@ -192,7 +192,7 @@ fn writes_without_a_write_grant_to_ungranted_targets_or_of_the_wrong_type_are_re
 fn an_event_makes_at_most_its_snmp_requests() {
     let snmpd = Snmpd::writable();
     snmpd.wait_ready();
-    let harness = Harness::new().with_snmp_targets(targets(&snmpd, snmpd.dir()));
+    let harness = Harness::with_snmp_targets(targets(&snmpd, snmpd.dir()));
     let mut spec = probe("counted", &[("edge-v2c", SnmpAccess::Read)]);
     spec.limits.snmp_requests = 2;
     let function = harness.load(&spec).unwrap();
@@ -209,7 +209,7 @@ fn an_event_makes_at_most_its_snmp_requests() {
 #[test]
 fn an_agent_that_never_answers_fails_only_that_event_at_its_deadline() {
     let snmpd = Snmpd::writable();
-    let harness = Harness::new().with_snmp_targets(targets(&snmpd, snmpd.dir()));
+    let harness = Harness::with_snmp_targets(targets(&snmpd, snmpd.dir()));
     let mut spec = probe("patient", &[("silent", SnmpAccess::Read)]);
     spec.limits.timeout = fogd::config::Millis(300);
     let function = harness.load(&spec).unwrap();

@@ -45,8 +45,8 @@ impl SnmpTargets {
     /// Resolves every `[[snmp.target]]`, reading community files and user keys.
     pub fn from_config(snmp: Option<&SnmpConfig>) -> Result<Self, TargetError> {
         let mut targets = HashMap::new();
+        let users = snmp.map_or(&[][..], |snmp| snmp.users.as_slice());
         for target in snmp.iter().flat_map(|snmp| &snmp.targets) {
-            let users = snmp.map_or(&[][..], |snmp| snmp.users.as_slice());
             let resolved = Target::resolve(target, users).map_err(|source| TargetError {
                 target: target.name.clone(),
                 source,

@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
     .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let targets = SnmpTargets::from_config(config.snmp.as_ref())?;
 
-    let harness = Harness::new().with_snmp_targets(targets);
+    let harness = Harness::with_snmp_targets(targets);
     let mut spec: FunctionSpec = spec("actions-bench", &components().probe);
     spec.limits.timeout = Millis(600_000);
     spec.limits.snmp_requests = u32::MAX;
